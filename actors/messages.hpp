@@ -1,0 +1,152 @@
+// Every message exchanged between Chorus actors, their typed interfaces, and their one CAF type-ID block.
+//
+// Anything here may cross nodes, so every type has an `inspect` overload and is announced in the
+// `chorus` ID block below; a node registers the block with `cfg.add_message_types<caf::id_block::chorus>()`.
+#pragma once
+
+#include <caf/all.hpp>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/protocol.hpp"
+#include "actors/session_port.hpp"
+
+// Atoms tag messages. (In CAF 0.17 they take no type ID, so they can precede the types that use them.)
+CAF_ADD_ATOM(chorus, chorus::atom, join, "join")
+CAF_ADD_ATOM(chorus, chorus::atom, leave, "leave")
+CAF_ADD_ATOM(chorus, chorus::atom, post, "post")
+CAF_ADD_ATOM(chorus, chorus::atom, typing, "typing")
+CAF_ADD_ATOM(chorus, chorus::atom, presence, "presence")
+CAF_ADD_ATOM(chorus, chorus::atom, deliver, "deliver")
+CAF_ADD_ATOM(chorus, chorus::atom, lookup, "lookup")
+CAF_ADD_ATOM(chorus, chorus::atom, connected, "connected")
+CAF_ADD_ATOM(chorus, chorus::atom, gone, "gone")
+CAF_ADD_ATOM(chorus, chorus::atom, frame, "frame")
+CAF_ADD_ATOM(chorus, chorus::atom, binary, "binary")
+CAF_ADD_ATOM(chorus, chorus::atom, closed, "closed")
+CAF_ADD_ATOM(chorus, chorus::atom, auth_due, "auth_due")
+
+namespace chorus::actors {
+
+/// One server frame on its way to a session, with the bytes shared by every recipient.
+struct outbound_event {
+  frame_ptr bytes;
+  traffic kind = traffic::essential;
+};
+
+/// Where a room sends a member's events: the session actor, seen through the one message it takes from rooms.
+using event_sink = caf::typed_actor<caf::reacts_to<atom::deliver, outbound_event>>;
+
+/// A session taking part in a room: whose it is and where its events go.
+struct member_ref {
+  std::string user;
+  event_sink session;
+};
+
+/// A room's answer to a join: where its sequence stands and who is in it.
+struct join_result {
+  std::uint64_t last_seq = 0;
+  std::vector<protocol::member_info> members;
+};
+
+/// A message a user wants posted to a room.
+struct post_request {
+  std::string user;
+  std::string text;
+  std::string client_msg_id;
+};
+
+}  // namespace chorus::actors
+
+CAF_BEGIN_TYPE_ID_BLOCK(chorus, caf::first_custom_type_id)
+CAF_ADD_TYPE_ID(chorus, (chorus::actors::outbound_event))
+CAF_ADD_TYPE_ID(chorus, (chorus::actors::member_ref))
+CAF_ADD_TYPE_ID(chorus, (chorus::actors::join_result))
+CAF_ADD_TYPE_ID(chorus, (chorus::actors::post_request))
+CAF_ADD_TYPE_ID(chorus, (chorus::protocol::chat_message))
+CAF_ADD_TYPE_ID(chorus, (chorus::protocol::member_info))
+CAF_ADD_TYPE_ID(chorus, (std::vector<chorus::protocol::member_info>))
+CAF_END_TYPE_ID_BLOCK(chorus)
+
+namespace chorus::actors {
+
+// Every Chorus actor takes at least one spawn argument: CAF 0.17 dereferences a null argument tuple
+// when a function-based actor is spawned with none, which UndefinedBehaviorSanitizer (rightly) stops.
+
+/// A room: orders and fans out everything said in it. Replies and errors are protocol-level
+/// (see room_error()).
+using room_actor = caf::typed_actor<
+    caf::replies_to<atom::join, member_ref>::with<join_result>,
+    caf::replies_to<atom::leave, member_ref>::with<bool>,
+    caf::replies_to<atom::post, post_request>::with<protocol::chat_message>,
+    caf::reacts_to<atom::typing, member_ref>,
+    caf::reacts_to<atom::presence, std::string, bool>>;
+
+/// Finds (in this version: creates on first use) the actor of a room by its id.
+using room_directory = caf::typed_actor<caf::replies_to<atom::lookup, std::string>::with<room_actor>>;
+
+/// Counts each user's connections on this node: `connected` answers whether this is the user's first,
+/// `gone` whether it was the last.
+using presence_actor = caf::typed_actor<caf::replies_to<atom::connected, std::string>::with<bool>,
+                                        caf::replies_to<atom::gone, std::string>::with<bool>>;
+
+/// The CAF error category of Chorus errors; the code is a protocol::error_code.
+inline constexpr caf::atom_value error_category = caf::atom("chorus");
+
+inline caf::error make_error(protocol::error_code code) {
+  return caf::error(static_cast<std::uint8_t>(code), error_category);
+}
+
+/// The protocol error an actor error stands for: its own code for Chorus errors, `unavailable` for
+/// anything else (a timeout, a dead peer), since the client may simply retry.
+inline protocol::error_code to_protocol_error(const caf::error& err) {
+  if (err.category() == error_category) return static_cast<protocol::error_code>(err.code());
+  return protocol::error_code::unavailable;
+}
+
+// -- inspection: how each message is (de)serialised when it crosses nodes --
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, outbound_event& x) {
+  // The shared bytes travel as a plain string and become a fresh shared frame on arrival.
+  std::string bytes = x.bytes ? *x.bytes : std::string{};
+  auto kind = static_cast<std::uint8_t>(x.kind);
+  return f(caf::meta::type_name("outbound_event"), bytes, kind, caf::meta::load_callback([&]() -> caf::error {
+             x.bytes = std::make_shared<const std::string>(std::move(bytes));
+             x.kind = static_cast<traffic>(kind);
+             return caf::none;
+           }));
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, member_ref& x) {
+  return f(caf::meta::type_name("member_ref"), x.user, x.session);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, join_result& x) {
+  return f(caf::meta::type_name("join_result"), x.last_seq, x.members);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, post_request& x) {
+  return f(caf::meta::type_name("post_request"), x.user, x.text, x.client_msg_id);
+}
+
+}  // namespace chorus::actors
+
+namespace chorus::protocol {
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, chat_message& x) {
+  return f(caf::meta::type_name("chat_message"), x.id, x.room, x.seq, x.user, x.text, x.ts_ms, x.client_msg_id);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, member_info& x) {
+  return f(caf::meta::type_name("member_info"), x.user, x.online);
+}
+
+}  // namespace chorus::protocol

@@ -1,0 +1,157 @@
+// Chorus wire protocol v1: every client request decoded and every server frame encoded here, and nowhere else.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace chorus::protocol {
+
+inline constexpr int version = 1;
+
+/// Stable error codes. Their spelling on the wire comes from to_string(); docs/protocol.md lists each one.
+enum class error_code {
+  malformed_json,         ///< the frame is not valid JSON
+  not_an_object,          ///< valid JSON, but not an object
+  unsupported_frame,      ///< a binary frame; only text frames carry the protocol
+  unknown_op,             ///< `op` names no operation
+  bad_request,            ///< a field is missing or has the wrong type
+  invalid_room,           ///< room id does not match [a-z0-9][a-z0-9_-]{0,63}
+  text_too_long,          ///< message text over max_message_chars code points
+  invalid_text,           ///< message text empty, or not valid Unicode (e.g. a lone surrogate escape)
+  not_joined,             ///< send/typing/leave in a room this connection has not joined
+  auth_required,          ///< any op but auth before authenticating
+  already_authenticated,  ///< a second auth
+  invalid_token,          ///< bad signature, malformed, wrong algorithm, or missing subject
+  token_expired,          ///< the token's exp has passed
+  rate_limited,           ///< too many operations; retry after retry_after_ms
+  unavailable,            ///< the server cannot do it right now; safe to retry
+  internal,               ///< a bug; reported, never expected
+};
+
+std::string_view to_string(error_code code);
+
+/// WebSocket close codes Chorus uses besides the RFC 6455 ones (1000, 1001, 1007, 1009).
+namespace close_code {
+inline constexpr std::uint16_t normal = 1000;
+inline constexpr std::uint16_t going_away = 1001;   ///< server shutting down
+inline constexpr std::uint16_t bad_payload = 1007;  ///< text frame that is not UTF-8 (RFC 6455 requires closing)
+inline constexpr std::uint16_t too_big = 1009;      ///< frame over max_frame_bytes
+inline constexpr std::uint16_t unauthorized = 4001;   ///< bad, expired or missing token
+inline constexpr std::uint16_t slow_consumer = 4008;  ///< outgoing queue full of messages the client did not read
+inline constexpr std::uint16_t auth_timeout = 4002;   ///< no auth within auth_timeout_ms
+}  // namespace close_code
+
+// ---- requests (client → server) ----
+
+struct auth_op {
+  std::string token;
+};
+struct join_op {
+  std::string room;
+};
+struct leave_op {
+  std::string room;
+};
+struct send_op {
+  std::string room;
+  std::string text;
+  std::string client_msg_id;  ///< optional on the wire; empty when absent
+};
+struct typing_op {
+  std::string room;
+};
+struct ping_op {};
+
+using operation = std::variant<auth_op, join_op, leave_op, send_op, typing_op, ping_op>;
+
+struct request {
+  std::int64_t id = 0;  ///< the client's correlation id, echoed as `re`
+  operation op;
+};
+
+/// Why a frame could not become a request. `id` is set when the frame carried a usable one,
+/// so the error can go back as a reply instead of an `error` event.
+struct decode_error {
+  error_code code;
+  std::string message;
+  std::optional<std::int64_t> id;
+};
+
+/// Limits the decoder enforces on field values.
+struct decode_limits {
+  std::uint32_t max_message_chars = 4000;
+  std::uint32_t max_client_msg_id_chars = 64;
+};
+
+/// Parses one text frame. Validates types, room ids, text length (in code points) and Unicode.
+std::variant<request, decode_error> decode_request(std::string_view frame, const decode_limits& limits);
+
+/// True when `room` matches [a-z0-9][a-z0-9_-]{0,63}.
+bool valid_room_id(std::string_view room);
+
+// ---- server frames (server → client) ----
+
+struct limits_info {
+  std::uint32_t max_frame_bytes;
+  std::uint32_t max_message_chars;
+  std::uint32_t ops_per_second;
+  std::uint32_t ops_burst;
+  std::uint32_t send_queue_limit;
+};
+
+struct hello_event {
+  std::string node_id;
+  std::uint32_t heartbeat_ms;
+  limits_info limits;
+};
+
+struct chat_message {
+  std::string id;  ///< server-assigned, unique
+  std::string room;
+  std::uint64_t seq;  ///< per-room, consecutive from 1
+  std::string user;
+  std::string text;
+  std::int64_t ts_ms;  ///< server time, milliseconds since the epoch; RFC 3339 on the wire
+  std::string client_msg_id;
+};
+
+struct member_info {
+  std::string user;
+  bool online;
+};
+
+enum class presence_status { online, offline };
+
+std::string encode_hello(const hello_event& hello);
+
+// Replies: {"re":ID,"ok":true,"d":{...}}.
+std::string encode_auth_ok(std::int64_t re, std::string_view user);
+std::string encode_join_ok(std::int64_t re, std::string_view room, std::uint64_t last_seq,
+                           const std::vector<member_info>& members);
+std::string encode_leave_ok(std::int64_t re, std::string_view room);
+std::string encode_send_ok(std::int64_t re, const chat_message& msg);
+std::string encode_empty_ok(std::int64_t re);  ///< typing
+std::string encode_pong(std::int64_t re, std::int64_t server_ts_ms);
+
+/// {"re":ID,"ok":false,"error":{"code":...,"message":...[,"retry_after_ms":N]}}
+std::string encode_error_reply(std::int64_t re, error_code code, std::string_view message,
+                               std::optional<std::uint32_t> retry_after_ms = std::nullopt);
+/// {"ev":"error","error":{...}}: for errors that answer no request (no usable id, or unprompted).
+std::string encode_error_event(error_code code, std::string_view message,
+                               std::optional<std::uint32_t> retry_after_ms = std::nullopt);
+
+// Events: {"ev":NAME,"room":ROOM,...,"d":{...}}.
+std::string encode_message_event(const chat_message& msg);
+std::string encode_member_joined(std::string_view room, std::string_view user);
+std::string encode_member_left(std::string_view room, std::string_view user);
+std::string encode_typing(std::string_view room, std::string_view user);
+std::string encode_presence(std::string_view user, presence_status status);
+
+/// Milliseconds since the epoch as RFC 3339 UTC with milliseconds: 2026-11-22T03:04:05.123Z.
+std::string format_timestamp(std::int64_t ts_ms);
+
+}  // namespace chorus::protocol

@@ -1,0 +1,257 @@
+// The session actor: decodes client requests, enforces auth and rate limits, and relays between client and rooms.
+#include "actors/session_actor.hpp"
+
+#include <chrono>
+
+#include "actors/jwt.hpp"
+
+namespace chorus::actors {
+
+namespace {
+
+using protocol::error_code;
+
+std::int64_t wall_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
+}
+
+std::int64_t steady_ms() {
+  using namespace std::chrono;
+  return duration_cast<milliseconds>(steady_clock::now().time_since_epoch()).count();
+}
+
+std::chrono::milliseconds timeout(session_pointer self) {
+  return std::chrono::milliseconds(self->state.ctx->cfg.request_timeout_ms);
+}
+
+void push(session_pointer self, std::string bytes) {
+  auto& st = self->state;
+  if (st.closing || !st.link) return;
+  st.link->push(std::make_shared<const std::string>(std::move(bytes)), traffic::essential);
+}
+
+void reply_error(session_pointer self, std::optional<std::int64_t> re, error_code code, std::string_view message,
+                 std::optional<std::uint32_t> retry_after_ms = std::nullopt) {
+  if (re)
+    push(self, protocol::encode_error_reply(*re, code, message, retry_after_ms));
+  else
+    push(self, protocol::encode_error_event(code, message, retry_after_ms));
+}
+
+void close_link(session_pointer self, std::uint16_t code, std::string reason) {
+  auto& st = self->state;
+  if (st.closing || !st.link) return;
+  st.link->close(code, std::move(reason));
+}
+
+member_ref me(session_pointer self) { return {self->state.user, caf::actor_cast<event_sink>(self)}; }
+
+/// Verifies `token`; on success the session is authenticated. On failure the client gets the reason and
+/// close code 4001, since no request it could send would succeed.
+bool authenticate(session_pointer self, std::optional<std::int64_t> re, const std::string& token) {
+  auto& st = self->state;
+  auto now_s = wall_ms() / 1000;
+  auto verdict = jwt::verify(token, st.ctx->cfg.jwt_secret, now_s);
+  if (auto* failure = std::get_if<jwt::failure>(&verdict)) {
+    auto code = *failure == jwt::failure::expired ? error_code::token_expired : error_code::invalid_token;
+    reply_error(self, re, code, jwt::describe(*failure));
+    close_link(self, protocol::close_code::unauthorized, std::string(jwt::describe(*failure)));
+    return false;
+  }
+  st.user = std::get<jwt::claims>(verdict).subject;
+  self->request(st.ctx->presence, timeout(self), atom::connected_v, st.user).then([](bool) {}, [](caf::error&) {});
+  if (re) push(self, protocol::encode_auth_ok(*re, st.user));
+  return true;
+}
+
+void handle(session_pointer self, std::int64_t re, protocol::auth_op& op) {
+  if (!self->state.user.empty()) {
+    reply_error(self, re, error_code::already_authenticated, "this connection is already authenticated");
+    return;
+  }
+  authenticate(self, re, op.token);
+}
+
+void handle(session_pointer self, std::int64_t re, protocol::join_op& op) {
+  auto& st = self->state;
+  auto room_id = op.room;
+  self->request(st.ctx->directory, timeout(self), atom::lookup_v, op.room)
+      .then(
+          [self, re, room_id](room_actor& room) {
+            self->request(room, timeout(self), atom::join_v, me(self))
+                .then(
+                    [self, re, room_id, room](join_result& joined) {
+                      self->state.rooms.emplace(room_id, room);
+                      push(self, protocol::encode_join_ok(re, room_id, joined.last_seq, joined.members));
+                    },
+                    [self, re](caf::error& err) {
+                      reply_error(self, re, to_protocol_error(err), "could not join the room");
+                    });
+          },
+          [self, re](caf::error& err) { reply_error(self, re, to_protocol_error(err), "room directory unavailable"); });
+}
+
+void handle(session_pointer self, std::int64_t re, protocol::leave_op& op) {
+  auto& rooms = self->state.rooms;
+  auto it = rooms.find(op.room);
+  if (it == rooms.end()) {
+    reply_error(self, re, error_code::not_joined, "not in room '" + op.room + "'");
+    return;
+  }
+  auto room = std::move(it->second);
+  rooms.erase(it);
+  auto room_id = op.room;
+  self->request(room, timeout(self), atom::leave_v, me(self))
+      .then([self, re, room_id](bool) { push(self, protocol::encode_leave_ok(re, room_id)); },
+            [self, re](caf::error& err) { reply_error(self, re, to_protocol_error(err), "could not leave the room"); });
+}
+
+void handle(session_pointer self, std::int64_t re, protocol::send_op& op) {
+  auto& st = self->state;
+  auto it = st.rooms.find(op.room);
+  if (it == st.rooms.end()) {
+    reply_error(self, re, error_code::not_joined, "join room '" + op.room + "' before sending to it");
+    return;
+  }
+  self->request(it->second, timeout(self), atom::post_v,
+                post_request{st.user, std::move(op.text), std::move(op.client_msg_id)})
+      .then([self, re](protocol::chat_message& msg) { push(self, protocol::encode_send_ok(re, msg)); },
+            [self, re](caf::error& err) { reply_error(self, re, to_protocol_error(err), "message not sent"); });
+}
+
+void handle(session_pointer self, std::int64_t re, protocol::typing_op& op) {
+  auto& st = self->state;
+  auto it = st.rooms.find(op.room);
+  if (it == st.rooms.end()) {
+    reply_error(self, re, error_code::not_joined, "join room '" + op.room + "' before typing in it");
+    return;
+  }
+  self->send(it->second, atom::typing_v, me(self));
+  push(self, protocol::encode_empty_ok(re));
+}
+
+void handle(session_pointer self, std::int64_t re, protocol::ping_op&) {
+  push(self, protocol::encode_pong(re, wall_ms()));
+}
+
+void on_frame(session_pointer self, std::string_view text) {
+  auto& st = self->state;
+  if (st.closing) return;
+  auto retry_ms = st.bucket.take(steady_ms());
+  auto decoded = protocol::decode_request(text, {st.ctx->cfg.max_message_chars});
+  if (auto* err = std::get_if<protocol::decode_error>(&decoded)) {
+    if (retry_ms > 0)
+      reply_error(self, err->id, error_code::rate_limited, "too many operations", retry_ms);
+    else
+      reply_error(self, err->id, err->code, err->message);
+    return;
+  }
+  auto& req = std::get<protocol::request>(decoded);
+  if (retry_ms > 0) {
+    reply_error(self, req.id, error_code::rate_limited, "too many operations", retry_ms);
+    return;
+  }
+  bool open_op = std::holds_alternative<protocol::auth_op>(req.op) || std::holds_alternative<protocol::ping_op>(req.op);
+  if (st.user.empty() && !open_op) {
+    reply_error(self, req.id, error_code::auth_required, "authenticate first");
+    return;
+  }
+  std::visit([self, &req](auto& op) { handle(self, req.id, op); }, req.op);
+}
+
+/// The connection is gone: presence goes offline if this was the user's last connection, rooms forget
+/// this session, and the actor quits. Messages to the rooms are fire-and-forget (anonymous), since no
+/// one is left to read an answer.
+void on_closed(session_pointer self) {
+  auto& st = self->state;
+  st.closing = true;
+  st.link.reset();
+  if (st.user.empty()) {
+    self->quit();
+    return;
+  }
+  auto leave_all = [self](bool last_connection) {
+    auto& st = self->state;
+    auto ref = me(self);
+    for (auto& [id, room] : st.rooms) {
+      if (last_connection) caf::anon_send(room, atom::presence_v, st.user, false);
+      caf::anon_send(room, atom::leave_v, ref);
+    }
+    st.rooms.clear();
+    self->quit();
+  };
+  self->request(st.ctx->presence, timeout(self), atom::gone_v, st.user)
+      .then([leave_all](bool last) { leave_all(last); }, [leave_all](caf::error&) { leave_all(false); });
+}
+
+}  // namespace
+
+caf::behavior session(session_pointer self, std::shared_ptr<const session_context> ctx,
+                      std::shared_ptr<client_link> link, connection_info info) {
+  auto& st = self->state;
+  st.ctx = std::move(ctx);
+  st.link = std::move(link);
+  st.info = std::move(info);
+  const auto& cfg = st.ctx->cfg;
+  st.bucket = token_bucket{cfg.ops_per_second, cfg.ops_burst};
+  st.link->push(st.ctx->hello, traffic::essential);
+  if (st.info.bearer_token)
+    authenticate(self, std::nullopt, *st.info.bearer_token);
+  else
+    self->delayed_send(self, std::chrono::milliseconds(cfg.auth_timeout_ms), atom::auth_due_v);
+  return {
+      [self](atom::frame, const std::string& text) { on_frame(self, text); },
+      [self](atom::binary) {
+        reply_error(self, std::nullopt, error_code::unsupported_frame, "binary frames are not supported; send JSON text");
+      },
+      [self](atom::deliver, const outbound_event& ev) {
+        auto& st = self->state;
+        if (!st.closing && st.link) st.link->push(ev.bytes, ev.kind);
+      },
+      [self](atom::auth_due) {
+        if (!self->state.user.empty()) return;
+        reply_error(self, std::nullopt, error_code::auth_required, "no authentication within the time allowed");
+        close_link(self, protocol::close_code::auth_timeout, "authentication timeout");
+      },
+      [self](atom::closed, const std::string&) { on_closed(self); },
+  };
+}
+
+namespace {
+
+/// Forwards a connection's input to its session actor; never blocks the network thread.
+class actor_session final : public session_handle {
+ public:
+  explicit actor_session(caf::actor actor) : actor_(std::move(actor)) {}
+  void on_text(std::string frame) override { caf::anon_send(actor_, atom::frame_v, std::move(frame)); }
+  void on_binary() override { caf::anon_send(actor_, atom::binary_v); }
+  void on_closed(std::string reason) override { caf::anon_send(actor_, atom::closed_v, std::move(reason)); }
+
+ private:
+  caf::actor actor_;
+};
+
+}  // namespace
+
+actor_session_factory::actor_session_factory(caf::actor_system& system, std::shared_ptr<const session_context> ctx)
+    : system_(system), ctx_(std::move(ctx)) {}
+
+std::unique_ptr<session_handle> actor_session_factory::open(std::shared_ptr<client_link> link,
+                                                            connection_info info) {
+  auto actor = system_.spawn(session, ctx_, std::move(link), std::move(info));
+  return std::make_unique<actor_session>(std::move(actor));
+}
+
+std::shared_ptr<const session_context> make_session_context(room_directory directory, presence_actor presence,
+                                                            config::node_config cfg) {
+  protocol::hello_event hello{cfg.node_id,
+                              cfg.idle_timeout_ms / 2,
+                              {cfg.max_frame_bytes, cfg.max_message_chars, cfg.ops_per_second, cfg.ops_burst,
+                               cfg.send_queue_limit}};
+  auto bytes = std::make_shared<const std::string>(protocol::encode_hello(hello));
+  return std::make_shared<const session_context>(
+      session_context{std::move(directory), std::move(presence), std::move(cfg), std::move(bytes)});
+}
+
+}  // namespace chorus::actors

@@ -1,0 +1,19 @@
+// Process-level facts the generator reports: its own CPU time, another process's RSS, the open-files limit.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+
+namespace chorus::bench {
+
+/// User + system CPU seconds this process has used.
+double cpu_seconds();
+
+/// VmRSS of `pid` in KiB from /proc/PID/status; nullopt if unreadable.
+std::optional<std::uint64_t> rss_kib(int pid);
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (thousands of sockets need it); returns the new soft
+/// limit.
+std::uint64_t raise_open_files_limit();
+
+}  // namespace chorus::bench

@@ -1,0 +1,64 @@
+// What one chorus-bench run does: the command line, the named presets and the checks between them.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace chorus::bench {
+
+/// A `ws://host:port/path` target; only plain WebSocket (the generator talks to loopback nodes).
+struct target_url {
+  std::string host;
+  std::string port;
+  std::string path;
+  std::string text;  ///< as given, for the report
+};
+
+/// Every setting of a run. A preset (`--scenario NAME`) fills these first; explicit flags override it,
+/// whatever their order on the command line.
+struct scenario {
+  std::string name = "custom";
+  std::vector<target_url> urls;
+  std::string secret;                ///< the node's development jwt_secret, to mint tokens
+  std::uint32_t connections = 1000;  ///< 0 = as many as the open-files limit allows
+  std::uint32_t rooms = 10;
+  std::uint32_t members_per_room = 100;
+  std::uint32_t senders = 100;        ///< connections that send, spread over the rooms
+  double rate = 1000;                 ///< messages per second offered in total
+  double duration_s = 10;             ///< the measured window
+  double warmup_s = 2;                ///< sending before the window; not measured
+  double drain_s = 3;                 ///< longest wait after the window for deliveries in flight
+  std::uint32_t message_bytes = 100;  ///< text length of each message
+  bool ramp = false;
+  double ramp_factor = 1.5;                 ///< each step offers this many times the previous rate
+  double ramp_max_rate = 1e6;               ///< messages per second at which a ramp stops anyway
+  double p99_bound_ms = 100;                ///< a ramp step fails when delivery p99 exceeds this
+  double min_delivery_ratio = 0.999;        ///< ... or when fewer than this fraction were delivered
+  double churn_rate = 0;                    ///< new short-lived connections per second (churn)
+  std::uint32_t churn_concurrency = 2000;   ///< churn connections in flight at once
+  std::uint32_t connect_concurrency = 256;  ///< connection attempts in flight while connecting
+  double connect_timeout_s = 60;            ///< the whole connect (and join) phase
+  int server_pid = 0;                       ///< whose VmRSS to report (idle)
+  bool json = false;                        ///< print only the JSON line
+  std::string room_prefix;                  ///< unique per run so that runs against one node do not mix
+
+  bool chatting() const { return senders > 0 && rate > 0 && rooms > 0 && members_per_room > 0; }
+};
+
+/// Parsed command line, or a message for the user (exit status 2), or the help text (exit status 0).
+struct parse_error {
+  std::string message;
+};
+struct help_requested {
+  std::string text;
+};
+using parse_result = std::variant<scenario, parse_error, help_requested>;
+
+parse_result parse_command_line(int argc, const char* const* argv);
+
+/// Names of the presets, for help and errors.
+std::vector<std::string> preset_names();
+
+}  // namespace chorus::bench

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# ctest smoke test: a second of chorus-bench against a real chorusd, its JSON checked: the harness cannot rot.
+# usage: smoke_test.sh CHORUSD CHORUS_BENCH
+set -euo pipefail
+
+chorusd=$1
+bench=$2
+work=$(mktemp -d)
+node_pid=""
+
+cleanup() {
+  if [ -n "$node_pid" ] && kill -0 "$node_pid" 2>/dev/null; then
+    kill -TERM "$node_pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$node_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$node_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+fail() {
+  echo "bench_smoke: $*" >&2
+  echo "--- chorusd log (tail) ---" >&2
+  tail -n 30 "$work/chorusd.log" >&2 || true
+  exit 1
+}
+
+secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+# The default rate limit (20 ops/s per connection) is plenty for this scenario: 4 senders at 25 msg/s would
+# not be, so the senders are 10 at 10 msg/s.
+"$chorusd" --port 0 --jwt_secret "$secret" --log_level info 2>"$work/chorusd.log" &
+node_pid=$!
+
+port=""
+for _ in $(seq 200); do
+  port=$(sed -n 's|.*listening on http://127\.0\.0\.1:\([0-9]*\).*|\1|p' "$work/chorusd.log" | head -n 1)
+  [ -n "$port" ] && break
+  kill -0 "$node_pid" 2>/dev/null || fail "chorusd exited before listening"
+  sleep 0.05
+done
+[ -n "$port" ] || fail "chorusd did not log its port within 10 s"
+
+"$bench" --url "ws://127.0.0.1:$port/ws" --secret "$secret" --connections 20 --rooms 2 --members-per-room 10 \
+  --senders 10 --rate 100 --warmup 0.3 --duration 1 --drain 5 --server-pid "$node_pid" --json \
+  >"$work/result.json" || fail "chorus-bench exited with status $? ($(cat "$work/result.json"))"
+
+json=$(tail -n 1 "$work/result.json")
+echo "$json"
+
+# Checked with sed rather than a JSON tool so the test needs nothing beyond coreutils: the numbers sit in the
+# "result" object, and the first match of each key after it is that object's.
+result=${json#*\"result\":}
+field() { printf '%s' "$result" | sed -n "s/^[^}]*\"$1\":\([^,}]*\).*/\1/p" | head -n 1; }
+delivered=$(field delivered)
+ratio=$(field delivery_ratio)
+sent=$(field sent)
+acknowledged=$(field acknowledged)
+errors=$(printf '%s' "$result" | sed -n 's/.*"errors":\({[^}]*}\).*/\1/p' | head -n 1)
+setup_errors=$(printf '%s' "$json" | sed -n 's/.*"setup_errors":\({[^}]*}\).*/\1/p')
+disconnects=$(printf '%s' "$json" | sed -n 's/.*"disconnects":\([0-9]*\),"close_codes".*/\1/p')
+
+if [ -z "$delivered" ] || [ "$delivered" -le 0 ]; then fail "nothing delivered"; fi
+[ "$ratio" = "1" ] || fail "delivery ratio $ratio, expected 1"
+[ "$sent" = "$acknowledged" ] || fail "sent $sent but acknowledged $acknowledged"
+[ "$errors" = "{}" ] || fail "errors during the run: $errors"
+[ "$setup_errors" = "{}" ] || fail "errors while connecting: $setup_errors"
+[ "$disconnects" = "0" ] || fail "$disconnects disconnects"
+
+kill -TERM "$node_pid"
+wait "$node_pid" || fail "chorusd exited with status $? on SIGTERM"
+node_pid=""
+echo "bench_smoke: ok (delivered $delivered, ratio $ratio)"

@@ -1,0 +1,92 @@
+// chorusd: reads the configuration and wires config, actors, cluster and net into one running node.
+#include <caf/all.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include "actors/jwt.hpp"
+#include "actors/presence_actor.hpp"
+#include "actors/session_actor.hpp"
+#include "cluster/room_directory.hpp"
+#include "config/config.hpp"
+#include "net/server.hpp"
+
+namespace {
+
+using namespace chorus;
+
+int serve(const config::node_config& cfg) {
+  auto log = spdlog::stderr_color_mt("chorus");
+  spdlog::set_default_logger(log);
+  spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
+
+  caf::actor_system_config caf_cfg;
+  caf_cfg.add_message_types<caf::id_block::chorus>();
+  if (cfg.actor_threads > 0) caf_cfg.set("scheduler.max-threads", static_cast<std::size_t>(cfg.actor_threads));
+  // The actor system goes before the server is destroyed: sessions hold sockets that belong to the
+  // server's io_context, so every actor must be gone before it is (see the end of this function).
+  auto system = std::make_unique<caf::actor_system>(caf_cfg);
+
+  auto presence = system->spawn(actors::presence, cfg.node_id);
+  auto directory = system->spawn(cluster::local_directory, cfg.node_id);
+  actors::actor_session_factory sessions(*system, actors::make_session_context(directory, presence, cfg));
+  net::server server(cfg, sessions);
+
+  std::uint16_t port = 0;
+  try {
+    port = server.start();
+  } catch (const std::exception& e) {
+    spdlog::critical("cannot start: {}", e.what());
+    caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(presence, caf::exit_reason::user_shutdown);
+    return 1;
+  }
+  spdlog::info("node {} listening on http://{}:{} (WebSocket at ws://{}:{}/ws)", cfg.node_id, cfg.host, port, cfg.host,
+               port);
+
+  server.wait_for_signal();
+  spdlog::info("shutting down: closing connections (up to {} ms)", cfg.shutdown_timeout_ms);
+  auto cut = server.stop();
+  if (cut > 0) spdlog::warn("{} connections did not close in time and were cut off", cut);
+  caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(presence, caf::exit_reason::user_shutdown);
+  system.reset();  // waits for every actor, sessions included, to finish
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  config::invocation inv;
+  try {
+    inv = config::parse_invocation(argc, argv, config::process_env());
+  } catch (const config::config_error& e) {
+    std::fprintf(stderr, "chorusd: %s\n(chorusd --help lists every key)\n", e.what());
+    return 2;
+  }
+  switch (inv.what) {
+    case config::command::help:
+      std::fputs(config::help_text().c_str(), stdout);
+      return 0;
+    case config::command::print_config:
+      std::fputs(config::render_toml(inv.cfg).c_str(), stdout);
+      return 0;
+    case config::command::token: {
+      auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+      if (!actors::jwt::valid_user_id(inv.token_user)) {
+        std::fprintf(stderr, "chorusd: token: '%s' is not a valid user id\n", inv.token_user.c_str());
+        return 2;
+      }
+      std::printf("%s\n", actors::jwt::mint(inv.cfg.jwt_secret, inv.token_user, now.count(), inv.token_ttl_seconds).c_str());
+      return 0;
+    }
+    case config::command::serve:
+      return serve(inv.cfg);
+  }
+  return 0;
+}

@@ -1,0 +1,71 @@
+// The node's configuration: one validated struct, read from a TOML file, CHORUS_* variables and flags.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <stdexcept>
+#include <string>
+
+namespace chorus::config {
+
+/// Everything a node can be told. Each field is one key with the same name everywhere:
+/// `port = 8080` in the file, `CHORUS_PORT=8080` in the environment, `--port 8080` on the command line.
+struct node_config {
+  std::string host = "127.0.0.1";         ///< address the HTTP/WebSocket listener binds
+  std::uint16_t port = 8080;              ///< its port; 0 picks a free one (printed at start-up)
+  std::string node_id = "node-1";         ///< this node's name, sent to clients in `hello`
+  std::string log_level = "info";         ///< trace|debug|info|warn|error|critical|off
+  std::string jwt_secret;                 ///< HS256 key for access tokens; required, at least 32 bytes
+  std::uint32_t io_threads = 1;           ///< threads running the network event loop
+  std::uint32_t actor_threads = 0;        ///< CAF scheduler threads; 0 = one per core
+  std::uint32_t max_frame_bytes = 65536;  ///< largest WebSocket message a client may send; larger closes with 1009
+  std::uint32_t max_message_chars = 4000;  ///< longest chat message text, in Unicode code points
+  std::uint32_t send_queue_limit = 1024;   ///< events queued for one connection before it counts as slow
+  std::uint32_t idle_timeout_ms = 30000;   ///< ping after half of this without data; close after all of it
+  std::uint32_t auth_timeout_ms = 10000;   ///< time a new connection has to authenticate
+  std::uint32_t ops_per_second = 20;       ///< sustained client operations per connection
+  std::uint32_t ops_burst = 50;            ///< operations a connection may send at once before the rate applies
+  std::uint32_t shutdown_timeout_ms = 5000;  ///< longest a graceful shutdown waits for connections to close
+  std::uint32_t max_connections = 20000;     ///< connections accepted at once; more are refused with HTTP 503
+  std::uint32_t request_timeout_ms = 5000;   ///< longest a session waits for a room's answer before `unavailable`
+};
+
+/// Thrown for anything wrong with the configuration; the message names the offending key.
+class config_error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+/// What the command line asked for.
+enum class command { serve, token, help, print_config };
+
+struct invocation {
+  command what = command::serve;
+  node_config cfg;
+  std::string token_user;               ///< `chorusd token --user NAME`
+  std::uint32_t token_ttl_seconds = 3600;  ///< `chorusd token --ttl SECONDS`
+};
+
+/// Environment variables by name. A snapshot rather than a lookup function, so that a misspelt CHORUS_*
+/// variable can be found and rejected; tests build one by hand instead of touching the real environment.
+using environment = std::map<std::string, std::string>;
+
+/// The process environment.
+environment process_env();
+
+/// Builds the effective configuration: defaults, then the TOML file named by `--config FILE` (or
+/// CHORUS_CONFIG), then CHORUS_* variables, then flags. Validates the result.
+/// Throws config_error naming the key for an unknown key (including an unknown CHORUS_* variable), a value of
+/// the wrong type or out of range, or a missing required key (nothing is checked for `help`).
+invocation parse_invocation(int argc, const char* const* argv, const environment& env);
+
+/// Checks cross-field rules and ranges; throws config_error naming the key.
+void validate(const node_config& cfg);
+
+/// `chorusd --help`: usage, commands, and every key with its type, default and meaning.
+std::string help_text();
+
+/// The effective configuration as TOML that parse_invocation would accept; secrets shown as "<redacted>".
+std::string render_toml(const node_config& cfg);
+
+}  // namespace chorus::config

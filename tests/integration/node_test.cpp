@@ -1,0 +1,466 @@
+// Whole-node tests: a real chorusd process on 127.0.0.1 driven by real WebSocket and HTTP clients.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "actors/jwt.hpp"
+#include "tests/support/node_process.hpp"
+#include "tests/support/ws_client.hpp"
+
+namespace chorus::testing {
+namespace {
+
+namespace json = boost::json;
+
+const std::string secret = "integration-test-secret-0123456789abcdef";
+
+std::int64_t now_s() {
+  return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string token_for(const std::string& user, std::int64_t ttl = 3600, const std::string& key = secret) {
+  return actors::jwt::mint(key, user, now_s(), ttl);
+}
+
+using settings = std::map<std::string, std::string>;
+
+class node_test : public ::testing::Test {
+ protected:
+  /// Starts the node; `extra` overrides or adds CHORUS_* settings.
+  void start(settings extra = {}) {
+    settings env{{"CHORUS_JWT_SECRET", secret}, {"CHORUS_LOG_LEVEL", "info"}, {"CHORUS_NODE_ID", "it-node"}};
+    for (auto& [k, v] : extra) env[k] = v;
+    node_ = std::make_unique<node_process>(CHORUSD_PATH, std::vector<std::string>{}, env);
+  }
+
+  void TearDown() override {
+    if (HasFailure() && node_) std::cerr << "--- chorusd output ---\n" << node_->output() << "\n";
+  }
+
+  /// A client that has read its hello; authenticated through the upgrade header when `user` is set.
+  std::unique_ptr<ws_client> connect(const std::optional<std::string>& user = std::nullopt, int rcvbuf = 0) {
+    ws_client::options opts;
+    if (user) opts.bearer = token_for(*user);
+    opts.receive_buffer_bytes = rcvbuf;
+    auto c = ws_client::connect(node_->port(), opts);
+    auto hello = c->next();
+    EXPECT_TRUE(hello && hello->at("ev") == "hello") << (hello ? json::serialize(*hello) : "no hello");
+    return c;
+  }
+
+  /// Sends `request` with correlation id `id` and returns the reply to it, skipping events.
+  static json::object call(ws_client& c, json::object request, std::int64_t id) {
+    request["id"] = id;
+    EXPECT_TRUE(c.send_json(request));
+    auto reply = c.next_where([id](const json::object& o) { return o.contains("re") && o.at("re") == id; });
+    EXPECT_TRUE(reply.has_value()) << "no reply to " << json::serialize(request);
+    return reply.value_or(json::object{});
+  }
+
+  static void expect_ok(const json::object& reply) {
+    EXPECT_EQ(reply.contains("ok") ? reply.at("ok") : json::value(false), true) << json::serialize(reply);
+  }
+
+  static std::string error_code_of(const json::object& frame) {
+    if (!frame.contains("error")) return "(no error in " + json::serialize(frame) + ")";
+    return std::string(frame.at("error").at("code").as_string());
+  }
+
+  static void join(ws_client& c, const std::string& room, std::int64_t id = 1) {
+    expect_ok(call(c, {{"op", "join"}, {"room", room}}, id));
+  }
+
+  /// The connection still answers: proof that an error left it open.
+  static void expect_alive(ws_client& c) { expect_ok(call(c, {{"op", "ping"}}, 9999)); }
+
+  unsigned open_connections() {
+    auto r = http_get(node_->port(), "/healthz");
+    return static_cast<unsigned>(json::parse(r.body).at("connections").to_number<std::int64_t>());
+  }
+
+  std::unique_ptr<node_process> node_;
+};
+
+// ---- HTTP ----
+
+TEST_F(node_test, healthz_reports_ok_and_the_node_id) {
+  start();
+  auto r = http_get(node_->port(), "/healthz");
+  EXPECT_EQ(r.status, 200u);
+  auto body = json::parse(r.body).as_object();
+  EXPECT_EQ(body.at("status"), "ok");
+  EXPECT_EQ(body.at("node"), "it-node");
+  EXPECT_EQ(http_get(node_->port(), "/nope").status, 404u);
+}
+
+TEST_F(node_test, an_unknown_config_key_stops_the_node_with_its_name) {
+  try {
+    node_process bad(CHORUSD_PATH, {"--max_frame_byte", "10"}, {{"CHORUS_JWT_SECRET", secret}});
+    FAIL() << "chorusd started with an unknown flag";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("max_frame_byte"), std::string::npos) << e.what();
+  }
+}
+
+// ---- hello and authentication ----
+
+TEST_F(node_test, hello_comes_first_with_version_node_and_limits) {
+  start();
+  auto c = ws_client::connect(node_->port());
+  auto hello = c->next();
+  ASSERT_TRUE(hello);
+  EXPECT_EQ(hello->at("ev"), "hello");
+  auto& d = hello->at("d").as_object();
+  EXPECT_EQ(d.at("protocol"), 1);
+  EXPECT_EQ(d.at("node"), "it-node");
+  EXPECT_EQ(d.at("heartbeat_ms"), 15000);
+  EXPECT_EQ(d.at("limits").at("max_frame_bytes"), 65536);
+  EXPECT_EQ(d.at("limits").at("max_message_chars"), 4000);
+}
+
+TEST_F(node_test, auth_by_first_frame_then_only_once) {
+  start();
+  auto c = connect();
+  expect_ok(call(*c, {{"op", "ping"}}, 1));  // ping needs no auth
+  EXPECT_EQ(error_code_of(call(*c, {{"op", "join"}, {"room", "general"}}, 2)), "auth_required");
+  auto ok = call(*c, {{"op", "auth"}, {"token", token_for("alice")}}, 3);
+  expect_ok(ok);
+  EXPECT_EQ(ok.at("d").at("user"), "alice");
+  EXPECT_EQ(error_code_of(call(*c, {{"op", "auth"}, {"token", token_for("alice")}}, 4)), "already_authenticated");
+  join(*c, "general", 5);
+}
+
+TEST_F(node_test, auth_by_upgrade_header) {
+  start();
+  auto c = connect("alice");
+  join(*c, "general");
+}
+
+TEST_F(node_test, forged_token_gets_invalid_token_and_4001) {
+  start();
+  auto c = connect();
+  auto forged = token_for("alice", 3600, "another-secret-another-secret-another");
+  EXPECT_EQ(error_code_of(call(*c, {{"op", "auth"}, {"token", forged}}, 1)), "invalid_token");
+  EXPECT_EQ(c->wait_closed(), 4001);
+}
+
+TEST_F(node_test, expired_token_gets_token_expired_and_4001) {
+  start();
+  auto c = connect();
+  EXPECT_EQ(error_code_of(call(*c, {{"op", "auth"}, {"token", token_for("alice", -10)}}, 1)), "token_expired");
+  EXPECT_EQ(c->wait_closed(), 4001);
+}
+
+TEST_F(node_test, garbage_token_in_upgrade_header_gets_error_event_and_4001) {
+  start();
+  ws_client::options opts;
+  opts.bearer = "not.a.token";
+  auto c = ws_client::connect(node_->port(), opts);
+  auto err = c->next_where([](const json::object& o) { return o.contains("ev") && o.at("ev") == "error"; });
+  ASSERT_TRUE(err);
+  EXPECT_EQ(error_code_of(*err), "invalid_token");
+  EXPECT_EQ(c->wait_closed(), 4001);
+}
+
+TEST_F(node_test, no_auth_in_time_closes_with_4002) {
+  start({{"CHORUS_AUTH_TIMEOUT_MS", "300"}});
+  auto c = connect();
+  EXPECT_EQ(c->wait_closed(), 4002);
+}
+
+// ---- real time ----
+
+TEST_F(node_test, two_clients_see_each_others_messages_in_one_order_with_consecutive_seqs) {
+  start();
+  auto alice = connect("alice");
+  auto bob = connect("bob");
+  join(*alice, "general");
+  join(*bob, "general");
+
+  constexpr int per_user = 25;
+  std::int64_t id = 100;
+  for (int i = 0; i < per_user; ++i) {
+    alice->send_json({{"op", "send"}, {"id", ++id}, {"room", "general"}, {"text", "a" + std::to_string(i)}});
+    bob->send_json({{"op", "send"}, {"id", ++id}, {"room", "general"}, {"text", "b" + std::to_string(i)}});
+  }
+  auto collect = [](ws_client& c) {
+    std::vector<std::pair<std::int64_t, std::string>> seen;
+    while (seen.size() < 2 * per_user) {
+      auto ev = c.next_where([](const json::object& o) { return o.contains("ev") && o.at("ev") == "message"; });
+      if (!ev) break;
+      seen.emplace_back(ev->at("seq").to_number<std::int64_t>(), std::string(ev->at("d").at("text").as_string()));
+    }
+    return seen;
+  };
+  auto at_alice = collect(*alice);
+  auto at_bob = collect(*bob);
+  ASSERT_EQ(at_alice.size(), 2u * per_user);
+  for (std::size_t i = 0; i < at_alice.size(); ++i) EXPECT_EQ(at_alice[i].first, static_cast<std::int64_t>(i + 1));
+  EXPECT_EQ(at_alice, at_bob);
+}
+
+TEST_F(node_test, sender_gets_the_reply_before_its_own_message_and_resent_ids_echo) {
+  start();
+  auto alice = connect("alice");
+  join(*alice, "general");
+  alice->send_json({{"op", "send"}, {"id", 7}, {"room", "general"}, {"text", "hi"}, {"client_msg_id", "c-123"}});
+  auto first = alice->next();
+  auto second = alice->next();
+  ASSERT_TRUE(first && second);
+  EXPECT_EQ(first->at("re"), 7);
+  EXPECT_EQ(first->at("ok"), true);
+  auto seq = first->at("d").at("seq");
+  EXPECT_EQ(second->at("ev"), "message");
+  EXPECT_EQ(second->at("seq"), seq);
+  EXPECT_EQ(second->at("d").at("client_msg_id"), "c-123");
+  EXPECT_EQ(second->at("d").at("id"), first->at("d").at("id"));
+}
+
+TEST_F(node_test, typing_reaches_others_but_not_its_sender) {
+  start();
+  auto alice = connect("alice");
+  auto bob = connect("bob");
+  join(*alice, "general");
+  join(*bob, "general");
+  expect_ok(call(*alice, {{"op", "typing"}, {"room", "general"}}, 2));
+  auto typing = bob->next_where([](const json::object& o) { return o.contains("ev") && o.at("ev") == "typing"; });
+  ASSERT_TRUE(typing);
+  EXPECT_EQ(typing->at("d").at("user"), "alice");
+  EXPECT_EQ(typing->at("room"), "general");
+  // Alice's next frames are the ping reply, with no typing event before it.
+  alice->send_json({{"op", "ping"}, {"id", 3}});
+  auto next = alice->next();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->at("re"), 3) << json::serialize(*next);
+}
+
+TEST_F(node_test, presence_online_on_join_and_offline_when_the_last_connection_closes) {
+  start();
+  auto alice = connect("alice");
+  join(*alice, "general");
+
+  auto bob1 = connect("bob");
+  auto bob2 = connect("bob");
+  join(*bob1, "general");
+  auto is_event = [](const char* name) {
+    return [name](const json::object& o) { return o.contains("ev") && o.at("ev") == name; };
+  };
+  auto joined = alice->next_where(is_event("member_joined"));
+  ASSERT_TRUE(joined);
+  EXPECT_EQ(joined->at("d").at("user"), "bob");
+  auto online = alice->next_where(is_event("presence"));
+  ASSERT_TRUE(online);
+  EXPECT_EQ(online->at("d").at("user"), "bob");
+  EXPECT_EQ(online->at("d").at("status"), "online");
+
+  // Bob's second connection closing is not Bob going offline: Alice's next event is Bob's message.
+  bob2->close();
+  bob2.reset();
+  expect_ok(call(*bob1, {{"op", "send"}, {"room", "general"}, {"text", "still here"}}, 2));
+  auto next = alice->next();
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->at("ev"), "message") << json::serialize(*next);
+
+  bob1->close();
+  auto offline = alice->next_where(is_event("presence"));
+  ASSERT_TRUE(offline);
+  EXPECT_EQ(offline->at("d").at("user"), "bob");
+  EXPECT_EQ(offline->at("d").at("status"), "offline");
+  auto left = alice->next_where(is_event("member_left"));
+  ASSERT_TRUE(left);
+  EXPECT_EQ(left->at("d").at("user"), "bob");
+}
+
+TEST_F(node_test, a_client_that_never_reads_is_disconnected_while_others_get_everything) {
+  start({{"CHORUS_SEND_QUEUE_LIMIT", "64"}, {"CHORUS_OPS_PER_SECOND", "100000"}, {"CHORUS_OPS_BURST", "100000"}});
+  auto alice = connect("alice");
+  auto bob = connect("bob");
+  auto stuck = connect("carol", 4096);
+  join(*alice, "general");
+  join(*bob, "general");
+  join(*stuck, "general");
+  ASSERT_EQ(open_connections(), 3u);
+
+  // ~8 MB of messages: more than carol's socket buffers and queue can hold, so her queue overflows.
+  // Bob reads on his own thread, as a healthy client does; Alice waits for each ack, so she reads too.
+  const std::string text(3900, 'x');
+  constexpr int count = 2000;
+  int received = 0;
+  std::thread reader([&] {
+    while (received < count) {
+      auto ev = bob->next_where([](const json::object& o) { return o.contains("ev") && o.at("ev") == "message"; });
+      if (!ev) break;
+      ++received;
+    }
+  });
+  for (int i = 0; i < count; ++i) {
+    // Windows of 16 sends keep Alice's own queue (a reply and an event per send) well inside the limit.
+    if (i % 16 != 15) {
+      alice->send_json({{"op", "send"}, {"id", 1000 + i}, {"room", "general"}, {"text", text}});
+      continue;
+    }
+    auto reply = call(*alice, {{"op", "send"}, {"room", "general"}, {"text", text}}, 1000 + i);
+    if (reply.empty() || reply.at("ok") != true) {
+      ADD_FAILURE() << "send " << i << " failed: " << json::serialize(reply);
+      break;
+    }
+  }
+  reader.join();
+  EXPECT_EQ(received, count);
+  // Carol was cut off; the others are still connected.
+  auto code = stuck->wait_closed(10s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_TRUE(*code == 4008 || *code == 1006) << *code;
+  EXPECT_EQ(open_connections(), 2u);
+  expect_alive(*alice);
+}
+
+// ---- bad input: a clear error, the connection stays open, nothing changes ----
+
+class bad_input_test : public node_test {
+ protected:
+  void SetUp() override {
+    start();
+    client_ = connect("alice");
+    join(*client_, "general");
+  }
+  /// Sends raw text and returns the error (reply or event) it caused.
+  std::string error_for_raw(const std::string& text) {
+    EXPECT_TRUE(client_->send_text(text));
+    auto frame = client_->next();
+    EXPECT_TRUE(frame.has_value());
+    return frame ? error_code_of(*frame) : "(nothing)";
+  }
+  std::unique_ptr<ws_client> client_;
+};
+
+TEST_F(bad_input_test, malformed_json) {
+  EXPECT_EQ(error_for_raw("{\"op\":"), "malformed_json");
+  expect_alive(*client_);
+}
+
+TEST_F(bad_input_test, frame_that_is_not_an_object) {
+  EXPECT_EQ(error_for_raw("[1,2,3]"), "not_an_object");
+  EXPECT_EQ(error_for_raw("\"send\""), "not_an_object");
+  expect_alive(*client_);
+}
+
+TEST_F(bad_input_test, binary_frame) {
+  ASSERT_TRUE(client_->send_binary(std::string("\x01\x02\x03", 3)));
+  auto frame = client_->next();
+  ASSERT_TRUE(frame);
+  EXPECT_EQ(frame->at("ev"), "error");
+  EXPECT_EQ(error_code_of(*frame), "unsupported_frame");
+  expect_alive(*client_);
+}
+
+TEST_F(bad_input_test, unknown_op_is_answered_with_its_id) {
+  auto reply = call(*client_, {{"op", "explode"}}, 41);
+  EXPECT_EQ(reply.at("ok"), false);
+  EXPECT_EQ(error_code_of(reply), "unknown_op");
+  expect_alive(*client_);
+}
+
+TEST_F(bad_input_test, missing_fields_and_wrong_types) {
+  EXPECT_EQ(error_code_of(call(*client_, {{"op", "send"}, {"room", "general"}}, 1)), "bad_request");
+  EXPECT_EQ(error_code_of(call(*client_, {{"op", "send"}, {"room", "general"}, {"text", 5}}, 2)), "bad_request");
+  EXPECT_EQ(error_code_of(call(*client_, {{"op", "join"}, {"room", json::array{}}}, 3)), "bad_request");
+  EXPECT_EQ(error_for_raw(R"({"op":"ping"})"), "bad_request");             // no id
+  EXPECT_EQ(error_for_raw(R"({"op":"ping","id":"seven"})"), "bad_request");  // id of the wrong type
+  expect_alive(*client_);
+}
+
+TEST_F(bad_input_test, text_over_the_limit_or_not_valid_unicode) {
+  EXPECT_EQ(error_code_of(call(*client_, {{"op", "send"}, {"room", "general"}, {"text", std::string(4001, 'y')}}, 1)),
+            "text_too_long");
+  EXPECT_EQ(error_for_raw(R"({"op":"send","id":2,"room":"general","text":"bad \ud800 surrogate"})"), "invalid_text");
+  // Nothing was stored: the next message is seq 1.
+  auto ok = call(*client_, {{"op", "send"}, {"room", "general"}, {"text", std::string(4000, 'y')}}, 3);
+  expect_ok(ok);
+  EXPECT_EQ(ok.at("d").at("seq"), 1);
+}
+
+TEST_F(bad_input_test, invalid_room_id) {
+  EXPECT_EQ(error_code_of(call(*client_, {{"op", "join"}, {"room", "General!"}}, 1)), "invalid_room");
+  EXPECT_EQ(error_code_of(call(*client_, {{"op", "join"}, {"room", std::string(65, 'a')}}, 2)), "invalid_room");
+  expect_alive(*client_);
+}
+
+TEST_F(bad_input_test, send_and_typing_to_a_room_not_joined) {
+  EXPECT_EQ(error_code_of(call(*client_, {{"op", "send"}, {"room", "elsewhere"}, {"text", "hi"}}, 1)), "not_joined");
+  EXPECT_EQ(error_code_of(call(*client_, {{"op", "typing"}, {"room", "elsewhere"}}, 2)), "not_joined");
+  EXPECT_EQ(error_code_of(call(*client_, {{"op", "leave"}, {"room", "elsewhere"}}, 3)), "not_joined");
+  expect_alive(*client_);
+}
+
+TEST_F(bad_input_test, second_auth) {
+  EXPECT_EQ(error_code_of(call(*client_, {{"op", "auth"}, {"token", token_for("alice")}}, 1)),
+            "already_authenticated");
+  expect_alive(*client_);
+}
+
+TEST_F(bad_input_test, flood_is_rate_limited_with_a_retry_hint) {
+  // The default budget is a burst of 50 operations: send more than that at once.
+  for (int i = 1; i <= 80; ++i) client_->send_json({{"op", "ping"}, {"id", i}});
+  int limited = 0;
+  std::int64_t retry_after = 0;
+  for (int i = 1; i <= 80; ++i) {
+    auto reply = client_->next();
+    ASSERT_TRUE(reply);
+    if (reply->at("ok") == false) {
+      EXPECT_EQ(error_code_of(*reply), "rate_limited");
+      retry_after = reply->at("error").at("retry_after_ms").to_number<std::int64_t>();
+      ++limited;
+    }
+  }
+  EXPECT_GE(limited, 20);
+  EXPECT_GT(retry_after, 0);
+  EXPECT_LE(retry_after, 1000);
+}
+
+TEST_F(bad_input_test, oversize_frame_closes_with_1009) {
+  std::string huge = R"({"op":"send","id":1,"room":"general","text":")" + std::string(70000, 'z') + "\"}";
+  client_->send_text(huge);
+  EXPECT_EQ(client_->wait_closed(), 1009);
+}
+
+TEST_F(bad_input_test, invalid_utf8_text_frame_closes_with_1007) {
+  client_->send_text(std::string(R"({"op":"send","id":1,"room":"general","text":")") + "\xff\xfe" + "\"}");
+  EXPECT_EQ(client_->wait_closed(), 1007);
+}
+
+// ---- lifecycle ----
+
+TEST_F(node_test, sigterm_closes_clients_with_1001_and_exits_cleanly) {
+  start();
+  auto alice = connect("alice");
+  auto bob = connect("bob");
+  join(*alice, "general");
+  join(*bob, "general");
+  node_->signal(SIGTERM);
+  EXPECT_EQ(alice->wait_closed(), 1001);
+  EXPECT_EQ(bob->wait_closed(), 1001);
+  EXPECT_EQ(node_->wait_exit(10s), 0);
+}
+
+TEST_F(node_test, keepalive_keeps_a_responsive_client_and_drops_a_silent_one) {
+  start({{"CHORUS_IDLE_TIMEOUT_MS", "1000"}});
+  auto lively = connect("alice");
+  auto silent = connect("bob");
+  // The lively client keeps reading (and so answers pings) for three idle periods.
+  EXPECT_FALSE(lively->next(3s).has_value());
+  EXPECT_FALSE(lively->close_code().has_value()) << "a client answering pings was dropped";
+  expect_alive(*lively);
+  // The silent one, which read nothing in that time, was dropped.
+  EXPECT_TRUE(silent->wait_closed(2s).has_value());
+  EXPECT_EQ(open_connections(), 1u);
+}
+
+}  // namespace
+}  // namespace chorus::testing

@@ -1,0 +1,583 @@
+// net::server over real sockets and a fake session factory: routes, upgrade, batching, back-pressure, stop.
+#include "net/server.hpp"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <condition_variable>
+#include <csignal>
+#include <future>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "actors/protocol.hpp"
+#include "tests/support/ws_client.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using chorus::actors::client_link;
+using chorus::actors::connection_info;
+using chorus::actors::frame_ptr;
+using chorus::actors::session_handle;
+using chorus::actors::traffic;
+using chorus::testing::ws_client;
+namespace json = boost::json;
+namespace close_code = chorus::protocol::close_code;
+
+frame_ptr frame(std::string text) {
+  return std::make_shared<const std::string>(std::move(text));
+}
+
+std::string padded(const std::string& key, int n, std::size_t bytes) {
+  std::string s = "{\"" + key + "\":" + std::to_string(n) + ",\"pad\":\"";
+  s.append(bytes > s.size() + 2 ? bytes - s.size() - 2 : 0, 'x');
+  s += "\"}";
+  return s;
+}
+
+ws_client::options options_with_target(std::string target) {
+  ws_client::options o;
+  o.target = std::move(target);
+  return o;
+}
+
+ws_client::options options_with_receive_buffer(int bytes) {
+  ws_client::options o;
+  o.receive_buffer_bytes = bytes;
+  return o;
+}
+
+/// Records what net/ tells the sessions and lets a test reach every link. An echo session pushes each
+/// text frame back as essential. Threading: the factory and its sessions are called on connection
+/// strands, the test reads from its own thread; everything shared is under `mu`.
+class fake_factory final : public chorus::actors::session_factory {
+ public:
+  std::unique_ptr<session_handle> open(std::shared_ptr<client_link> link, connection_info info) override {
+    std::lock_guard lk(mu_);
+    links_.push_back(link);
+    infos_.push_back(std::move(info));
+    cv_.notify_all();
+    return std::make_unique<echo_session>(std::move(link), *this);
+  }
+
+  /// The link of the `index`-th opened connection, waiting up to 5 s for it.
+  std::shared_ptr<client_link> link(std::size_t index) {
+    std::unique_lock lk(mu_);
+    if (!cv_.wait_for(lk, 5s, [&] { return links_.size() > index; })) return nullptr;
+    return links_[index];
+  }
+  connection_info info(std::size_t index) {
+    std::unique_lock lk(mu_);
+    cv_.wait_for(lk, 5s, [&] { return infos_.size() > index; });
+    return index < infos_.size() ? infos_[index] : connection_info{};
+  }
+  bool wait_closed(std::size_t count, std::chrono::milliseconds timeout = 5s) {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, timeout, [&] { return closed_.size() >= count; });
+  }
+  bool wait_binary(int count) {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, 5s, [&] { return binaries_ >= count; });
+  }
+  std::vector<std::string> closed_reasons() {
+    std::lock_guard lk(mu_);
+    return closed_;
+  }
+  std::size_t opened() {
+    std::lock_guard lk(mu_);
+    return links_.size();
+  }
+
+ private:
+  class echo_session final : public session_handle {
+   public:
+    echo_session(std::shared_ptr<client_link> link, fake_factory& f) : link_(std::move(link)), f_(f) {}
+    void on_text(std::string text) override { link_->push(frame(std::move(text)), traffic::essential); }
+    void on_binary() override {
+      std::lock_guard lk(f_.mu_);
+      ++f_.binaries_;
+      f_.cv_.notify_all();
+    }
+    void on_closed(std::string reason) override {
+      EXPECT_FALSE(closed_) << "on_closed called twice";
+      closed_ = true;
+      std::lock_guard lk(f_.mu_);
+      f_.closed_.push_back(std::move(reason));
+      f_.cv_.notify_all();
+    }
+
+   private:
+    std::shared_ptr<client_link> link_;
+    fake_factory& f_;
+    bool closed_ = false;
+  };
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::shared_ptr<client_link>> links_;
+  std::vector<connection_info> infos_;
+  std::vector<std::string> closed_;
+  int binaries_ = 0;
+};
+
+/// A plain blocking HTTP exchange, for what the test client cannot send (other methods, keep-alive).
+class raw_http {
+ public:
+  explicit raw_http(std::uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    timeval tv{5, 0};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+      throw std::runtime_error("connect");
+  }
+  ~raw_http() { ::close(fd_); }
+  raw_http(const raw_http&) = delete;
+  raw_http& operator=(const raw_http&) = delete;
+
+  /// Sends `request` and returns the status code and body of one response (0 on failure).
+  std::pair<int, std::string> exchange(const std::string& request) {
+    if (::send(fd_, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
+      return {0, ""};
+    }
+    std::size_t header_end;
+    while ((header_end = in_.find("\r\n\r\n")) == std::string::npos) {
+      if (!fill()) return {0, ""};
+    }
+    const std::string head = in_.substr(0, header_end);
+    std::size_t length = 0;
+    if (auto p = head.find("Content-Length: "); p != std::string::npos)
+      length = std::stoul(head.substr(p + 16));
+    while (in_.size() < header_end + 4 + length) {
+      if (!fill()) return {0, ""};
+    }
+    std::string body = in_.substr(header_end + 4, length);
+    in_.erase(0, header_end + 4 + length);
+    return {std::stoi(head.substr(9, 3)), body};
+  }
+
+ private:
+  bool fill() {
+    char buf[4096];
+    const auto n = ::recv(fd_, buf, sizeof buf, 0);
+    if (n <= 0) return false;
+    in_.append(buf, static_cast<std::size_t>(n));
+    return true;
+  }
+  int fd_;
+  std::string in_;
+};
+
+class server_test : public ::testing::Test {
+ protected:
+  static chorus::config::node_config base_config() {
+    chorus::config::node_config c;
+    c.port = 0;
+    c.node_id = "test-node";
+    c.jwt_secret = "test-secret-that-is-at-least-32-bytes-long";
+    c.io_threads = 2;
+    return c;
+  }
+
+  void start(const chorus::config::node_config& c = base_config()) {
+    server_ = std::make_unique<chorus::net::server>(c, factory_);
+    port_ = server_->start();
+    ASSERT_NE(port_, 0);
+  }
+
+  std::unique_ptr<ws_client> connect(ws_client::options opts = {}) { return ws_client::connect(port_, opts); }
+
+  // Declared before the server: links the factory keeps must outlive it harmlessly.
+  fake_factory factory_;
+  std::unique_ptr<chorus::net::server> server_;
+  std::uint16_t port_ = 0;
+};
+
+TEST_F(server_test, healthz_reports_status_node_and_connections) {
+  start();
+  auto res = chorus::testing::http_get(port_, "/healthz");
+  EXPECT_EQ(res.status, 200u);
+  EXPECT_EQ(res.content_type, "application/json");
+  auto body = json::parse(res.body).as_object();
+  EXPECT_EQ(body.at("status"), "ok");
+  EXPECT_EQ(body.at("node"), "test-node");
+  EXPECT_EQ(body.at("connections").to_number<int>(), 0);
+
+  auto client = connect();
+  ASSERT_NE(factory_.link(0), nullptr);
+  body = json::parse(chorus::testing::http_get(port_, "/healthz?verbose=1").body).as_object();
+  EXPECT_EQ(body.at("connections").to_number<int>(), 1);
+  EXPECT_EQ(server_->stats().open_connections, 1u);
+  EXPECT_GE(server_->stats().accepted_total, 3u);
+}
+
+TEST_F(server_test, unknown_target_is_404_with_json_error) {
+  start();
+  auto res = chorus::testing::http_get(port_, "/nope");
+  EXPECT_EQ(res.status, 404u);
+  auto body = json::parse(res.body).as_object();
+  EXPECT_EQ(body.at("error").at("code"), "not_found");
+  EXPECT_TRUE(body.at("error").at("message").is_string());
+}
+
+TEST_F(server_test, plain_get_on_ws_asks_for_an_upgrade) {
+  start();
+  auto res = chorus::testing::http_get(port_, "/ws");
+  EXPECT_EQ(res.status, 426u);
+  EXPECT_EQ(json::parse(res.body).at("error").at("code"), "upgrade_required");
+}
+
+TEST_F(server_test, websocket_upgrade_on_another_target_is_404) {
+  start();
+  try {
+    connect(options_with_target("/other"));
+    FAIL() << "upgrade on /other was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("404"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(factory_.opened(), 0u);
+}
+
+TEST_F(server_test, non_get_on_healthz_is_405) {
+  start();
+  raw_http http(port_);
+  auto [status, body] = http.exchange("POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+  EXPECT_EQ(status, 405);
+  EXPECT_EQ(json::parse(body).at("error").at("code"), "method_not_allowed");
+}
+
+TEST_F(server_test, keep_alive_connection_serves_several_requests) {
+  start();
+  raw_http http(port_);
+  for (int i = 0; i < 3; ++i) {
+    auto [status, body] = http.exchange("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(status, 200) << "request " << i;
+    EXPECT_EQ(json::parse(body).at("status"), "ok");
+  }
+  auto [status, body] = http.exchange("GET /missing HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_EQ(status, 404);
+}
+
+TEST_F(server_test, upgrade_passes_bearer_token_and_remote) {
+  start();
+  auto with = connect({.bearer = "header.payload.sig", .target = "/ws?v=1", .receive_buffer_bytes = 0});
+  ASSERT_NE(factory_.link(0), nullptr);
+  auto without = connect();
+  ASSERT_NE(factory_.link(1), nullptr);
+
+  const auto a = factory_.info(0);
+  const auto b = factory_.info(1);
+  ASSERT_TRUE(a.bearer_token.has_value());
+  EXPECT_EQ(*a.bearer_token, "header.payload.sig");
+  EXPECT_FALSE(b.bearer_token.has_value());
+  EXPECT_EQ(a.remote.rfind("127.0.0.1:", 0), 0u) << a.remote;
+  EXPECT_NE(a.id, b.id);
+}
+
+TEST_F(server_test, echo_keeps_order_of_1000_frames) {
+  start();
+  auto client = connect();
+  for (int i = 0; i < 1000; ++i) ASSERT_TRUE(client->send_json({{"n", i}}));
+  for (int i = 0; i < 1000; ++i) {
+    auto obj = client->next();
+    ASSERT_TRUE(obj) << "missing frame " << i;
+    ASSERT_EQ(obj->at("n").to_number<int>(), i);
+  }
+}
+
+TEST_F(server_test, burst_from_another_thread_arrives_in_order_and_coalesced) {
+  auto cfg = base_config();
+  cfg.send_queue_limit = 100000;
+  start(cfg);
+  auto client = connect();
+  auto link = factory_.link(0);
+  ASSERT_NE(link, nullptr);
+
+  constexpr int kFrames = 10000;
+  std::thread pusher([&] {
+    for (int i = 0; i < kFrames; ++i) {
+      if (!link->push(frame("{\"seq\":" + std::to_string(i) + "}"), traffic::essential)) {
+        ADD_FAILURE() << "push " << i << " refused";
+        return;
+      }
+    }
+  });
+  for (int i = 0; i < kFrames; ++i) {
+    auto obj = client->next();
+    if (!obj) {
+      ADD_FAILURE() << "missing seq " << i;
+      break;
+    }
+    if (obj->at("seq").to_number<int>() != i) {
+      ADD_FAILURE() << "expected seq " << i << ", got " << json::serialize(*obj);
+      break;
+    }
+  }
+  pusher.join();
+  EXPECT_LT(client->frames_received(), static_cast<std::uint64_t>(kFrames));
+  EXPECT_FALSE(client->close_code());
+}
+
+TEST_F(server_test, mixed_sizes_keep_content_and_order_across_batches) {
+  auto cfg = base_config();
+  cfg.send_queue_limit = 100000;
+  start(cfg);
+  auto client = connect();
+  auto link = factory_.link(0);
+  ASSERT_NE(link, nullptr);
+
+  // Short frames are copied into the batch, long ones sent in place; about 3 MB spans several writes.
+  constexpr int kFrames = 2000;
+  auto payload = [](int i) {
+    return padded("i", i, i % 2 == 0 ? 3000 : 20 + static_cast<std::size_t>(i % 7));
+  };
+  std::thread pusher([&] {
+    for (int i = 0; i < kFrames; ++i) EXPECT_TRUE(link->push(frame(payload(i)), traffic::essential));
+  });
+  for (int i = 0; i < kFrames; ++i) {
+    auto obj = client->next();
+    if (!obj) {
+      ADD_FAILURE() << "missing frame " << i;
+      break;
+    }
+    if (json::serialize(*obj) != payload(i)) {
+      ADD_FAILURE() << "frame " << i << " differs";
+      break;
+    }
+  }
+  pusher.join();
+}
+
+TEST_F(server_test, message_longer_than_the_first_read_arrives_whole) {
+  start();
+  auto client = connect();
+  // Over the server's small first read and over the client's 4 KiB fragments.
+  const auto big = padded("big", 1, 50000);
+  ASSERT_TRUE(client->send_text(big));
+  auto obj = client->next();
+  ASSERT_TRUE(obj);
+  EXPECT_EQ(json::serialize(*obj), big);
+}
+
+TEST_F(server_test, oversize_message_closes_with_1009) {
+  auto cfg = base_config();
+  cfg.max_frame_bytes = 1024;
+  start(cfg);
+  auto client = connect();
+  ASSERT_NE(factory_.link(0), nullptr);
+  client->send_text(std::string(4000, 'a'));
+  EXPECT_EQ(client->wait_closed(), close_code::too_big);
+  ASSERT_TRUE(factory_.wait_closed(1));
+}
+
+TEST_F(server_test, binary_frame_reaches_session_and_connection_stays_open) {
+  start();
+  auto client = connect();
+  ASSERT_TRUE(client->send_binary("\x01\x02\x03"));
+  ASSERT_TRUE(factory_.wait_binary(1));
+  ASSERT_TRUE(client->send_json({{"still", "open"}}));
+  auto obj = client->next();
+  ASSERT_TRUE(obj);
+  EXPECT_EQ(obj->at("still"), "open");
+  EXPECT_EQ(factory_.closed_reasons().size(), 0u);
+}
+
+class session_close_test : public server_test, public ::testing::WithParamInterface<std::uint16_t> {};
+
+TEST_P(session_close_test, close_from_session_reaches_client_after_queued_frames) {
+  start();
+  auto client = connect();
+  auto link = factory_.link(0);
+  ASSERT_NE(link, nullptr);
+  std::thread([&] {
+    EXPECT_TRUE(link->push(frame(R"({"last":true})"), traffic::essential));
+    link->close(GetParam(), "bye");
+    EXPECT_FALSE(link->push(frame(R"({"after":true})"), traffic::essential));
+  }).join();
+  auto obj = client->next();
+  ASSERT_TRUE(obj);
+  EXPECT_TRUE(obj->contains("last"));
+  EXPECT_EQ(client->wait_closed(), GetParam());
+  ASSERT_TRUE(factory_.wait_closed(1));
+}
+
+INSTANTIATE_TEST_SUITE_P(codes, session_close_test,
+                         ::testing::Values(close_code::slow_consumer, close_code::unauthorized));
+
+TEST_F(server_test, slow_consumer_that_never_reads_is_cut_off) {
+  start();
+  auto client = connect(options_with_receive_buffer(4096));
+  auto link = factory_.link(0);
+  ASSERT_NE(link, nullptr);
+
+  // Up to 20 MB of 4 KB essential frames; the client reads none of them.
+  bool refused = false;
+  for (int i = 0; i < 5000 && !refused; ++i)
+    refused = !link->push(frame(padded("n", i, 4096)), traffic::essential);
+  EXPECT_TRUE(refused) << "20 MB were queued for a client that reads nothing";
+
+  // Only the server's close deadline can end this connection: the client still is not reading.
+  ASSERT_TRUE(factory_.wait_closed(1, 10s));
+  EXPECT_FALSE(link->push(frame("{}"), traffic::essential));
+  EXPECT_TRUE(client->wait_closed(10s).has_value());
+}
+
+TEST_F(server_test, droppable_frames_are_dropped_first_and_essential_ones_still_arrive) {
+  auto cfg = base_config();
+  cfg.send_queue_limit = 16;
+  start(cfg);
+  auto client = connect(options_with_receive_buffer(4096));
+  auto link = factory_.link(0);
+  ASSERT_NE(link, nullptr);
+
+  // Push droppables until every push has been refused for 100 ms: the write in flight is then stuck
+  // behind full socket buffers, so the queue stays full of droppables and cannot drain under the test.
+  int pushed = 0;
+  bool dropped = false;
+  const auto give_up = std::chrono::steady_clock::now() + 10s;
+  auto last_accepted = std::chrono::steady_clock::now();
+  for (;;) {
+    const auto now = std::chrono::steady_clock::now();
+    ASSERT_LT(now, give_up) << "the queue never stayed full";
+    if (link->push(frame(padded("d", pushed, 4096)), traffic::droppable)) {
+      ++pushed;
+      last_accepted = now;
+    } else {
+      dropped = true;
+      if (now - last_accepted > 100ms) break;
+    }
+  }
+  ASSERT_TRUE(dropped);
+  EXPECT_FALSE(link->push(frame(R"({"d":-1})"), traffic::droppable));
+  ASSERT_TRUE(link->push(frame(R"({"marker":1})"), traffic::essential));
+
+  int droppables_seen = 0;
+  auto marker = client->next_where(
+      [&](const json::object& o) {
+        if (o.contains("d")) ++droppables_seen;
+        return o.contains("marker");
+      },
+      10s);
+  ASSERT_TRUE(marker);
+  EXPECT_LT(droppables_seen, pushed);
+  EXPECT_FALSE(client->close_code());
+  ASSERT_TRUE(client->send_json({{"alive", true}}));
+  EXPECT_TRUE(client->next_where([](const json::object& o) { return o.contains("alive"); }));
+}
+
+TEST_F(server_test, keep_alive_pings_keep_a_reading_client_connected) {
+  auto cfg = base_config();
+  cfg.idle_timeout_ms = 1000;
+  start(cfg);
+  auto client = connect();
+  ASSERT_NE(factory_.link(0), nullptr);
+  // Silent for three idle timeouts, but reading, so Beast answers the server's pings.
+  EXPECT_FALSE(client->next(3s));
+  EXPECT_FALSE(client->close_code());
+  ASSERT_TRUE(client->send_json({{"ping", 1}}));
+  EXPECT_TRUE(client->next());
+  EXPECT_EQ(factory_.closed_reasons().size(), 0u);
+}
+
+TEST_F(server_test, idle_client_that_does_not_answer_pings_is_closed) {
+  auto cfg = base_config();
+  cfg.idle_timeout_ms = 500;
+  start(cfg);
+  auto client = connect();
+  ASSERT_NE(factory_.link(0), nullptr);
+  // The client does not read, so it never answers a ping.
+  ASSERT_TRUE(factory_.wait_closed(1, 5s));
+  EXPECT_EQ(factory_.closed_reasons().at(0), "idle timeout");
+  EXPECT_TRUE(client->wait_closed().has_value());
+}
+
+TEST_F(server_test, stop_closes_every_connection_with_1001) {
+  start();
+  std::vector<std::unique_ptr<ws_client>> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(connect());
+    ASSERT_NE(factory_.link(static_cast<std::size_t>(i)), nullptr);
+  }
+  // stop() waits for the close handshakes, which the clients complete here while reading.
+  auto stopped = std::async(std::launch::async, [&] { return server_->stop(); });
+  for (auto& c : clients) EXPECT_EQ(c->wait_closed(), close_code::going_away);
+  ASSERT_EQ(stopped.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(stopped.get(), 0u);
+  EXPECT_TRUE(factory_.wait_closed(3));
+  EXPECT_FALSE(factory_.link(0)->push(frame("{}"), traffic::essential));
+}
+
+TEST_F(server_test, stop_cuts_off_clients_that_do_not_answer_the_close) {
+  auto cfg = base_config();
+  cfg.shutdown_timeout_ms = 300;
+  start(cfg);
+  auto client = connect();
+  ASSERT_NE(factory_.link(0), nullptr);
+  // The client does not read, so it never answers the close; stop() gives up after the timeout.
+  EXPECT_EQ(server_->stop(), 1u);
+  EXPECT_TRUE(factory_.wait_closed(1));
+}
+
+TEST_F(server_test, max_connections_refuses_with_503) {
+  auto cfg = base_config();
+  cfg.max_connections = 2;
+  start(cfg);
+  auto a = connect();
+  auto b = connect();
+  ASSERT_NE(factory_.link(1), nullptr);
+  try {
+    connect();
+    FAIL() << "third connection was accepted";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("503"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(factory_.opened(), 2u);
+
+  // A slot is free again once a connection is gone.
+  a->close();
+  ASSERT_TRUE(factory_.wait_closed(1));
+  EXPECT_NO_THROW(connect());
+}
+
+TEST_F(server_test, wait_for_signal_returns_on_sigterm) {
+  start();
+  std::raise(SIGTERM);  // handled by the server's signal set, installed by start()
+  auto waited = std::async(std::launch::async, [&] { server_->wait_for_signal(); });
+  EXPECT_EQ(waited.wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(server_->stop(), 0u);
+}
+
+TEST_F(server_test, wait_for_signal_returns_when_stopped) {
+  start();
+  auto waited = std::async(std::launch::async, [&] { server_->wait_for_signal(); });
+  EXPECT_EQ(server_->stop(), 0u);
+  EXPECT_EQ(waited.wait_for(5s), std::future_status::ready);
+}
+
+TEST_F(server_test, links_outliving_the_server_refuse_pushes) {
+  auto cfg = base_config();
+  cfg.shutdown_timeout_ms = 200;
+  start(cfg);
+  auto client = connect();
+  auto link = factory_.link(0);
+  ASSERT_NE(link, nullptr);
+  server_->stop();
+  server_.reset();
+  EXPECT_FALSE(link->push(frame("{}"), traffic::essential));
+  link->close(close_code::normal, "late");
+  EXPECT_TRUE(factory_.wait_closed(1));
+}
+
+}  // namespace
