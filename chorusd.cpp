@@ -7,12 +7,15 @@
 #include <cstdio>
 #include <memory>
 
+#include "actors/batch_writer.hpp"
+#include "actors/history_reader.hpp"
 #include "actors/jwt.hpp"
 #include "actors/presence_actor.hpp"
 #include "actors/session_actor.hpp"
 #include "cluster/room_directory.hpp"
 #include "config/config.hpp"
 #include "net/server.hpp"
+#include "storage/message_store.hpp"
 
 namespace {
 
@@ -24,6 +27,14 @@ int serve(const config::node_config& cfg) {
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
 
+  try {
+    auto version = storage::migrate(cfg.database_url);
+    spdlog::info("database schema at version {}", version);
+  } catch (const std::exception& e) {
+    spdlog::critical("cannot prepare the database: {}", e.what());
+    return 1;
+  }
+
   caf::actor_system_config caf_cfg;
   caf_cfg.add_message_types<caf::id_block::chorus>();
   if (cfg.actor_threads > 0) caf_cfg.set("scheduler.max-threads", static_cast<std::size_t>(cfg.actor_threads));
@@ -31,8 +42,26 @@ int serve(const config::node_config& cfg) {
   // server's io_context, so every actor must be gone before it is (see the end of this function).
   auto system = std::make_unique<caf::actor_system>(caf_cfg);
 
+  // Writers and the reader block on PostgreSQL, so each gets a thread of its own (detached).
+  actors::batch_settings batching{cfg.batch_max_rows, std::chrono::milliseconds(cfg.batch_max_delay_ms),
+                                  cfg.tail_cache_size, std::chrono::milliseconds(2000)};
+  std::vector<actors::batch_writer_actor> writers;
+  for (std::uint32_t i = 0; i < cfg.writer_count; ++i)
+    writers.push_back(system->spawn<caf::detached>(actors::batch_writer, cfg.database_url, batching));
+  auto reader = system->spawn<caf::detached>(actors::history_reader, cfg.database_url);
   auto presence = system->spawn(actors::presence, cfg.node_id);
-  auto directory = system->spawn(cluster::local_directory, cfg.node_id);
+  auto directory = system->spawn(cluster::local_directory, cfg.node_id, writers,
+                                 actors::room_services{{}, reader, cfg.tail_cache_size, cfg.history_limit,
+                                                       std::chrono::milliseconds(cfg.request_timeout_ms)});
+  auto stop_actors = [&] {
+    caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(presence, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(reader, caf::exit_reason::user_shutdown);
+    for (auto& w : writers) caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+    // A detached actor's thread ends only once the last handle to it is gone: drop ours.
+    writers.clear();
+    reader = nullptr;
+  };
   actors::actor_session_factory sessions(*system, actors::make_session_context(directory, presence, cfg));
   net::server server(cfg, sessions);
 
@@ -41,8 +70,7 @@ int serve(const config::node_config& cfg) {
     port = server.start();
   } catch (const std::exception& e) {
     spdlog::critical("cannot start: {}", e.what());
-    caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(presence, caf::exit_reason::user_shutdown);
+    stop_actors();
     return 1;
   }
   spdlog::info("node {} listening on http://{}:{} (WebSocket at ws://{}:{}/ws)", cfg.node_id, cfg.host, port, cfg.host,
@@ -52,8 +80,7 @@ int serve(const config::node_config& cfg) {
   spdlog::info("shutting down: closing connections (up to {} ms)", cfg.shutdown_timeout_ms);
   auto cut = server.stop();
   if (cut > 0) spdlog::warn("{} connections did not close in time and were cut off", cut);
-  caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(presence, caf::exit_reason::user_shutdown);
+  stop_actors();
   system.reset();  // waits for every actor, sessions included, to finish
   spdlog::info("stopped");
   return 0;

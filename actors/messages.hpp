@@ -12,6 +12,7 @@
 
 #include "actors/protocol.hpp"
 #include "actors/session_port.hpp"
+#include "storage/message_store.hpp"
 
 // Atoms tag messages. (In CAF 0.17 they take no type ID, so they can precede the types that use them.)
 CAF_ADD_ATOM(chorus, chorus::atom, join, "join")
@@ -27,6 +28,10 @@ CAF_ADD_ATOM(chorus, chorus::atom, frame, "frame")
 CAF_ADD_ATOM(chorus, chorus::atom, binary, "binary")
 CAF_ADD_ATOM(chorus, chorus::atom, closed, "closed")
 CAF_ADD_ATOM(chorus, chorus::atom, auth_due, "auth_due")
+CAF_ADD_ATOM(chorus, chorus::atom, store, "store")
+CAF_ADD_ATOM(chorus, chorus::atom, activate, "activate")
+CAF_ADD_ATOM(chorus, chorus::atom, flush, "flush")
+CAF_ADD_ATOM(chorus, chorus::atom, history, "history")
 
 namespace chorus::actors {
 
@@ -45,10 +50,35 @@ struct member_ref {
   event_sink session;
 };
 
-/// A room's answer to a join: where its sequence stands and who is in it.
+/// A session asking to join, possibly resuming after `last_seen` (the last seq it received in the room).
+struct join_request {
+  member_ref member;
+  bool resume = false;
+  std::uint64_t last_seen = 0;
+};
+
+/// A room's answer to a join: where its sequence stands, who is in it, and what a resuming session missed.
 struct join_result {
   std::uint64_t last_seq = 0;
   std::vector<protocol::member_info> members;
+  std::vector<protocol::chat_message> replay;  ///< consecutive from last_seen + 1, oldest first
+  bool complete = true;  ///< false: more was missed than one resume replays; page the rest with history
+};
+
+/// A page of a room's history: up to `limit` messages before (`newer` false; newest first) or after
+/// (`newer` true; oldest first) seq `from`. `from` 0 with `newer` false means "the newest".
+struct history_query {
+  std::string room;
+  std::uint64_t from = 0;
+  bool newer = false;
+  std::uint32_t limit = 50;
+  std::uint64_t max_seq = 0;  ///< set by the room: nothing newer than what it has committed and delivered
+};
+
+/// What the batch writer says about one stored message: written, or already there (the original).
+struct store_result {
+  bool duplicate = false;
+  storage::message_row row;  ///< the row as stored; for a duplicate, the original
 };
 
 /// A message a user wants posted to a room.
@@ -63,7 +93,13 @@ struct post_request {
 CAF_BEGIN_TYPE_ID_BLOCK(chorus, caf::first_custom_type_id)
 CAF_ADD_TYPE_ID(chorus, (chorus::actors::outbound_event))
 CAF_ADD_TYPE_ID(chorus, (chorus::actors::member_ref))
+CAF_ADD_TYPE_ID(chorus, (chorus::actors::join_request))
 CAF_ADD_TYPE_ID(chorus, (chorus::actors::join_result))
+CAF_ADD_TYPE_ID(chorus, (chorus::actors::history_query))
+CAF_ADD_TYPE_ID(chorus, (chorus::actors::store_result))
+CAF_ADD_TYPE_ID(chorus, (chorus::storage::message_row))
+CAF_ADD_TYPE_ID(chorus, (chorus::storage::room_snapshot))
+CAF_ADD_TYPE_ID(chorus, (std::vector<chorus::protocol::chat_message>))
 CAF_ADD_TYPE_ID(chorus, (chorus::actors::post_request))
 CAF_ADD_TYPE_ID(chorus, (chorus::protocol::chat_message))
 CAF_ADD_TYPE_ID(chorus, (chorus::protocol::member_info))
@@ -78,11 +114,25 @@ namespace chorus::actors {
 /// A room: orders and fans out everything said in it. Replies and errors are protocol-level
 /// (see room_error()).
 using room_actor = caf::typed_actor<
-    caf::replies_to<atom::join, member_ref>::with<join_result>,
+    caf::replies_to<atom::join, join_request>::with<join_result>,
     caf::replies_to<atom::leave, member_ref>::with<bool>,
     caf::replies_to<atom::post, post_request>::with<protocol::chat_message>,
     caf::reacts_to<atom::typing, member_ref>,
-    caf::reacts_to<atom::presence, std::string, bool>>;
+    caf::reacts_to<atom::presence, std::string, bool>,
+    caf::replies_to<atom::history, history_query>::with<std::vector<protocol::chat_message>>,
+    caf::reacts_to<atom::activate>>;  ///< (to itself) try loading its state from the database again
+
+/// Persists messages in batches, one PostgreSQL transaction per batch, and answers each `store` only after
+/// its batch committed. `activate` first writes everything queued, so a room reloading its state sees
+/// all it sent before. Every room always uses the same writer, which keeps its rows in order.
+using batch_writer_actor =
+    caf::typed_actor<caf::replies_to<atom::store, storage::message_row>::with<store_result>,
+                     caf::replies_to<atom::activate, std::string>::with<storage::room_snapshot>,
+                     caf::reacts_to<atom::flush>>;
+
+/// Serves history pages that a room's in-memory tail cannot.
+using history_reader_actor =
+    caf::typed_actor<caf::replies_to<atom::history, history_query>::with<std::vector<protocol::chat_message>>>;
 
 /// Finds (in this version: creates on first use) the actor of a room by its id.
 using room_directory = caf::typed_actor<caf::replies_to<atom::lookup, std::string>::with<room_actor>>;
@@ -126,8 +176,23 @@ typename Inspector::result_type inspect(Inspector& f, member_ref& x) {
 }
 
 template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, join_request& x) {
+  return f(caf::meta::type_name("join_request"), x.member, x.resume, x.last_seen);
+}
+
+template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, join_result& x) {
-  return f(caf::meta::type_name("join_result"), x.last_seq, x.members);
+  return f(caf::meta::type_name("join_result"), x.last_seq, x.members, x.replay, x.complete);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, history_query& x) {
+  return f(caf::meta::type_name("history_query"), x.room, x.from, x.newer, x.limit, x.max_seq);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, store_result& x) {
+  return f(caf::meta::type_name("store_result"), x.duplicate, x.row);
 }
 
 template <class Inspector>
@@ -150,3 +215,18 @@ typename Inspector::result_type inspect(Inspector& f, member_info& x) {
 }
 
 }  // namespace chorus::protocol
+
+namespace chorus::storage {
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, message_row& x) {
+  return f(caf::meta::type_name("message_row"), x.id, x.room, x.seq, x.author, x.text, x.client_msg_id,
+           x.created_at_ms);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, room_snapshot& x) {
+  return f(caf::meta::type_name("room_snapshot"), x.last_seq, x.tail);
+}
+
+}  // namespace chorus::storage

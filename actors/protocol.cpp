@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstddef>
 #include <exception>
+#include <system_error>
 #include <type_traits>
 #include <utility>
 
@@ -48,6 +49,8 @@ std::string_view to_string(error_code code) {
       return "rate_limited";
     case error_code::unavailable:
       return "unavailable";
+    case error_code::not_found:
+      return "not_found";
     case error_code::internal:
       return "internal";
   }
@@ -62,6 +65,14 @@ bool valid_room_id(std::string_view room) {
     if (!lower_or_digit(c) && c != '_' && c != '-') return false;
   }
   return true;
+}
+
+std::string make_cursor(history_direction dir, std::uint64_t from) {
+  std::string out(dir == history_direction::older ? "o:" : "n:");
+  std::array<char, 24> buf;
+  const auto res = std::to_chars(buf.data(), buf.data() + buf.size(), from);
+  out.append(buf.data(), res.ptr);
+  return out;
 }
 
 namespace {
@@ -245,6 +256,9 @@ std::variant<request, decode_error> decode_send(const boost::json::object& obj, 
                 "text is longer than " + std::to_string(limits.max_message_chars) + " characters", id);
   }
   if (all_blank(text)) return fail(error_code::invalid_text, "text must not be only whitespace", id);
+  // PostgreSQL text cannot hold NUL: such a message could never be stored.
+  if (text.find('\0') != std::string_view::npos)
+    return fail(error_code::invalid_text, "text must not contain NUL (\\u0000)", id);
 
   send_op op{std::move(std::get<std::string>(room)), std::string(text), {}};
   // null is accepted as "absent" because many client serialisers write optional fields that way.
@@ -266,6 +280,79 @@ std::variant<request, decode_error> decode_send(const boost::json::object& obj, 
   return request{id, std::move(op)};
 }
 
+/// An optional non-negative integer field (absent or null: nullopt), or the bad_request naming it.
+std::variant<std::optional<std::uint64_t>, decode_error> seq_field(const boost::json::object& obj,
+                                                                   std::string_view key, std::int64_t id) {
+  const boost::json::value* v = obj.if_contains(key);
+  if (v == nullptr || v->is_null()) return std::optional<std::uint64_t>{};
+  // Boost.JSON stores integers up to INT64_MAX as int64 and larger ones as uint64.
+  if (v->is_uint64()) return std::optional<std::uint64_t>{v->get_uint64()};
+  if (v->is_int64() && v->get_int64() >= 0) {
+    return std::optional<std::uint64_t>{static_cast<std::uint64_t>(v->get_int64())};
+  }
+  return fail(error_code::bad_request, std::string(key) + " must be a non-negative integer", id);
+}
+
+/// The direction and position of a cursor make_cursor() wrote, or nothing. Only the canonical spelling
+/// is accepted, so every cursor has exactly one meaning.
+std::optional<std::pair<history_direction, std::uint64_t>> parse_cursor(std::string_view cursor) {
+  if (cursor.size() < 3 || cursor.size() > 22 || cursor[1] != ':') return std::nullopt;
+  if (cursor[0] != 'o' && cursor[0] != 'n') return std::nullopt;
+  const auto dir = cursor[0] == 'o' ? history_direction::older : history_direction::newer;
+  std::uint64_t from = 0;
+  const char* end = cursor.data() + cursor.size();
+  const auto res = std::from_chars(cursor.data() + 2, end, from);
+  if (res.ec != std::errc{} || res.ptr != end || make_cursor(dir, from) != cursor) return std::nullopt;
+  return std::pair{dir, from};
+}
+
+std::variant<request, decode_error> decode_history(const boost::json::object& obj, std::int64_t id,
+                                                   const decode_limits& limits) {
+  auto room = room_field(obj, id);
+  if (auto* err = std::get_if<decode_error>(&room)) return std::move(*err);
+  history_op op{std::move(std::get<std::string>(room))};
+
+  auto before = seq_field(obj, "before", id);
+  if (auto* err = std::get_if<decode_error>(&before)) return std::move(*err);
+  auto after = seq_field(obj, "after", id);
+  if (auto* err = std::get_if<decode_error>(&after)) return std::move(*err);
+  std::optional<std::pair<history_direction, std::uint64_t>> cursor;
+  if (const boost::json::value* c = obj.if_contains("cursor"); c != nullptr && !c->is_null()) {
+    if (c->is_string())
+      cursor = parse_cursor(std::string_view(c->get_string().data(), c->get_string().size()));
+    if (!cursor) {
+      return fail(error_code::bad_request, "cursor must be a `next` value from a previous history reply", id);
+    }
+  }
+  const auto& before_seq = std::get<std::optional<std::uint64_t>>(before);
+  const auto& after_seq = std::get<std::optional<std::uint64_t>>(after);
+  if (before_seq.has_value() + after_seq.has_value() + cursor.has_value() > 1) {
+    return fail(error_code::bad_request, "give at most one of before, after and cursor", id);
+  }
+  if (after_seq) {
+    op.dir = history_direction::newer;
+    op.from = after_seq;
+  } else if (cursor) {
+    op.dir = cursor->first;
+    op.from = cursor->second;
+  } else {
+    op.dir = history_direction::older;
+    op.from = before_seq;
+  }
+
+  op.limit = std::min(default_history_limit, limits.max_history_limit);
+  if (const boost::json::value* l = obj.if_contains("limit"); l != nullptr && !l->is_null()) {
+    const bool in_range =
+        (l->is_int64() && l->get_int64() >= 1 && l->get_int64() <= limits.max_history_limit);
+    if (!in_range) {
+      return fail(error_code::bad_request,
+                  "limit must be an integer from 1 to " + std::to_string(limits.max_history_limit), id);
+    }
+    op.limit = static_cast<std::uint32_t>(l->get_int64());
+  }
+  return request{id, std::move(op)};
+}
+
 std::variant<request, decode_error> decode_object(const boost::json::object& obj,
                                                   const decode_limits& limits) {
   const std::optional<std::int64_t> id = integer_id(obj);
@@ -275,8 +362,8 @@ std::variant<request, decode_error> decode_object(const boost::json::object& obj
   }
   const boost::json::string& op_str = op_value->get_string();
   const std::string_view op(op_str.data(), op_str.size());
-  static constexpr std::array<std::string_view, 6> known_ops = {"auth", "join",   "leave",
-                                                                "send", "typing", "ping"};
+  static constexpr std::array<std::string_view, 7> known_ops = {"auth",   "join", "leave",  "send",
+                                                                "typing", "ping", "history"};
   // An unknown op is reported as such even without an id: it is the likelier mistake (a newer client).
   if (std::find(known_ops.begin(), known_ops.end(), op) == known_ops.end()) {
     return fail(error_code::unknown_op, "unknown op '" + std::string(utf8_prefix(op, 32)) + "'", id);
@@ -284,6 +371,7 @@ std::variant<request, decode_error> decode_object(const boost::json::object& obj
   if (!id) return fail(error_code::bad_request, "id is required and must be an integer");
 
   if (op == "send") return decode_send(obj, *id, limits);
+  if (op == "history") return decode_history(obj, *id, limits);
   if (op == "ping") return request{*id, ping_op{}};
   if (op == "auth") {
     auto token = string_field(obj, "token", *id);
@@ -293,7 +381,11 @@ std::variant<request, decode_error> decode_object(const boost::json::object& obj
   auto room = room_field(obj, *id);
   if (auto* err = std::get_if<decode_error>(&room)) return std::move(*err);
   auto& r = std::get<std::string>(room);
-  if (op == "join") return request{*id, join_op{std::move(r)}};
+  if (op == "join") {
+    auto last_seq = seq_field(obj, "last_seq", *id);
+    if (auto* err = std::get_if<decode_error>(&last_seq)) return std::move(*err);
+    return request{*id, join_op{std::move(r), std::get<std::optional<std::uint64_t>>(last_seq)}};
+  }
   if (op == "leave") return request{*id, leave_op{std::move(r)}};
   return request{*id, typing_op{std::move(r)}};
 }
@@ -310,7 +402,7 @@ decode_error lone_surrogate_error(std::string_view repaired) {
   std::optional<std::int64_t> id;
   if (const boost::json::object* obj = doc.if_object()) {
     id = integer_id(*obj);
-    for (std::string_view key : {"text", "room", "token", "client_msg_id", "op"}) {
+    for (std::string_view key : {"text", "room", "token", "client_msg_id", "cursor", "op"}) {
       const boost::json::value* v = obj->if_contains(key);
       if (v != nullptr && v->is_string() &&
           std::string_view(v->get_string().data(), v->get_string().size()).find("\xEF\xBF\xBD") !=
@@ -434,6 +526,25 @@ void append_error_body(std::string& out, error_code code, std::string_view messa
   out.append("}}");
 }
 
+/// Appends `,"user":..,"text":..,"ts":..[,"client_msg_id":..]`, the fields a message event and a history
+/// entry share after id and seq.
+void append_message_tail(std::string& out, const chat_message& msg) {
+  out.append(",\"user\":");
+  append_string(out, msg.user);
+  out.append(",\"text\":");
+  append_string(out, msg.text);
+  out.append(",\"ts\":");
+  append_timestamp(out, msg.ts_ms);
+  if (!msg.client_msg_id.empty()) {
+    out.append(",\"client_msg_id\":");
+    append_string(out, msg.client_msg_id);
+  }
+}
+
+std::size_t message_reserve(const chat_message& msg) {
+  return msg.id.size() + msg.user.size() + msg.text.size() + msg.client_msg_id.size() + 96;
+}
+
 std::string user_event(std::string_view ev, std::string_view room, std::string_view user) {
   std::string out = event_head(ev, room, user.size() + 16);
   out.append(",\"d\":{\"user\":");
@@ -473,6 +584,8 @@ std::string encode_hello(const hello_event& hello) {
   append_int(out, hello.limits.ops_burst);
   out.append(",\"send_queue_limit\":");
   append_int(out, hello.limits.send_queue_limit);
+  out.append(",\"history_limit\":");
+  append_int(out, hello.limits.history_limit);
   out.append("}}}");
   return out;
 }
@@ -486,14 +599,17 @@ std::string encode_auth_ok(std::int64_t re, std::string_view user) {
 }
 
 std::string encode_join_ok(std::int64_t re, std::string_view room, std::uint64_t last_seq,
-                           const std::vector<member_info>& members) {
-  std::size_t reserve = room.size() + 64;
+                           const std::vector<member_info>& members, std::uint64_t replayed, bool complete) {
+  std::size_t reserve = room.size() + 112;
   for (const auto& m : members) reserve += m.user.size() + 32;
   std::string out = reply_head(re, reserve);
   append_key(out, "room");
   append_string(out, room);
   out.append(",\"last_seq\":");
   append_int(out, last_seq);
+  out.append(",\"replayed\":");
+  append_int(out, replayed);
+  out.append(complete ? ",\"complete\":true" : ",\"complete\":false");
   out.append(",\"members\":[");
   bool first = true;
   for (const auto& m : members) {
@@ -528,6 +644,36 @@ std::string encode_send_ok(std::int64_t re, const chat_message& msg) {
   if (!msg.client_msg_id.empty()) {
     out.append(",\"client_msg_id\":");
     append_string(out, msg.client_msg_id);
+  }
+  out.append("}}");
+  return out;
+}
+
+std::string encode_history_ok(std::int64_t re, std::string_view room,
+                              const std::vector<chat_message>& messages,
+                              std::optional<std::string> next_cursor) {
+  std::size_t reserve = room.size() + 48 + (next_cursor ? next_cursor->size() : 0);
+  for (const auto& m : messages) reserve += message_reserve(m);
+  std::string out = reply_head(re, reserve);
+  append_key(out, "room");
+  append_string(out, room);
+  out.append(",\"messages\":[");
+  bool first = true;
+  for (const auto& m : messages) {
+    if (!first) out.push_back(',');
+    first = false;
+    out.append("{\"id\":");
+    append_string(out, m.id);
+    out.append(",\"seq\":");
+    append_int(out, m.seq);
+    append_message_tail(out, m);
+    out.push_back('}');
+  }
+  out.append("],\"next\":");
+  if (next_cursor) {
+    append_string(out, *next_cursor);
+  } else {
+    out.append("null");
   }
   out.append("}}");
   return out;
@@ -568,22 +714,12 @@ std::string encode_error_event(error_code code, std::string_view message,
 }
 
 std::string encode_message_event(const chat_message& msg) {
-  std::string out = event_head(
-      "message", msg.room, msg.id.size() + msg.user.size() + msg.text.size() + msg.client_msg_id.size() + 96);
+  std::string out = event_head("message", msg.room, message_reserve(msg));
   out.append(",\"seq\":");
   append_int(out, msg.seq);
   out.append(",\"d\":{\"id\":");
   append_string(out, msg.id);
-  out.append(",\"user\":");
-  append_string(out, msg.user);
-  out.append(",\"text\":");
-  append_string(out, msg.text);
-  out.append(",\"ts\":");
-  append_timestamp(out, msg.ts_ms);
-  if (!msg.client_msg_id.empty()) {
-    out.append(",\"client_msg_id\":");
-    append_string(out, msg.client_msg_id);
-  }
+  append_message_tail(out, msg);
   out.append("}}");
   return out;
 }

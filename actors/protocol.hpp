@@ -1,4 +1,4 @@
-// Chorus wire protocol v1: every client request decoded and every server frame encoded here, and nowhere else.
+// Chorus wire protocol v1: all client requests are decoded and all server frames encoded here, nowhere else.
 #pragma once
 
 #include <cstdint>
@@ -29,6 +29,7 @@ enum class error_code {
   token_expired,          ///< the token's exp has passed
   rate_limited,           ///< too many operations; retry after retry_after_ms
   unavailable,            ///< the server cannot do it right now; safe to retry
+  not_found,              ///< the named resource does not exist (reserved: no v1 op returns it yet)
   internal,               ///< a bug; reported, never expected
 };
 
@@ -37,11 +38,11 @@ std::string_view to_string(error_code code);
 /// WebSocket close codes Chorus uses besides the RFC 6455 ones (1000, 1001, 1007, 1009).
 namespace close_code {
 inline constexpr std::uint16_t normal = 1000;
-inline constexpr std::uint16_t going_away = 1001;   ///< server shutting down
-inline constexpr std::uint16_t bad_payload = 1007;  ///< text frame that is not UTF-8 (RFC 6455 requires closing)
-inline constexpr std::uint16_t too_big = 1009;      ///< frame over max_frame_bytes
+inline constexpr std::uint16_t going_away = 1001;     ///< server shutting down
+inline constexpr std::uint16_t bad_payload = 1007;    ///< text frame that is not UTF-8 (RFC 6455: must close)
+inline constexpr std::uint16_t too_big = 1009;        ///< frame over max_frame_bytes
 inline constexpr std::uint16_t unauthorized = 4001;   ///< bad, expired or missing token
-inline constexpr std::uint16_t slow_consumer = 4008;  ///< outgoing queue full of messages the client did not read
+inline constexpr std::uint16_t slow_consumer = 4008;  ///< outgoing queue full of unread messages
 inline constexpr std::uint16_t auth_timeout = 4002;   ///< no auth within auth_timeout_ms
 }  // namespace close_code
 
@@ -52,6 +53,8 @@ struct auth_op {
 };
 struct join_op {
   std::string room;
+  /// Resume: the last seq the client saw in the room; the server replays every later message.
+  std::optional<std::uint64_t> last_seq = std::nullopt;
 };
 struct leave_op {
   std::string room;
@@ -66,7 +69,24 @@ struct typing_op {
 };
 struct ping_op {};
 
-using operation = std::variant<auth_op, join_op, leave_op, send_op, typing_op, ping_op>;
+/// Which way a history page goes from `from`.
+enum class history_direction {
+  older,  ///< seq < from (from absent: the newest messages), newest first
+  newer,  ///< seq > from, oldest first
+};
+
+/// The page size when a history request gives no `limit` (clamped to decode_limits::max_history_limit).
+inline constexpr std::uint32_t default_history_limit = 50;
+
+/// `before` / no position → older; `after` → newer; `cursor` → whatever the cursor says.
+struct history_op {
+  std::string room;
+  history_direction dir = history_direction::older;
+  std::optional<std::uint64_t> from = std::nullopt;  ///< exclusive; absent only for older (= +infinity)
+  std::uint32_t limit = default_history_limit;       ///< 1..max_history_limit
+};
+
+using operation = std::variant<auth_op, join_op, leave_op, send_op, typing_op, ping_op, history_op>;
 
 struct request {
   std::int64_t id = 0;  ///< the client's correlation id, echoed as `re`
@@ -85,6 +105,7 @@ struct decode_error {
 struct decode_limits {
   std::uint32_t max_message_chars = 4000;
   std::uint32_t max_client_msg_id_chars = 64;
+  std::uint32_t max_history_limit = 100;  ///< largest `limit` a history request may ask for
 };
 
 /// Parses one text frame. Validates types, room ids, text length (in code points) and Unicode.
@@ -92,6 +113,10 @@ std::variant<request, decode_error> decode_request(std::string_view frame, const
 
 /// True when `room` matches [a-z0-9][a-z0-9_-]{0,63}.
 bool valid_room_id(std::string_view room);
+
+/// The history cursor that continues from `from` in direction `dir`: "o:120" (older than 120) or
+/// "n:80" (newer than 80). Opaque to clients; decode_request turns it back into dir + from.
+std::string make_cursor(history_direction dir, std::uint64_t from);
 
 // ---- server frames (server → client) ----
 
@@ -101,6 +126,7 @@ struct limits_info {
   std::uint32_t ops_per_second;
   std::uint32_t ops_burst;
   std::uint32_t send_queue_limit;
+  std::uint32_t history_limit;
 };
 
 struct hello_event {
@@ -130,10 +156,17 @@ std::string encode_hello(const hello_event& hello);
 
 // Replies: {"re":ID,"ok":true,"d":{...}}.
 std::string encode_auth_ok(std::int64_t re, std::string_view user);
+/// `replayed`: how many `message` events follow this reply as resume; `complete` is false when the gap was
+/// larger than one resume replays (the client pages the rest with history).
 std::string encode_join_ok(std::int64_t re, std::string_view room, std::uint64_t last_seq,
-                           const std::vector<member_info>& members);
+                           const std::vector<member_info>& members, std::uint64_t replayed, bool complete);
 std::string encode_leave_ok(std::int64_t re, std::string_view room);
 std::string encode_send_ok(std::int64_t re, const chat_message& msg);
+/// {"re":ID,"ok":true,"d":{"room":ROOM,"messages":[...],"next":CURSOR|null}}; `messages` in page order
+/// (older: newest first; newer: oldest first). Each message's own `room` field is not written.
+std::string encode_history_ok(std::int64_t re, std::string_view room,
+                              const std::vector<chat_message>& messages,
+                              std::optional<std::string> next_cursor);
 std::string encode_empty_ok(std::int64_t re);  ///< typing
 std::string encode_pong(std::int64_t re, std::int64_t server_ts_ms);
 

@@ -1,13 +1,23 @@
-// The room actor: ordering, membership and fan-out of one room.
+// The room actor: ordering, membership, ack-after-commit, idempotent sends, resume and fan-out of one room.
 #include "actors/room_actor.hpp"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <random>
 
+#include "actors/stored_message.hpp"
+
 namespace chorus::actors {
 
 namespace {
+
+using protocol::chat_message;
+using protocol::error_code;
+
+constexpr std::chrono::milliseconds max_load_backoff{5000};
 
 std::int64_t now_ms() {
   using namespace std::chrono;
@@ -24,6 +34,10 @@ std::string make_message_id(std::int64_t ts_ms, std::uint64_t entropy, std::uint
                 static_cast<unsigned>((hi >> 16) & 0xffff), static_cast<unsigned>(hi & 0xffff),
                 static_cast<unsigned>(lo >> 48), static_cast<unsigned long long>(lo & 0xffffffffffffull));
   return buf;
+}
+
+std::string id_key(const std::string& user, const std::string& client_msg_id) {
+  return user + '\0' + client_msg_id;
 }
 
 void fan_out(room_pointer self, const outbound_event& ev, const std::string* except_user = nullptr) {
@@ -60,47 +74,262 @@ bool remove_session(room_pointer self, const caf::actor_addr& addr) {
   return true;
 }
 
+// ---- the tail cache: the last committed messages, consecutive by seq ----
+
+const chat_message* cached(const room_state& st, std::uint64_t seq) {
+  if (st.tail.empty() || seq < st.tail.front().seq || seq > st.tail.back().seq) return nullptr;
+  return &st.tail[seq - st.tail.front().seq];
+}
+
+void remember(room_pointer self, const chat_message& msg) {
+  auto& st = self->state;
+  if (st.services.tail_cache_size == 0) return;
+  st.tail.push_back(msg);
+  if (!msg.client_msg_id.empty()) st.tail_ids[id_key(msg.user, msg.client_msg_id)] = msg.seq;
+  while (st.tail.size() > st.services.tail_cache_size) {
+    const auto& old = st.tail.front();
+    if (!old.client_msg_id.empty()) st.tail_ids.erase(id_key(old.user, old.client_msg_id));
+    st.tail.pop_front();
+  }
+}
+
+/// A stored message becomes real: its senders get their answer, then every member gets the event.
+void deliver_committed(room_pointer self, const chat_message& msg,
+                       std::vector<caf::typed_response_promise<chat_message>>& waiting) {
+  self->state.committed_seq = msg.seq;
+  for (auto& rp : waiting) rp.deliver(msg);
+  fan_out(self, shared(protocol::encode_message_event(msg), traffic::essential));
+  remember(self, msg);
+}
+
+// ---- loading and resyncing ----
+
+void run_deferred(room_pointer self) {
+  auto deferred = std::move(self->state.deferred);
+  self->state.deferred.clear();
+  for (auto& run : deferred) run();
+}
+
+void load(room_pointer self);
+
+void on_loaded(room_pointer self, storage::room_snapshot& snapshot) {
+  auto& st = self->state;
+  if (!st.loaded && st.load_backoff.count() > 0) spdlog::info("room {}: loaded from PostgreSQL again", st.id);
+  // The cache must stay consecutive: if the stored tail does not continue it, start it afresh.
+  if (!snapshot.tail.empty() && !st.tail.empty() && snapshot.tail.front().seq > st.tail.back().seq + 1) {
+    st.tail.clear();
+    st.tail_ids.clear();
+  }
+  for (auto& row : snapshot.tail) {
+    if (!st.tail.empty() && row.seq <= st.tail.back().seq) continue;
+    auto msg = to_message(std::move(row));
+    // Stored but never announced: its write was answered as failed (the commit was in doubt), yet it
+    // committed. Members get it now, so their sequence has no gap.
+    if (st.ever_loaded && msg.seq > st.committed_seq)
+      fan_out(self, shared(protocol::encode_message_event(msg), traffic::essential));
+    remember(self, msg);
+  }
+  st.committed_seq = st.assigned_seq = snapshot.last_seq;
+  st.loaded = st.ever_loaded = true;
+  st.syncing = false;
+  st.load_backoff = std::chrono::milliseconds(0);
+  run_deferred(self);
+}
+
+void on_load_failed(room_pointer self, const caf::error& err) {
+  auto& st = self->state;
+  if (st.load_backoff.count() == 0)
+    spdlog::warn("room {}: cannot load its state ({}); sends fail with `unavailable` until it can",
+                 st.id, protocol::to_string(to_protocol_error(err)));
+  st.loaded = false;
+  st.syncing = false;
+  st.load_backoff = std::min(max_load_backoff, std::max(std::chrono::milliseconds(100), st.load_backoff * 2));
+  self->delayed_send(caf::actor_cast<room_actor>(self), st.load_backoff, atom::activate_v);
+  run_deferred(self);
+}
+
+/// Reads the room's stored sequence and recent messages. Answers from before this call no longer count.
+void load(room_pointer self) {
+  auto& st = self->state;
+  st.syncing = true;
+  auto generation = ++st.generation;
+  self->request(st.services.writer, st.services.request_timeout, atom::activate_v, st.id)
+      .then(
+          [self, generation](storage::room_snapshot& snapshot) {
+            if (generation == self->state.generation) on_loaded(self, snapshot);
+          },
+          [self, generation](caf::error& err) {
+            if (generation == self->state.generation) on_load_failed(self, err);
+          });
+}
+
+/// A write failed: nothing in flight can be trusted to follow on. Fail those sends (clients retry them
+/// safely: client_msg_id makes retries idempotent) and reload what is really stored.
+void resync(room_pointer self) {
+  auto& st = self->state;
+  for (auto& [seq, entry] : st.in_flight)
+    for (auto& rp : entry.waiting) rp.deliver(make_error(error_code::unavailable));
+  st.in_flight.clear();
+  st.in_flight_ids.clear();
+  st.assigned_seq = st.committed_seq;
+  load(self);
+}
+
+void on_stored(room_pointer self, std::uint64_t seq, store_result& result) {
+  auto& st = self->state;
+  auto node = st.in_flight.extract(seq);
+  if (node.empty()) return;
+  auto& entry = node.mapped();
+  if (!entry.msg.client_msg_id.empty()) st.in_flight_ids.erase(id_key(entry.msg.user, entry.msg.client_msg_id));
+  if (result.duplicate) {
+    // Sent before (through another room actor, before a restart, or on another node): the sender gets
+    // the original. Nothing of this room in that batch was written, so the room resyncs.
+    auto original = to_message(std::move(result.row));
+    for (auto& rp : entry.waiting) rp.deliver(original);
+    resync(self);
+    return;
+  }
+  if (seq != st.committed_seq + 1) {
+    spdlog::error("room {}: writer acknowledged seq {} after {}; resyncing", st.id, seq, st.committed_seq);
+    for (auto& rp : entry.waiting) rp.deliver(make_error(error_code::unavailable));
+    resync(self);
+    return;
+  }
+  deliver_committed(self, entry.msg, entry.waiting);
+}
+
+// ---- requests ----
+
+void post(room_pointer self, post_request req, caf::typed_response_promise<chat_message> rp) {
+  auto& st = self->state;
+  if (st.syncing) {
+    st.deferred.push_back([self, req = std::move(req), rp]() mutable { post(self, std::move(req), rp); });
+    return;
+  }
+  if (!req.client_msg_id.empty()) {
+    auto key = id_key(req.user, req.client_msg_id);
+    if (auto it = st.tail_ids.find(key); it != st.tail_ids.end()) {
+      rp.deliver(*cached(st, it->second));
+      return;
+    }
+    if (auto it = st.in_flight_ids.find(key); it != st.in_flight_ids.end()) {
+      st.in_flight[it->second].waiting.push_back(rp);
+      return;
+    }
+  }
+  if (!st.loaded) {
+    rp.deliver(make_error(error_code::unavailable));
+    return;
+  }
+  chat_message msg;
+  msg.seq = ++st.assigned_seq;
+  msg.ts_ms = now_ms();
+  msg.id = make_message_id(msg.ts_ms, st.id_entropy, msg.seq);
+  msg.room = st.id;
+  msg.user = std::move(req.user);
+  msg.text = std::move(req.text);
+  msg.client_msg_id = std::move(req.client_msg_id);
+  auto seq = msg.seq;
+  if (!msg.client_msg_id.empty()) st.in_flight_ids.emplace(id_key(msg.user, msg.client_msg_id), seq);
+  auto row = to_row(msg);
+  st.in_flight.emplace(seq, in_flight_message{std::move(msg), {rp}});
+  auto generation = st.generation;
+  self->request(st.services.writer, st.services.request_timeout, atom::store_v, std::move(row))
+      .then(
+          [self, generation, seq](store_result& result) {
+            if (generation == self->state.generation) on_stored(self, seq, result);
+          },
+          [self, generation](caf::error&) {
+            if (generation == self->state.generation) resync(self);
+          });
+}
+
+void join(room_pointer self, join_request req, caf::typed_response_promise<join_result> rp) {
+  auto& st = self->state;
+  if (st.syncing) {
+    st.deferred.push_back([self, req = std::move(req), rp]() mutable { join(self, std::move(req), rp); });
+    return;
+  }
+  auto& ref = req.member;
+  auto addr = ref.session.address();
+  if (!st.sessions.count(addr)) {
+    bool first_of_user = st.sessions_per_user[ref.user]++ == 0;
+    if (first_of_user) {
+      fan_out(self, shared(protocol::encode_member_joined(st.id, ref.user), traffic::essential));
+      fan_out(self, shared(protocol::encode_presence(ref.user, protocol::presence_status::online),
+                           traffic::droppable));
+    }
+    self->monitor(ref.session);
+    st.sessions.emplace(addr, ref);
+  }
+  join_result result{st.committed_seq, member_list(st), {}, true};
+  if (req.resume && !st.loaded) {
+    result.complete = false;
+  } else if (req.resume && req.last_seen < st.committed_seq) {
+    auto first = req.last_seen + 1;
+    if (cached(st, first) != nullptr) {
+      for (auto seq = first; seq <= st.committed_seq && result.replay.size() < st.services.history_limit; ++seq)
+        result.replay.push_back(*cached(st, seq));
+    }
+    result.complete = !result.replay.empty() && result.replay.back().seq == st.committed_seq;
+  }
+  rp.deliver(std::move(result));
+}
+
+/// A page from the tail cache when it holds the whole page, else from the history reader.
+void history(room_pointer self, history_query q, caf::typed_response_promise<std::vector<chat_message>> rp) {
+  auto& st = self->state;
+  if (st.syncing) {
+    st.deferred.push_back([self, q = std::move(q), rp]() mutable { history(self, std::move(q), rp); });
+    return;
+  }
+  q.room = st.id;
+  q.limit = std::min(q.limit, st.services.history_limit);
+  q.max_seq = st.committed_seq;
+  std::vector<chat_message> page;
+  bool from_cache = false;
+  if (q.newer) {
+    auto lo = q.from + 1;
+    auto hi = std::min<std::uint64_t>(st.committed_seq, q.from + q.limit);
+    from_cache = lo > st.committed_seq || cached(st, lo) != nullptr;
+    for (auto seq = lo; from_cache && seq <= hi; ++seq) page.push_back(*cached(st, seq));
+  } else {
+    auto hi = q.from == 0 || q.from > st.committed_seq ? st.committed_seq : q.from - 1;
+    auto lo = hi >= q.limit ? hi - q.limit + 1 : 1;
+    from_cache = hi == 0 || cached(st, lo) != nullptr;
+    for (auto seq = hi; from_cache && seq >= lo && seq > 0; --seq) page.push_back(*cached(st, seq));
+  }
+  if (from_cache) {
+    rp.deliver(std::move(page));
+    return;
+  }
+  self->request(st.services.reader, st.services.request_timeout, atom::history_v, std::move(q))
+      .then([rp](std::vector<chat_message>& rows) mutable { rp.deliver(std::move(rows)); },
+            [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+}
+
 }  // namespace
 
-room_actor::behavior_type room(room_pointer self, std::string id) {
-  self->state.id = std::move(id);
-  self->state.id_entropy = std::random_device{}() ^ (static_cast<std::uint64_t>(std::random_device{}()) << 32);
+room_actor::behavior_type room(room_pointer self, std::string id, room_services services) {
+  auto& st = self->state;
+  st.id = std::move(id);
+  st.services = std::move(services);
+  st.id_entropy = std::random_device{}() ^ (static_cast<std::uint64_t>(std::random_device{}()) << 32);
   self->set_down_handler([self](const caf::down_msg& msg) { remove_session(self, msg.source); });
+  load(self);
   return {
-      [self](atom::join, member_ref& ref) -> join_result {
-        auto& st = self->state;
-        auto addr = ref.session.address();
-        if (!st.sessions.count(addr)) {
-          bool first_of_user = st.sessions_per_user[ref.user]++ == 0;
-          if (first_of_user) {
-            fan_out(self, shared(protocol::encode_member_joined(st.id, ref.user), traffic::essential));
-            fan_out(self, shared(protocol::encode_presence(ref.user, protocol::presence_status::online),
-                                 traffic::droppable));
-          }
-          self->monitor(ref.session);
-          st.sessions.emplace(addr, std::move(ref));
-        }
-        return {st.last_seq, member_list(st)};
+      [self](atom::join, join_request& req) -> caf::result<join_result> {
+        auto rp = self->make_response_promise<join_result>();
+        join(self, std::move(req), rp);
+        return rp;
       },
       [self](atom::leave, const member_ref& ref) -> bool { return remove_session(self, ref.session.address()); },
-      [self](atom::post, post_request& req) -> caf::result<protocol::chat_message> {
+      [self](atom::post, post_request& req) -> caf::result<chat_message> {
         auto& st = self->state;
         auto sender = st.sessions.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
-        if (sender == st.sessions.end() || sender->second.user != req.user)
-          return make_error(protocol::error_code::not_joined);
-        protocol::chat_message msg;
-        msg.seq = ++st.last_seq;
-        msg.ts_ms = now_ms();
-        msg.id = make_message_id(msg.ts_ms, st.id_entropy, msg.seq);
-        msg.room = st.id;
-        msg.user = std::move(req.user);
-        msg.text = std::move(req.text);
-        msg.client_msg_id = std::move(req.client_msg_id);
-        auto event = shared(protocol::encode_message_event(msg), traffic::essential);
-        // The sender must see its reply before its own message event: answer first, then fan out.
-        auto rp = self->make_response_promise<protocol::chat_message>();
-        rp.deliver(msg);
-        fan_out(self, event);
+        if (sender == st.sessions.end() || sender->second.user != req.user) return make_error(error_code::not_joined);
+        auto rp = self->make_response_promise<chat_message>();
+        post(self, std::move(req), rp);
         return rp;
       },
       [self](atom::typing, const member_ref& ref) {
@@ -110,6 +339,14 @@ room_actor::behavior_type room(room_pointer self, std::string id) {
       [self](atom::presence, const std::string& user, bool online) {
         auto status = online ? protocol::presence_status::online : protocol::presence_status::offline;
         fan_out(self, shared(protocol::encode_presence(user, status), traffic::droppable), &user);
+      },
+      [self](atom::history, history_query& q) -> caf::result<std::vector<chat_message>> {
+        auto rp = self->make_response_promise<std::vector<chat_message>>();
+        history(self, std::move(q), rp);
+        return rp;
+      },
+      [self](atom::activate) {
+        if (!self->state.loaded && !self->state.syncing) load(self);
       },
   };
 }

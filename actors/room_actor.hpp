@@ -1,11 +1,37 @@
-// The room actor: gives each message the room's next sequence number and fans every event out to members.
+// The room actor: gives each message the room's next sequence number, has it stored, then fans it out.
+//
+// Phases: loading (reading last seq and recent messages from the writer) → ready ⇄ resyncing (after a
+// failed write: reload what is really stored, then carry on) — and unavailable when loading fails
+// (retried with backoff; sends fail at once, live events and cached history still work). Requests that
+// arrive while loading or resyncing wait and run, in order, once the room is ready.
 #pragma once
 
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
 #include <string>
+#include <unordered_map>
 
 #include "actors/messages.hpp"
 
 namespace chorus::actors {
+
+/// What a room needs from the node.
+struct room_services {
+  batch_writer_actor writer;    ///< the same writer for every message of the room, so rows stay in order
+  history_reader_actor reader;  ///< for history older than the tail cache
+  std::size_t tail_cache_size = 256;
+  std::uint32_t history_limit = 100;
+  std::chrono::milliseconds request_timeout{5000};
+};
+
+/// A message handed to the writer and not yet answered, with every request waiting for it (a resend of
+/// the same client_msg_id waits on the original instead of being stored twice).
+struct in_flight_message {
+  protocol::chat_message msg;
+  std::vector<caf::typed_response_promise<protocol::chat_message>> waiting;
+};
 
 /// State of one room. Lives only inside the room actor.
 ///
@@ -15,17 +41,30 @@ namespace chorus::actors {
 /// leaving is removed as if it had left.
 struct room_state {
   std::string id;
-  std::uint64_t last_seq = 0;
+  room_services services;
   std::unordered_map<caf::actor_addr, member_ref> sessions;
   std::unordered_map<std::string, std::size_t> sessions_per_user;
   std::uint64_t id_entropy = 0;  ///< mixed into message ids so two rooms never mint the same one
+
+  bool loaded = false;   ///< the stored sequence is known
+  bool syncing = false;  ///< a load is in flight; requests wait in `deferred`
+  bool ever_loaded = false;  ///< later loads announce stored messages members have not seen
+  std::uint32_t generation = 0;      ///< bumped on every resync; answers for older generations are ignored
+  std::uint64_t committed_seq = 0;   ///< last seq stored and fanned out
+  std::uint64_t assigned_seq = 0;    ///< last seq handed to the writer
+  std::map<std::uint64_t, in_flight_message> in_flight;
+  std::unordered_map<std::string, std::uint64_t> in_flight_ids;  ///< user + '\0' + client_msg_id → seq
+  std::deque<protocol::chat_message> tail;                        ///< last committed messages, oldest first
+  std::unordered_map<std::string, std::uint64_t> tail_ids;        ///< user + '\0' + client_msg_id → seq
+  std::deque<std::function<void()>> deferred;
+  std::chrono::milliseconds load_backoff{0};
 
   static inline const char* name = "room";
 };
 
 using room_pointer = room_actor::stateful_pointer<room_state>;
 
-/// Behaviour of the room `id`, starting empty at sequence 0.
-room_actor::behavior_type room(room_pointer self, std::string id);
+/// Behaviour of the room `id`; it starts by loading its state through `services.writer`.
+room_actor::behavior_type room(room_pointer self, std::string id, room_services services);
 
 }  // namespace chorus::actors

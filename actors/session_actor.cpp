@@ -76,14 +76,18 @@ void handle(session_pointer self, std::int64_t re, protocol::auth_op& op) {
 void handle(session_pointer self, std::int64_t re, protocol::join_op& op) {
   auto& st = self->state;
   auto room_id = op.room;
+  join_request req{me(self), op.last_seq.has_value(), op.last_seq.value_or(0)};
   self->request(st.ctx->directory, timeout(self), atom::lookup_v, op.room)
       .then(
-          [self, re, room_id](room_actor& room) {
-            self->request(room, timeout(self), atom::join_v, me(self))
+          [self, re, room_id, req](room_actor& room) {
+            self->request(room, timeout(self), atom::join_v, req)
                 .then(
                     [self, re, room_id, room](join_result& joined) {
                       self->state.rooms.emplace(room_id, room);
-                      push(self, protocol::encode_join_ok(re, room_id, joined.last_seq, joined.members));
+                      push(self, protocol::encode_join_ok(re, room_id, joined.last_seq, joined.members,
+                                                          joined.replay.size(), joined.complete));
+                      // The missed messages follow the reply, before any live event the room sends later.
+                      for (const auto& msg : joined.replay) push(self, protocol::encode_message_event(msg));
                     },
                     [self, re](caf::error& err) {
                       reply_error(self, re, to_protocol_error(err), "could not join the room");
@@ -131,6 +135,31 @@ void handle(session_pointer self, std::int64_t re, protocol::typing_op& op) {
   push(self, protocol::encode_empty_ok(re));
 }
 
+void handle(session_pointer self, std::int64_t re, protocol::history_op& op) {
+  auto& st = self->state;
+  auto it = st.rooms.find(op.room);
+  if (it == st.rooms.end()) {
+    reply_error(self, re, error_code::not_joined, "join room '" + op.room + "' before reading its history");
+    return;
+  }
+  bool newer = op.dir == protocol::history_direction::newer;
+  history_query q{op.room, op.from.value_or(0), newer, op.limit, 0};
+  auto room_id = op.room;
+  auto limit = op.limit;
+  self->request(it->second, timeout(self), atom::history_v, std::move(q))
+      .then(
+          [self, re, room_id, newer, limit](std::vector<protocol::chat_message>& page) {
+            // A full page may have more behind it; a short one, or one that reached seq 1, has not.
+            std::optional<std::string> next;
+            if (page.size() == limit && !(!newer && page.back().seq <= 1))
+              next = protocol::make_cursor(newer ? protocol::history_direction::newer
+                                                 : protocol::history_direction::older,
+                                           page.back().seq);
+            push(self, protocol::encode_history_ok(re, room_id, page, std::move(next)));
+          },
+          [self, re](caf::error& err) { reply_error(self, re, to_protocol_error(err), "history unavailable"); });
+}
+
 void handle(session_pointer self, std::int64_t re, protocol::ping_op&) {
   push(self, protocol::encode_pong(re, wall_ms()));
 }
@@ -139,7 +168,8 @@ void on_frame(session_pointer self, std::string_view text) {
   auto& st = self->state;
   if (st.closing) return;
   auto retry_ms = st.bucket.take(steady_ms());
-  auto decoded = protocol::decode_request(text, {st.ctx->cfg.max_message_chars});
+  auto decoded = protocol::decode_request(
+      text, {.max_message_chars = st.ctx->cfg.max_message_chars, .max_history_limit = st.ctx->cfg.history_limit});
   if (auto* err = std::get_if<protocol::decode_error>(&decoded)) {
     if (retry_ms > 0)
       reply_error(self, err->id, error_code::rate_limited, "too many operations", retry_ms);
@@ -248,7 +278,7 @@ std::shared_ptr<const session_context> make_session_context(room_directory direc
   protocol::hello_event hello{cfg.node_id,
                               cfg.idle_timeout_ms / 2,
                               {cfg.max_frame_bytes, cfg.max_message_chars, cfg.ops_per_second, cfg.ops_burst,
-                               cfg.send_queue_limit}};
+                               cfg.send_queue_limit, cfg.history_limit}};
   auto bytes = std::make_shared<const std::string>(protocol::encode_hello(hello));
   return std::make_shared<const session_context>(
       session_context{std::move(directory), std::move(presence), std::move(cfg), std::move(bytes)});

@@ -5,6 +5,9 @@ set -euo pipefail
 
 chorusd=$1
 bench=$2
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=throwaway_postgres.sh
+. "$here/throwaway_postgres.sh"
 work=$(mktemp -d)
 node_pid=""
 
@@ -14,6 +17,7 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$node_pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$node_pid" 2>/dev/null || true
   fi
+  pg_throwaway_stop "$work/pg"
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -26,9 +30,25 @@ fail() {
 }
 
 secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+# A node with durable messages needs PostgreSQL: CHORUS_TEST_DATABASE_URL if given, else a throwaway cluster;
+# without either the test is skipped (77), not failed.
+db_flags=()
+if chorusd_needs_database "$chorusd"; then
+  url=${CHORUS_TEST_DATABASE_URL:-}
+  if [ -z "$url" ]; then
+    for pg_port in $(shuf -i 18000-28000 -n 3); do
+      url=$(pg_throwaway_start "$work/pg" "$pg_port") && break
+      pg_throwaway_stop "$work/pg"
+      rm -rf "$work/pg"
+    done
+    [ -n "$url" ] || { echo "bench_smoke: skipped: no PostgreSQL to run chorusd against" >&2; exit 77; }
+  fi
+  db_flags=(--database_url "$url")
+fi
 # The default rate limit (20 ops/s per connection) is plenty for this scenario: 4 senders at 25 msg/s would
 # not be, so the senders are 10 at 10 msg/s.
-"$chorusd" --port 0 --jwt_secret "$secret" --log_level info 2>"$work/chorusd.log" &
+"$chorusd" --port 0 --jwt_secret "$secret" --log_level info "${db_flags[@]}" 2>"$work/chorusd.log" &
 node_pid=$!
 
 port=""

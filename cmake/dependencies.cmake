@@ -25,6 +25,7 @@ set_target_properties(CAF::io PROPERTIES IMPORTED_LOCATION "${CAF_IO_LIBRARY}"
 find_package(spdlog CONFIG REQUIRED)
 find_package(OpenSSL REQUIRED)
 pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
+pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)
 
 if(CHORUS_BUILD_TESTS)
   find_package(GTest CONFIG REQUIRED)

@@ -41,6 +41,7 @@ struct key_def {
   std::string_view allowed = {};               ///< overrides "min..max" in messages when `rule` says more
   bool (*rule)(const node_config&) = nullptr;  ///< a check min/max cannot express, e.g. one between two keys
   bool secret = false;                         ///< never echoed back by --print-config or error messages
+  bool serving_only = false;                   ///< required to run a node, not to mint a token
 };
 
 constexpr std::array<std::string_view, 7> log_levels{"trace", "debug",    "info", "warn",
@@ -155,6 +156,38 @@ constexpr std::array keys{
             .help = "longest a session waits for a room's answer before replying `unavailable`",
             .min = 100,
             .max = 600000},
+    key_def{.name = "database_url",
+            .member = &node_config::database_url,
+            .help = "PostgreSQL connection URL, e.g. postgresql://chorus@127.0.0.1:5432/chorus (required)",
+            .min = 1,
+            .allowed = "a PostgreSQL URL (required)",
+            .secret = true,
+            .serving_only = true},
+    key_def{.name = "writer_count",
+            .member = &node_config::writer_count,
+            .help = "batch writer actors, each with its own PostgreSQL connection",
+            .min = 1,
+            .max = 64},
+    key_def{.name = "batch_max_rows",
+            .member = &node_config::batch_max_rows,
+            .help = "a batch is written once it holds this many messages",
+            .min = 1,
+            .max = 100000},
+    key_def{.name = "batch_max_delay_ms",
+            .member = &node_config::batch_max_delay_ms,
+            .help = "or once its oldest message has waited this long (0: as soon as the writer is free)",
+            .min = 0,
+            .max = 10000},
+    key_def{.name = "history_limit",
+            .member = &node_config::history_limit,
+            .help = "most messages one history page or one resume may return",
+            .min = 1,
+            .max = 1000},
+    key_def{.name = "tail_cache_size",
+            .member = &node_config::tail_cache_size,
+            .help = "recent messages each room keeps in memory for history, resume and duplicate checks",
+            .min = 0,
+            .max = 100000},
 };
 
 // A numeric range wider than its field would let a value wrap silently when stored; only strings can be
@@ -421,6 +454,11 @@ environment process_env() {
   return env;
 }
 
+namespace {
+/// validate(), except that a token needs no database: `serving` false skips keys only a node needs.
+void check(const node_config& cfg, bool serving);
+}  // namespace
+
 invocation parse_invocation(int argc, const char* const* argv, const environment& env) {
   std::vector<std::string_view> args;
   for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
@@ -504,12 +542,17 @@ invocation parse_invocation(int argc, const char* const* argv, const environment
   apply_env(inv.cfg, env);
   for (const flag_value& f : flags) set_from_text(*f.key, inv.cfg, f.value, "--" + std::string(f.key->name));
 
-  validate(inv.cfg);
+  check(inv.cfg, inv.what != command::token);
   return inv;
 }
 
-void validate(const node_config& cfg) {
+void validate(const node_config& cfg) { check(cfg, true); }
+
+namespace {
+
+void check(const node_config& cfg, bool serving) {
   for (const key_def& k : keys) {
+    if (!serving && k.serving_only) continue;
     if (within_limits(k, cfg) && (!k.rule || k.rule(cfg))) continue;
     std::string got = toml_value(k, cfg);
     if (k.secret) {
@@ -521,6 +564,8 @@ void validate(const node_config& cfg) {
          " = ...` in the config file, " + env_name(name) + " or --" + name);
   }
 }
+
+}  // namespace
 
 std::string help_text() {
   std::string out =

@@ -28,6 +28,12 @@ struct node_config {
   std::uint32_t shutdown_timeout_ms = 5000;  ///< longest a graceful shutdown waits for connections to close
   std::uint32_t max_connections = 20000;     ///< connections accepted at once; more are refused with HTTP 503
   std::uint32_t request_timeout_ms = 5000;   ///< longest a session waits for a room's answer before `unavailable`
+  std::string database_url;                  ///< PostgreSQL URL; required; a secret (may hold a password)
+  std::uint32_t writer_count = 2;            ///< batch writer actors, each with its own PostgreSQL connection
+  std::uint32_t batch_max_rows = 1000;       ///< a batch is written once it holds this many messages
+  std::uint32_t batch_max_delay_ms = 2;      ///< or once its oldest message has waited this long
+  std::uint32_t history_limit = 100;         ///< most messages one history page or resume may return
+  std::uint32_t tail_cache_size = 256;       ///< recent messages each room keeps in memory for history and resume
 };
 
 /// Thrown for anything wrong with the configuration; the message names the offending key.

@@ -24,9 +24,17 @@ jwt_secret = "$secret"
 TOML
 fi
 
+# PostgreSQL: the caller's, or a private one under var/ (scripts/services.sh; it keeps running after
+# the node stops: `scripts/services.sh stop` ends it).
+if [ -z "${CHORUS_DATABASE_URL:-}" ]; then
+  bash scripts/services.sh start >/dev/null
+  eval "$(bash scripts/services.sh env | grep CHORUS_DATABASE_URL)"
+fi
+
 port=$(sed -n 's/^port = //p' "$config")
 cat <<TXT
 Chorus: http://127.0.0.1:$port/healthz  ·  WebSocket: ws://127.0.0.1:$port/ws
+Database:     $CHORUS_DATABASE_URL
 Get a token:  $build/chorusd token --config $config --user alice
 Chat:         /usr/bin/python3 -m websockets ws://127.0.0.1:$port/ws   then send {"op":"auth","id":1,"token":"<token>"}
 Stop with Ctrl-C.

@@ -10,6 +10,7 @@ packages=(
   libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-websockets curl procps
+  postgresql redis-server redis-tools
 )
 
 missing=()

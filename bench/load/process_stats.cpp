@@ -2,8 +2,10 @@
 #include "bench/load/process_stats.hpp"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <fstream>
+#include <sstream>
 #include <string>
 
 namespace chorus::bench {
@@ -15,6 +17,21 @@ double cpu_seconds() {
     return static_cast<double>(tv.tv_sec) + static_cast<double>(tv.tv_usec) * 1e-6;
   };
   return seconds(ru.ru_utime) + seconds(ru.ru_stime);
+}
+
+std::optional<double> cpu_seconds_of(int pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  if (!std::getline(in, stat)) return std::nullopt;
+  // The command name (field 2) may hold spaces; fields after its closing parenthesis are plain numbers.
+  const auto close = stat.rfind(')');
+  if (close == std::string::npos) return std::nullopt;
+  std::istringstream fields(stat.substr(close + 2));
+  std::string skip;
+  for (int field = 3; field < 14; ++field) fields >> skip;  // state .. cmajflt
+  double utime = 0, stime = 0;
+  if (!(fields >> utime >> stime)) return std::nullopt;
+  return (utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
 std::optional<std::uint64_t> rss_kib(int pid) {

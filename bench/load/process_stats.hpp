@@ -9,6 +9,9 @@ namespace chorus::bench {
 /// User + system CPU seconds this process has used.
 double cpu_seconds();
 
+/// User + system CPU seconds process `pid` has used (from /proc/PID/stat); nullopt if unreadable.
+std::optional<double> cpu_seconds_of(int pid);
+
 /// VmRSS of `pid` in KiB from /proc/PID/status; nullopt if unreadable.
 std::optional<std::uint64_t> rss_kib(int pid);
 

@@ -103,7 +103,9 @@ json::object to_json(const step_result& s) {
           {"seq_gaps", s.seq_gaps},
           {"seq_out_of_order", s.seq_out_of_order},
           {"max_send_queue", s.max_send_queue},
+          {"max_pacer_lag_ms", round3(s.max_pacer_lag_ms)},
           {"generator_cpu", round3(s.generator_cpu)},
+          {"server_cpu", s.server_cpu < 0 ? json::value(nullptr) : json::value(round3(s.server_cpu))},
           {"held", s.held}};
 }
 
@@ -135,7 +137,10 @@ void print_step(std::FILE* out, const step_result& s) {
                static_cast<unsigned long long>(s.disconnects), static_cast<unsigned long long>(s.seq_gaps),
                static_cast<unsigned long long>(s.seq_out_of_order),
                static_cast<unsigned long long>(s.max_send_queue));
-  std::fprintf(out, "  generator CPU      %.0f %% of one core\n", s.generator_cpu * 100.0);
+  std::fprintf(out, "  generator CPU      %.0f %% of one core, worst stall %.1f ms", s.generator_cpu * 100.0,
+               s.max_pacer_lag_ms);
+  if (s.server_cpu >= 0) std::fprintf(out, "; server CPU %.0f %% of one core", s.server_cpu * 100.0);
+  std::fprintf(out, "\n");
 }
 
 }  // namespace

@@ -40,6 +40,8 @@ struct step_result {
   std::uint64_t seq_out_of_order = 0;
   std::uint64_t max_send_queue = 0;  ///< largest client-side write backlog of a sender (generator lag)
   double generator_cpu = 0;          ///< the generator's CPU time / wall time (1.0 = one core)
+  double max_pacer_lag_ms = 0;       ///< the generator's worst stall (its timer fired this late)
+  double server_cpu = -1;            ///< the same for --server-pid (a single node); -1 when unknown
   bool held = true;                  ///< met the ramp's bounds
 };
 

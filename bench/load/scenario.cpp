@@ -36,7 +36,7 @@ usage: chorus-bench --secret SECRET [--scenario NAME] [options]
   --p99-bound-ms MS        default 100
   --min-ratio F            default 0.999
   --churn-rate R           new connections per second, each upgrading, joining one room and closing
-  --churn-concurrency N    churn connections in flight at once, default 2000
+  --churn-concurrency N    churn connections in flight at once, default 256 (more only queues in SYN backlogs)
   --connect-concurrency N  connection attempts in flight while connecting, default 256
   --connect-timeout S      limit for connecting and joining, default 60
   --server-pid PID         report this process's VmRSS (and per connection, for idle)

@@ -37,7 +37,7 @@ struct scenario {
   double p99_bound_ms = 100;                ///< a ramp step fails when delivery p99 exceeds this
   double min_delivery_ratio = 0.999;        ///< ... or when fewer than this fraction were delivered
   double churn_rate = 0;                    ///< new short-lived connections per second (churn)
-  std::uint32_t churn_concurrency = 2000;   ///< churn connections in flight at once
+  std::uint32_t churn_concurrency = 256;    ///< churn connections in flight at once
   std::uint32_t connect_concurrency = 256;  ///< connection attempts in flight while connecting
   double connect_timeout_s = 60;            ///< the whole connect (and join) phase
   int server_pid = 0;                       ///< whose VmRSS to report (idle)

@@ -83,6 +83,16 @@ caf::actor_system_config& configure(caf::actor_system_config& cfg, std::size_t t
   return cfg;
 }
 
+/// A writer that stores nothing and acknowledges at once, so the benchmark measures the room, not PostgreSQL
+/// (the batch writer has its own numbers in BENCHMARKS.md).
+batch_writer_actor::behavior_type instant_writer(batch_writer_actor::pointer, std::string /*label*/) {
+  return {
+      [](atom::store, storage::message_row& row) { return store_result{false, std::move(row)}; },
+      [](atom::activate, const std::string&) { return storage::room_snapshot{}; },
+      [](atom::flush) {},
+  };
+}
+
 /// Args: members N, messages per round M, scheduler threads. One round = M posts, M×N deliveries.
 void bm_room_fanout(benchmark::State& state) {
   const auto members = static_cast<std::size_t>(state.range(0));
@@ -90,7 +100,9 @@ void bm_room_fanout(benchmark::State& state) {
   caf::actor_system_config cfg;
   caf::actor_system sys{configure(cfg, static_cast<std::size_t>(state.range(2)))};
   auto sync = std::make_shared<round_sync>();
-  auto room_handle = sys.spawn(room, std::string("general"));
+  auto writer = sys.spawn(instant_writer, std::string("bench"));
+  auto room_handle = sys.spawn(room, std::string("general"),
+                               room_services{writer, {}, 256, 100, std::chrono::milliseconds(10000)});
 
   // Distinct users, as in a real room; their join announcements are not counted.
   std::vector<caf::actor> sessions;
@@ -101,7 +113,7 @@ void bm_room_fanout(benchmark::State& state) {
     caf::scoped_actor self{sys};
     for (std::size_t i = 0; i < members; ++i) {
       member_ref ref{"user-" + std::to_string(i), caf::actor_cast<event_sink>(sessions[i])};
-      self->request(room_handle, caf::infinite, atom::join_v, std::move(ref))
+      self->request(room_handle, caf::infinite, atom::join_v, join_request{std::move(ref), false, 0})
           .receive([](const join_result&) {}, [&](caf::error&) { sync->failed = true; });
     }
   }
@@ -131,6 +143,7 @@ void bm_room_fanout(benchmark::State& state) {
     self->receive([](const caf::down_msg&) {});
   }
   for (auto& s : sessions) caf::anon_send_exit(s, caf::exit_reason::user_shutdown);
+  caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
 }
 
 // The work happens on CAF's threads, not the benchmark's, so only wall time means anything.

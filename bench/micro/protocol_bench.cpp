@@ -96,7 +96,7 @@ void bm_encode_send_ok(benchmark::State& state) {
 BENCHMARK(bm_encode_send_ok);
 
 void bm_encode_hello(benchmark::State& state) {
-  const hello_event hello{"node-a", 30000, limits_info{65536, 4000, 20, 40, 256}};
+  const hello_event hello{"node-a", 30000, limits_info{65536, 4000, 20, 40, 256, 100}};
   run_encoder(state, [&] { return encode_hello(hello); });
 }
 BENCHMARK(bm_encode_hello);

@@ -57,6 +57,12 @@ std::string send_frame(std::string_view json_text) {
   return R"({"op":"send","id":3,"room":"general","text":)" + std::string(json_text) + "}";
 }
 
+/// A frame that must fail with bad_request, and the field the message must name.
+struct field_case {
+  const char* frame;
+  const char* field;
+};
+
 // ---- decoding: valid requests ----
 
 TEST(ProtocolDecode, Auth) {
@@ -79,6 +85,49 @@ TEST(ProtocolDecode, JoinLeaveTyping) {
   const request typing = decoded(R"({"room":"r","id":4,"op":"typing"})");
   ASSERT_TRUE(std::holds_alternative<typing_op>(typing.op));
   EXPECT_EQ(std::get<typing_op>(typing.op).room, "r");
+}
+
+TEST(ProtocolDecode, JoinWithoutLastSeq) {
+  for (const char* frame : {R"({"op":"join","id":2,"room":"general"})",
+                            R"({"op":"join","id":2,"room":"general","last_seq":null})"}) {
+    const request req = decoded(frame);
+    ASSERT_TRUE(std::holds_alternative<join_op>(req.op)) << frame;
+    EXPECT_FALSE(std::get<join_op>(req.op).last_seq.has_value()) << frame;
+  }
+}
+
+TEST(ProtocolDecode, JoinWithLastSeq) {
+  const struct {
+    const char* json;
+    std::uint64_t want;
+  } cases[] = {
+      {"0", 0},
+      {"41", 41},
+      {"9223372036854775807", 9223372036854775807ull},
+      {"9223372036854775808", 9223372036854775808ull},  // past int64: Boost.JSON stores it as uint64
+      {"18446744073709551615", std::numeric_limits<std::uint64_t>::max()},
+  };
+  for (const auto& c : cases) {
+    const request req =
+        decoded(std::string(R"({"op":"join","id":2,"room":"general","last_seq":)") + c.json + "}");
+    ASSERT_TRUE(std::holds_alternative<join_op>(req.op)) << c.json;
+    const auto& op = std::get<join_op>(req.op);
+    EXPECT_EQ(op.room, "general");
+    EXPECT_EQ(op.last_seq, c.want) << c.json;
+  }
+}
+
+TEST(ProtocolDecodeError, JoinLastSeqWrongType) {
+  for (const char* json : {"-1", "-9223372036854775808", "1.5", "7.0", "1e2", "18446744073709551616",
+                           R"("5")", "true", "[5]", R"({"seq":5})"}) {
+    const std::string frame = std::string(R"({"op":"join","id":8,"room":"general","last_seq":)") + json + "}";
+    const decode_error err = failed(frame);
+    EXPECT_EQ(err.code, error_code::bad_request) << frame;
+    EXPECT_EQ(err.id, 8) << frame;
+    EXPECT_NE(err.message.find("last_seq"), std::string::npos) << err.message;
+  }
+  // The room is checked first.
+  EXPECT_EQ(failed(R"({"op":"join","id":8,"room":"Bad","last_seq":-1})").code, error_code::invalid_room);
 }
 
 TEST(ProtocolDecode, Send) {
@@ -110,6 +159,198 @@ TEST(ProtocolDecode, Ping) {
   const request req = decoded(R"({"op":"ping","id":9})");
   EXPECT_EQ(req.id, 9);
   EXPECT_TRUE(std::holds_alternative<ping_op>(req.op));
+}
+
+// ---- history ----
+
+history_op decoded_history(std::string_view fields, const decode_limits& limits = default_limits) {
+  const request req =
+      decoded(R"({"op":"history","id":5,"room":"general")" + std::string(fields) + "}", limits);
+  EXPECT_EQ(req.id, 5);
+  if (!std::holds_alternative<history_op>(req.op)) {
+    ADD_FAILURE() << "not a history op: " << fields;
+    return {};
+  }
+  const auto op = std::get<history_op>(req.op);
+  EXPECT_EQ(op.room, "general");
+  return op;
+}
+
+decode_error failed_history(std::string_view fields, const decode_limits& limits = default_limits) {
+  return failed(R"({"op":"history","id":5,"room":"general")" + std::string(fields) + "}", limits);
+}
+
+TEST(ProtocolHistory, NewestByDefault) {
+  for (const char* fields : {"", R"(,"before":null)", R"(,"before":null,"after":null,"cursor":null)"}) {
+    const history_op op = decoded_history(fields);
+    EXPECT_EQ(op.dir, history_direction::older) << fields;
+    EXPECT_FALSE(op.from.has_value()) << fields;
+    EXPECT_EQ(op.limit, 50u) << fields;
+  }
+}
+
+TEST(ProtocolHistory, Before) {
+  const history_op op = decoded_history(R"(,"before":120,"limit":50)");
+  EXPECT_EQ(op.dir, history_direction::older);
+  EXPECT_EQ(op.from, 120u);
+  EXPECT_EQ(op.limit, 50u);
+
+  const history_op zero = decoded_history(R"(,"before":0)");
+  EXPECT_EQ(zero.dir, history_direction::older);
+  EXPECT_EQ(zero.from, 0u);
+
+  const history_op huge = decoded_history(R"(,"before":18446744073709551615)");
+  EXPECT_EQ(huge.from, std::numeric_limits<std::uint64_t>::max());
+}
+
+TEST(ProtocolHistory, After) {
+  const history_op op = decoded_history(R"(,"after":80,"limit":7)");
+  EXPECT_EQ(op.dir, history_direction::newer);
+  EXPECT_EQ(op.from, 80u);
+  EXPECT_EQ(op.limit, 7u);
+
+  const history_op from_start = decoded_history(R"(,"after":0,"before":null)");
+  EXPECT_EQ(from_start.dir, history_direction::newer);
+  EXPECT_EQ(from_start.from, 0u);
+}
+
+TEST(ProtocolHistory, MakeCursor) {
+  EXPECT_EQ(make_cursor(history_direction::older, 120), "o:120");
+  EXPECT_EQ(make_cursor(history_direction::newer, 80), "n:80");
+  EXPECT_EQ(make_cursor(history_direction::older, 0), "o:0");
+  EXPECT_EQ(make_cursor(history_direction::newer, std::numeric_limits<std::uint64_t>::max()),
+            "n:18446744073709551615");
+}
+
+TEST(ProtocolHistory, CursorRoundTrip) {
+  for (const auto dir : {history_direction::older, history_direction::newer}) {
+    for (const std::uint64_t from :
+         {std::uint64_t{0}, std::uint64_t{1}, std::uint64_t{70}, std::uint64_t{1000000},
+          std::uint64_t{9223372036854775807ull}, std::numeric_limits<std::uint64_t>::max()}) {
+      const std::string cursor = make_cursor(dir, from);
+      const history_op op = decoded_history(R"(,"limit":3,"cursor":")" + cursor + "\"");
+      EXPECT_EQ(op.dir, dir) << cursor;
+      EXPECT_EQ(op.from, from) << cursor;
+      EXPECT_EQ(op.limit, 3u) << cursor;
+    }
+  }
+}
+
+TEST(ProtocolHistory, MalformedCursor) {
+  for (const char* cursor : {R"("")",
+                             R"("o")",
+                             R"("o:")",
+                             R"("n:")",
+                             R"(":5")",
+                             R"("x:5")",
+                             R"("O:5")",
+                             R"("o;5")",
+                             R"("o5")",
+                             R"("o:-1")",
+                             R"("o:+1")",
+                             R"("o:01")",
+                             R"("n:00")",
+                             R"("o:1a")",
+                             R"("o: 1")",
+                             R"("o:1 ")",
+                             R"(" o:1")",
+                             R"("n:1.0")",
+                             R"("n:1e3")",
+                             R"("o:18446744073709551616")",
+                             R"("o:99999999999999999999999999")",
+                             R"("o:1\u0000")",
+                             R"("on:1")",
+                             "5",
+                             "120",
+                             "true",
+                             "[\"o:1\"]",
+                             R"({"o":1})"}) {
+    const decode_error err = failed_history(std::string(R"(,"cursor":)") + cursor);
+    EXPECT_EQ(err.code, error_code::bad_request) << cursor;
+    EXPECT_EQ(err.id, 5) << cursor;
+    EXPECT_NE(err.message.find("cursor"), std::string::npos) << err.message;
+  }
+}
+
+TEST(ProtocolHistory, PositionWrongType) {
+  const field_case cases[] = {
+      {R"(,"before":-1)", "before"},   {R"(,"before":1.5)", "before"},      {R"(,"before":"120")", "before"},
+      {R"(,"before":true)", "before"}, {R"(,"before":[120])", "before"},    {R"(,"after":-80)", "after"},
+      {R"(,"after":8e1)", "after"},    {R"(,"after":{"seq":80})", "after"}, {R"(,"after":"80")", "after"},
+  };
+  for (const auto& c : cases) {
+    const decode_error err = failed_history(c.frame);
+    EXPECT_EQ(err.code, error_code::bad_request) << c.frame;
+    EXPECT_EQ(err.id, 5) << c.frame;
+    EXPECT_NE(err.message.find(c.field), std::string::npos) << c.frame << " -> " << err.message;
+  }
+}
+
+TEST(ProtocolHistory, AtMostOnePosition) {
+  for (const char* fields :
+       {R"(,"before":120,"after":80)", R"(,"before":120,"cursor":"o:70")", R"(,"after":80,"cursor":"n:90")",
+        R"(,"before":1,"after":1,"cursor":"o:1")", R"(,"before":0,"after":0)"}) {
+    const decode_error err = failed_history(fields);
+    EXPECT_EQ(err.code, error_code::bad_request) << fields;
+    EXPECT_EQ(err.id, 5) << fields;
+    EXPECT_NE(err.message.find("at most one"), std::string::npos) << err.message;
+  }
+  // null is absent, so it does not count.
+  EXPECT_EQ(decoded_history(R"(,"before":null,"after":80,"cursor":null)").from, 80u);
+  EXPECT_EQ(decoded_history(R"(,"before":null,"after":null,"cursor":"n:3")").dir, history_direction::newer);
+}
+
+TEST(ProtocolHistory, Limit) {
+  EXPECT_EQ(decoded_history(R"(,"limit":1)").limit, 1u);
+  EXPECT_EQ(decoded_history(R"(,"limit":100)").limit, 100u);
+  EXPECT_EQ(decoded_history(R"(,"limit":null)").limit, 50u);
+  for (const char* json : {"0", "-1", "101", "4294967297", "18446744073709551615", "1.5", "10.0", "1e1",
+                           R"("10")", "true", "[10]"}) {
+    const decode_error err = failed_history(std::string(R"(,"limit":)") + json);
+    EXPECT_EQ(err.code, error_code::bad_request) << json;
+    EXPECT_EQ(err.id, 5) << json;
+    EXPECT_NE(err.message.find("limit"), std::string::npos) << err.message;
+    EXPECT_NE(err.message.find("100"), std::string::npos) << err.message;
+  }
+}
+
+TEST(ProtocolHistory, LimitFollowsLimits) {
+  decode_limits small;
+  small.max_history_limit = 20;
+  EXPECT_EQ(decoded_history("", small).limit, 20u);  // the default 50 is clamped to the maximum
+  EXPECT_EQ(decoded_history(R"(,"limit":20)", small).limit, 20u);
+  const decode_error err = failed_history(R"(,"limit":21)", small);
+  EXPECT_EQ(err.code, error_code::bad_request);
+  EXPECT_NE(err.message.find("limit"), std::string::npos) << err.message;
+  EXPECT_NE(err.message.find("20"), std::string::npos) << err.message;
+
+  decode_limits large;
+  large.max_history_limit = 1000;
+  EXPECT_EQ(decoded_history("", large).limit, 50u);
+  EXPECT_EQ(decoded_history(R"(,"limit":1000)", large).limit, 1000u);
+  EXPECT_EQ(failed_history(R"(,"limit":1001)", large).code, error_code::bad_request);
+}
+
+TEST(ProtocolHistory, RoomAndIdErrors) {
+  for (const char* frame : {R"({"op":"history","id":5})", R"({"op":"history","id":5,"room":7})",
+                            R"({"op":"history","id":5,"room":null,"before":3})"}) {
+    const decode_error err = failed(frame);
+    EXPECT_EQ(err.code, error_code::bad_request) << frame;
+    EXPECT_EQ(err.id, 5) << frame;
+    EXPECT_NE(err.message.find("room"), std::string::npos) << err.message;
+  }
+  EXPECT_EQ(failed(R"({"op":"history","id":5,"room":"Nope"})").code, error_code::invalid_room);
+  const decode_error no_id = failed(R"({"op":"history","room":"general"})");
+  EXPECT_EQ(no_id.code, error_code::bad_request);
+  EXPECT_FALSE(no_id.id.has_value());
+  EXPECT_EQ(failed(R"({"op":"History","id":5,"room":"general"})").code, error_code::unknown_op);
+}
+
+TEST(ProtocolHistory, LoneSurrogateInCursor) {
+  const decode_error err = failed(R"({"op":"history","id":5,"room":"general","cursor":"o:\ud800"})");
+  EXPECT_EQ(err.code, error_code::invalid_text);
+  EXPECT_EQ(err.id, 5);
+  EXPECT_NE(err.message.find("cursor"), std::string::npos) << err.message;
 }
 
 TEST(ProtocolDecode, UnknownFieldsAreIgnored) {
@@ -207,11 +448,6 @@ TEST(ProtocolDecodeError, UnknownOpNameIsTruncatedAtACodePoint) {
   EXPECT_EQ(str(obj.at("error").at("message")).find("\xEF\xBF\xBD"), std::string::npos);
 }
 
-struct field_case {
-  const char* frame;
-  const char* field;
-};
-
 TEST(ProtocolDecodeError, RequiredFieldMissingOrWrongType) {
   const field_case cases[] = {
       {R"({"op":"auth","id":8})", "token"},
@@ -268,7 +504,7 @@ TEST(ProtocolDecode, ClientMsgIdLength) {
 TEST(ProtocolDecodeError, InvalidRoom) {
   for (const char* room :
        {"General", "", "-general", "_general", "gen eral", "gen.eral", "caf\\u00e9", "a/b"}) {
-    for (const char* op : {"join", "leave", "typing"}) {
+    for (const char* op : {"join", "leave", "typing", "history"}) {
       const std::string frame = std::string(R"({"op":")") + op + R"(","id":12,"room":")" + room + "\"}";
       const decode_error err = failed(frame);
       EXPECT_EQ(err.code, error_code::invalid_room) << frame;
@@ -419,6 +655,7 @@ TEST(ProtocolErrorCode, NamesMatchEnumerators) {
       {error_code::token_expired, "token_expired"},
       {error_code::rate_limited, "rate_limited"},
       {error_code::unavailable, "unavailable"},
+      {error_code::not_found, "not_found"},
       {error_code::internal, "internal"},
   };
   EXPECT_EQ(std::size(names), static_cast<std::size_t>(error_code::internal) + 1);
@@ -432,10 +669,10 @@ chat_message sample_message() {
 }
 
 TEST(ProtocolEncode, Hello) {
-  const std::string out = encode_hello(hello_event{"node-1", 15000, limits_info{65536, 4000, 20, 50, 1024}});
+  const std::string out = encode_hello(hello_event{"node-1", 15000, limits_info{65536, 4000, 20, 50, 1024, 100}});
   EXPECT_EQ(out, R"({"ev":"hello","d":{"protocol":1,"node":"node-1","heartbeat_ms":15000,"limits":{)"
                  R"("max_frame_bytes":65536,"max_message_chars":4000,"ops_per_second":20,"ops_burst":50,)"
-                 R"("send_queue_limit":1024}}})");
+                 R"("send_queue_limit":1024,"history_limit":100}}})");
   const auto obj = parsed(out);
   EXPECT_EQ(str(obj.at("ev")), "hello");
   const auto& d = obj.at("d").as_object();
@@ -448,6 +685,7 @@ TEST(ProtocolEncode, Hello) {
   EXPECT_EQ(limits.at("ops_per_second").as_int64(), 20);
   EXPECT_EQ(limits.at("ops_burst").as_int64(), 50);
   EXPECT_EQ(limits.at("send_queue_limit").as_int64(), 1024);
+  EXPECT_EQ(limits.at("history_limit").as_int64(), 100);
 }
 
 TEST(ProtocolEncode, AuthOk) {
@@ -460,16 +698,19 @@ TEST(ProtocolEncode, AuthOk) {
 }
 
 TEST(ProtocolEncode, JoinOk) {
-  const std::string out = encode_join_ok(2, "general", 41, {{"bob", true}, {"carol", false}});
-  EXPECT_EQ(
-      out, R"({"re":2,"ok":true,"d":{"room":"general","last_seq":41,"members":[{"user":"bob","online":true},)"
-           R"({"user":"carol","online":false}]}})");
+  const std::string out = encode_join_ok(2, "general", 41, {{"bob", true}, {"carol", false}}, 3, true);
+  EXPECT_EQ(out, R"({"re":2,"ok":true,"d":{"room":"general","last_seq":41,"replayed":3,"complete":true,)"
+                 R"("members":[{"user":"bob","online":true},{"user":"carol","online":false}]}})");
   const auto obj = parsed(out);
+  EXPECT_EQ(obj.size(), 3u);
   EXPECT_EQ(obj.at("re").as_int64(), 2);
   EXPECT_TRUE(obj.at("ok").as_bool());
   const auto& d = obj.at("d").as_object();
+  EXPECT_EQ(d.size(), 5u);
   EXPECT_EQ(str(d.at("room")), "general");
   EXPECT_EQ(d.at("last_seq").as_int64(), 41);
+  EXPECT_EQ(d.at("replayed").as_int64(), 3);
+  EXPECT_TRUE(d.at("complete").as_bool());
   const auto& members = d.at("members").as_array();
   ASSERT_EQ(members.size(), 2u);
   EXPECT_EQ(str(members[0].at("user")), "bob");
@@ -479,10 +720,29 @@ TEST(ProtocolEncode, JoinOk) {
 }
 
 TEST(ProtocolEncode, JoinOkEmptyRoomAndHugeSeq) {
-  const auto obj = parsed(encode_join_ok(-1, "r", std::numeric_limits<std::uint64_t>::max(), {}));
+  const auto max = std::numeric_limits<std::uint64_t>::max();
+  const auto obj = parsed(encode_join_ok(-1, "r", max, {}, max, true));
   EXPECT_EQ(obj.at("re").as_int64(), -1);
-  EXPECT_EQ(obj.at("d").at("last_seq").as_uint64(), std::numeric_limits<std::uint64_t>::max());
+  EXPECT_EQ(obj.at("d").at("last_seq").as_uint64(), max);
+  EXPECT_EQ(obj.at("d").at("replayed").as_uint64(), max);
   EXPECT_TRUE(obj.at("d").at("members").as_array().empty());
+}
+
+TEST(ProtocolEncode, JoinOkIncompleteResume) {
+  const std::string out = encode_join_ok(4, "general", 500, {{"alice", true}}, 100, false);
+  EXPECT_EQ(out, R"({"re":4,"ok":true,"d":{"room":"general","last_seq":500,"replayed":100,"complete":false,)"
+                 R"("members":[{"user":"alice","online":true}]}})");
+  const auto obj = parsed(out);
+  const auto& d = obj.at("d").as_object();
+  EXPECT_EQ(d.at("last_seq").as_int64(), 500);
+  EXPECT_EQ(d.at("replayed").as_int64(), 100);
+  EXPECT_FALSE(d.at("complete").as_bool());
+  EXPECT_EQ(str(d.at("members").at(0).at("user")), "alice");
+
+  const auto none_obj = parsed(encode_join_ok(4, "general", 0, {}, 0, true));
+  const auto& none = none_obj.at("d").as_object();
+  EXPECT_EQ(none.at("replayed").as_int64(), 0);
+  EXPECT_TRUE(none.at("complete").as_bool());
 }
 
 TEST(ProtocolEncode, LeaveOk) {
@@ -514,6 +774,86 @@ TEST(ProtocolEncode, SendOkOmitsEmptyClientMsgId) {
   const auto obj = parsed(encode_send_ok(7, msg));
   EXPECT_FALSE(obj.at("d").as_object().contains("client_msg_id"));
   EXPECT_EQ(obj.at("d").as_object().size(), 4u);
+}
+
+TEST(ProtocolEncode, HistoryOk) {
+  chat_message newer = sample_message();
+  chat_message older{"m-01G", "general", 41, "bob", "yo", 1795316645000, ""};
+  const std::string out =
+      encode_history_ok(5, "general", {newer, older}, make_cursor(history_direction::older, 41));
+  EXPECT_EQ(out, R"({"re":5,"ok":true,"d":{"room":"general","messages":[)"
+                 R"({"id":"m-01H","seq":42,"user":"alice","text":"hi","ts":"2026-11-22T03:04:05.123Z",)"
+                 R"("client_msg_id":"c-123"},)"
+                 R"({"id":"m-01G","seq":41,"user":"bob","text":"yo","ts":"2026-11-22T03:04:05.000Z"}],)"
+                 R"("next":"o:41"}})");
+  const auto obj = parsed(out);
+  EXPECT_EQ(obj.size(), 3u);
+  EXPECT_EQ(obj.at("re").as_int64(), 5);
+  EXPECT_TRUE(obj.at("ok").as_bool());
+  const auto& d = obj.at("d").as_object();
+  EXPECT_EQ(d.size(), 3u);
+  EXPECT_EQ(str(d.at("room")), "general");
+  EXPECT_EQ(str(d.at("next")), "o:41");
+  const auto& messages = d.at("messages").as_array();
+  ASSERT_EQ(messages.size(), 2u);
+  const auto& first = messages[0].as_object();
+  EXPECT_EQ(first.size(), 6u);
+  EXPECT_EQ(str(first.at("id")), "m-01H");
+  EXPECT_EQ(first.at("seq").as_int64(), 42);
+  EXPECT_EQ(str(first.at("user")), "alice");
+  EXPECT_EQ(str(first.at("text")), "hi");
+  EXPECT_EQ(str(first.at("ts")), "2026-11-22T03:04:05.123Z");
+  EXPECT_EQ(str(first.at("client_msg_id")), "c-123");
+  const auto& second = messages[1].as_object();
+  EXPECT_EQ(second.size(), 5u);
+  EXPECT_EQ(str(second.at("id")), "m-01G");
+  EXPECT_EQ(second.at("seq").as_int64(), 41);
+  EXPECT_EQ(str(second.at("user")), "bob");
+  EXPECT_EQ(str(second.at("text")), "yo");
+  EXPECT_EQ(str(second.at("ts")), "2026-11-22T03:04:05.000Z");
+  EXPECT_FALSE(second.contains("client_msg_id"));
+  EXPECT_FALSE(second.contains("room"));
+}
+
+TEST(ProtocolEncode, HistoryOkLastAndEmptyPages) {
+  const std::string empty = encode_history_ok(6, "general", {}, std::nullopt);
+  EXPECT_EQ(empty, R"({"re":6,"ok":true,"d":{"room":"general","messages":[],"next":null}})");
+  const auto obj = parsed(empty);
+  EXPECT_TRUE(obj.at("d").at("messages").as_array().empty());
+  EXPECT_TRUE(obj.at("d").at("next").is_null());
+
+  chat_message msg = sample_message();
+  msg.seq = std::numeric_limits<std::uint64_t>::max();
+  const auto one = parsed(encode_history_ok(7, "general", {msg}, std::nullopt));
+  EXPECT_EQ(one.at("d").at("messages").at(0).at("seq").as_uint64(),
+            std::numeric_limits<std::uint64_t>::max());
+  EXPECT_TRUE(one.at("d").at("next").is_null());
+}
+
+TEST(ProtocolEncode, HistoryNextCursorFeedsTheNextRequest) {
+  for (const auto dir : {history_direction::older, history_direction::newer}) {
+    const auto obj = parsed(encode_history_ok(1, "general", {sample_message()}, make_cursor(dir, 42)));
+    const std::string next = str(obj.at("d").at("next"));
+    const request req = decoded(R"({"op":"history","id":2,"room":"general","cursor":")" + next + "\"}");
+    ASSERT_TRUE(std::holds_alternative<history_op>(req.op));
+    EXPECT_EQ(std::get<history_op>(req.op).dir, dir) << next;
+    EXPECT_EQ(std::get<history_op>(req.op).from, 42u) << next;
+  }
+}
+
+TEST(ProtocolEncode, HistoryOkEscapesText) {
+  std::string nasty = "a\"b\\c\nd\x01 \xC3\xA9 \xFF";
+  chat_message msg{nasty, "ignored", 1, nasty, nasty, 0, "c\n"};
+  const std::string out = encode_history_ok(1, "general", {msg}, std::string("o:1\n"));
+  EXPECT_EQ(out.find('\n'), std::string::npos) << out;
+  const auto obj = parsed(out);
+  const auto& m = obj.at("d").at("messages").at(0).as_object();
+  const std::string clean = "a\"b\\c\nd\x01 \xC3\xA9 \xEF\xBF\xBD";  // the invalid byte becomes U+FFFD
+  EXPECT_EQ(str(m.at("id")), clean);
+  EXPECT_EQ(str(m.at("user")), clean);
+  EXPECT_EQ(str(m.at("text")), clean);
+  EXPECT_EQ(str(m.at("client_msg_id")), "c\n");
+  EXPECT_EQ(str(obj.at("d").at("next")), "o:1\n");
 }
 
 TEST(ProtocolEncode, EmptyOk) {
@@ -661,9 +1001,11 @@ TEST(ProtocolEscape, NoEncoderEmitsANewline) {
   const std::string nl = "line1\nline2\r\n";
   chat_message msg{nl, "general", 1, nl, nl, 0, nl};
   const std::string outputs[] = {
-      encode_hello(hello_event{nl, 1, limits_info{1, 2, 3, 4, 5}}),
+      encode_hello(hello_event{nl, 1, limits_info{1, 2, 3, 4, 5, 6}}),
       encode_auth_ok(1, nl),
-      encode_join_ok(1, nl, 1, {{nl, true}, {nl, false}}),
+      encode_join_ok(1, nl, 1, {{nl, true}, {nl, false}}, 1, false),
+      encode_history_ok(1, nl, {msg, msg}, nl),
+      encode_history_ok(1, nl, {}, std::nullopt),
       encode_leave_ok(1, nl),
       encode_send_ok(1, msg),
       encode_empty_ok(1),
@@ -684,7 +1026,7 @@ TEST(ProtocolEscape, NoEncoderEmitsANewline) {
 }
 
 TEST(ProtocolEscape, DecodedTextReencodesIdentically) {
-  const request req = decoded(send_frame(R"("a\"b\\c\nd\u0000e\u00e9\ud83d\ude00")"));
+  const request req = decoded(send_frame(R"("a\"b\\c\nd\u0001e\u00e9\ud83d\ude00")"));
   chat_message msg = sample_message();
   msg.text = std::get<send_op>(req.op).text;
   EXPECT_EQ(str(parsed(encode_message_event(msg)).at("d").at("text")), msg.text);
@@ -714,6 +1056,14 @@ TEST(ProtocolTimestamp, ClampedToFourDigitYears) {
   EXPECT_EQ(format_timestamp(std::numeric_limits<std::int64_t>::min()), "0000-01-01T00:00:00.000Z");
   EXPECT_EQ(format_timestamp(std::numeric_limits<std::int64_t>::max()), "9999-12-31T23:59:59.999Z");
   EXPECT_EQ(format_timestamp(253'402'300'799'999), "9999-12-31T23:59:59.999Z");
+}
+
+TEST(ProtocolDecode, TextWithNulIsInvalid) {
+  auto r = decode_request(R"({"op":"send","id":3,"room":"general","text":"a\u0000b"})", decode_limits{});
+  auto* err = std::get_if<decode_error>(&r);
+  ASSERT_NE(err, nullptr);
+  EXPECT_EQ(err->code, error_code::invalid_text);
+  EXPECT_EQ(err->id, 3);
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 
 #include <boost/json.hpp>
 #include <caf/all.hpp>
+#include <map>
 
 namespace chorus::actors {
 namespace {
@@ -25,6 +26,56 @@ struct probe_log {
   }
 };
 
+/// PostgreSQL as the room sees it through its writer: what is stored, and whether it answers.
+struct fake_db {
+  bool down = false;
+  std::map<std::string, std::uint64_t> last_seq;
+  std::vector<storage::message_row> rows;
+  std::size_t stores = 0;  ///< store requests that reached the writer
+};
+
+/// A writer that stores at once (no batching) and applies the same rules as message_store::append.
+batch_writer_actor::behavior_type fake_writer(batch_writer_actor::pointer, std::shared_ptr<fake_db> db) {
+  return {
+      [db](atom::store, storage::message_row& row) -> caf::result<store_result> {
+        ++db->stores;
+        if (db->down) return make_error(protocol::error_code::unavailable);
+        for (const auto& r : db->rows)
+          if (!row.client_msg_id.empty() && r.author == row.author && r.client_msg_id == row.client_msg_id)
+            return store_result{true, r};
+        if (row.seq != db->last_seq[row.room] + 1) return make_error(protocol::error_code::unavailable);
+        db->last_seq[row.room] = row.seq;
+        db->rows.push_back(row);
+        return store_result{false, row};
+      },
+      [db](atom::activate, const std::string& room) -> caf::result<storage::room_snapshot> {
+        if (db->down) return make_error(protocol::error_code::unavailable);
+        storage::room_snapshot snap{db->last_seq[room], {}};
+        for (const auto& r : db->rows)
+          if (r.room == room) snap.tail.push_back(r);
+        return snap;
+      },
+      [](atom::flush) {},
+  };
+}
+
+/// A reader serving pages from the fake database, so tests can tell cache hits from reads.
+history_reader_actor::behavior_type fake_reader(history_reader_actor::pointer, std::shared_ptr<fake_db> db,
+                                                std::shared_ptr<int> reads) {
+  return {
+      [db, reads](atom::history, const history_query& q) -> std::vector<protocol::chat_message> {
+        ++*reads;
+        std::vector<protocol::chat_message> out;
+        for (const auto& r : db->rows)
+          if (r.room == q.room && r.seq <= q.max_seq && (q.newer ? r.seq > q.from : (q.from == 0 || r.seq < q.from)))
+            out.push_back({r.id, r.room, r.seq, r.author, r.text, r.created_at_ms, r.client_msg_id});
+        if (!q.newer) std::reverse(out.begin(), out.end());
+        if (out.size() > q.limit) out.resize(q.limit);
+        return out;
+      },
+  };
+}
+
 /// A stand-in for a session actor: joins, posts, types and leaves on command and records what it gets.
 caf::behavior probe(caf::event_based_actor* self, room_actor room, std::string user, std::shared_ptr<probe_log> log) {
   auto ref = [self, user] { return member_ref{user, caf::actor_cast<event_sink>(self)}; };
@@ -38,12 +89,40 @@ caf::behavior probe(caf::event_based_actor* self, room_actor room, std::string u
         log->kinds.push_back(ev.kind);
       },
       [=](atom::join) {
-        self->request(room, caf::infinite, atom::join_v, ref())
+        self->request(room, caf::infinite, atom::join_v, join_request{ref(), false, 0})
             .then(
                 [log](const join_result& r) {
                   std::string members;
                   for (const auto& m : r.members) members += m.user + ",";
                   log->entries.push_back("reply:joined:" + std::to_string(r.last_seq) + ":" + members);
+                },
+                on_error);
+      },
+      [=](atom::join, std::uint64_t last_seen) {
+        self->request(room, caf::infinite, atom::join_v, join_request{ref(), true, last_seen})
+            .then(
+                [log](const join_result& r) {
+                  std::string replay;
+                  for (const auto& m : r.replay) replay += std::to_string(m.seq) + ",";
+                  log->entries.push_back("reply:resumed:" + replay + (r.complete ? "complete" : "incomplete"));
+                },
+                on_error);
+      },
+      [=](atom::post, const std::string& text, const std::string& client_msg_id) {
+        self->request(room, caf::infinite, atom::post_v, post_request{user, text, client_msg_id})
+            .then(
+                [log](const protocol::chat_message& m) {
+                  log->entries.push_back("reply:posted:" + std::to_string(m.seq) + ":" + m.text);
+                },
+                on_error);
+      },
+      [=](atom::history, std::uint64_t from, bool newer, std::uint32_t limit) {
+        self->request(room, caf::infinite, atom::history_v, history_query{"", from, newer, limit, 0})
+            .then(
+                [log](const std::vector<protocol::chat_message>& page) {
+                  std::string seqs;
+                  for (const auto& m : page) seqs += std::to_string(m.seq) + ",";
+                  log->entries.push_back("reply:page:" + seqs);
                 },
                 on_error);
       },
@@ -66,12 +145,21 @@ caf::behavior probe(caf::event_based_actor* self, room_actor room, std::string u
 class room_actor_test : public ::testing::Test {
  protected:
   room_actor_test() : sys_(configure(cfg_)), sched_(dynamic_cast<caf::scheduler::test_coordinator&>(sys_.scheduler())) {
-    room_ = sys_.spawn(room, std::string("general"));
+    writer_ = sys_.spawn(fake_writer, db_);
+    reader_ = sys_.spawn(fake_reader, db_, reads_);
+  }
+
+  /// Starts the room; tests that preload the database do so first.
+  void open_room(std::size_t tail_cache_size = 4) {
+    room_ = sys_.spawn(room, std::string("general"),
+                       room_services{writer_, reader_, tail_cache_size, 3, std::chrono::milliseconds(1000)});
     run();
   }
 
   ~room_actor_test() override {
     caf::anon_send_exit(room_, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(writer_, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(reader_, caf::exit_reason::user_shutdown);
     for (auto& p : probes_) caf::anon_send_exit(p, caf::exit_reason::user_shutdown);
     run();
   }
@@ -97,11 +185,16 @@ class room_actor_test : public ::testing::Test {
   caf::actor_system_config cfg_;
   caf::actor_system sys_;
   caf::scheduler::test_coordinator& sched_;
+  std::shared_ptr<fake_db> db_ = std::make_shared<fake_db>();
+  std::shared_ptr<int> reads_ = std::make_shared<int>(0);
+  batch_writer_actor writer_;
+  history_reader_actor reader_;
   room_actor room_;
   std::vector<caf::actor> probes_;
 };
 
 TEST_F(room_actor_test, first_joiner_sees_empty_room_and_later_joiners_are_announced) {
+  open_room();
   auto [alice, alice_log] = member("alice");
   ASSERT_EQ(alice_log->entries, std::vector<std::string>{"reply:joined:0:alice,"});
 
@@ -117,6 +210,7 @@ TEST_F(room_actor_test, first_joiner_sees_empty_room_and_later_joiners_are_annou
 }
 
 TEST_F(room_actor_test, messages_get_consecutive_seqs_and_everyone_sees_the_same_order) {
+  open_room();
   auto [alice, alice_log] = member("alice");
   auto [bob, bob_log] = member("bob");
   alice_log->entries.clear();
@@ -141,6 +235,7 @@ TEST_F(room_actor_test, messages_get_consecutive_seqs_and_everyone_sees_the_same
 }
 
 TEST_F(room_actor_test, sender_gets_its_reply_before_its_own_message_event) {
+  open_room();
   auto [alice, alice_log] = member("alice");
   alice_log->entries.clear();
   caf::anon_send(alice, atom::post_v, std::string("hi"));
@@ -155,6 +250,7 @@ TEST_F(room_actor_test, sender_gets_its_reply_before_its_own_message_event) {
 }
 
 TEST_F(room_actor_test, a_broadcast_is_encoded_once_and_its_bytes_shared) {
+  open_room();
   auto [alice, alice_log] = member("alice");
   auto [bob, bob_log] = member("bob");
   auto [carol, carol_log] = member("carol");
@@ -166,6 +262,7 @@ TEST_F(room_actor_test, a_broadcast_is_encoded_once_and_its_bytes_shared) {
 }
 
 TEST_F(room_actor_test, post_from_a_session_that_has_not_joined_is_refused) {
+  open_room();
   auto log = std::make_shared<probe_log>();
   auto outsider = sys_.spawn(probe, room_, std::string("mallory"), log);
   probes_.push_back(outsider);
@@ -178,6 +275,7 @@ TEST_F(room_actor_test, post_from_a_session_that_has_not_joined_is_refused) {
 }
 
 TEST_F(room_actor_test, typing_reaches_others_but_not_the_typist) {
+  open_room();
   auto [alice, alice_log] = member("alice");
   auto [bob, bob_log] = member("bob");
   alice_log->entries.clear();
@@ -193,6 +291,7 @@ TEST_F(room_actor_test, typing_reaches_others_but_not_the_typist) {
 }
 
 TEST_F(room_actor_test, a_user_leaves_when_their_last_session_does) {
+  open_room();
   auto [alice1, alice1_log] = member("alice");
   auto [alice2, alice2_log] = member("alice");
   auto [bob, bob_log] = member("bob");
@@ -212,6 +311,7 @@ TEST_F(room_actor_test, a_user_leaves_when_their_last_session_does) {
 }
 
 TEST_F(room_actor_test, a_session_that_dies_without_leaving_is_removed) {
+  open_room();
   auto [alice, alice_log] = member("alice");
   auto [bob, bob_log] = member("bob");
   bob_log->entries.clear();
@@ -228,6 +328,7 @@ TEST_F(room_actor_test, a_session_that_dies_without_leaving_is_removed) {
 }
 
 TEST_F(room_actor_test, presence_offline_goes_to_everyone_but_that_user) {
+  open_room();
   auto [alice, alice_log] = member("alice");
   auto [bob, bob_log] = member("bob");
   alice_log->entries.clear();
@@ -242,6 +343,7 @@ TEST_F(room_actor_test, presence_offline_goes_to_everyone_but_that_user) {
 }
 
 TEST_F(room_actor_test, joining_twice_is_idempotent) {
+  open_room();
   auto [alice, alice_log] = member("alice");
   auto [bob, bob_log] = member("bob");
   bob_log->entries.clear();
@@ -250,6 +352,157 @@ TEST_F(room_actor_test, joining_twice_is_idempotent) {
   run();
   EXPECT_EQ(bob_log->entries, std::vector<std::string>{"reply:joined:0:alice,bob,"});
   EXPECT_TRUE(alice_log->entries.empty());
+}
+
+// ---- durability: ack after the writer stored it, idempotent sends, resync, resume, history ----
+
+std::vector<std::string> replies(const probe_log& log) {
+  std::vector<std::string> out;
+  for (const auto& e : log.entries)
+    if (e.rfind("reply:", 0) == 0) out.push_back(e);
+  return out;
+}
+
+std::size_t message_events(const probe_log& log) {
+  std::size_t n = 0;
+  for (const auto& ev : log.events())
+    if (ev.at("ev") == "message") ++n;
+  return n;
+}
+
+storage::message_row stored(std::uint64_t seq, const std::string& author = "zed", const std::string& cid = "") {
+  return {"00000000-0000-7000-8000-" + std::string(12 - std::to_string(seq).size(), '0') + std::to_string(seq),
+          "general", seq, author, "old " + std::to_string(seq), cid, 1700000000000 + static_cast<std::int64_t>(seq)};
+}
+
+TEST_F(room_actor_test, a_room_continues_the_stored_sequence) {
+  for (std::uint64_t seq = 1; seq <= 5; ++seq) db_->rows.push_back(stored(seq));
+  db_->last_seq["general"] = 5;
+  open_room();
+  auto [alice, log] = member("alice");
+  EXPECT_EQ(log->entries[0], "reply:joined:5:alice,");
+  caf::anon_send(alice, atom::post_v, std::string("next"));
+  run();
+  EXPECT_EQ(replies(*log).back(), "reply:posted:6:next");
+  EXPECT_EQ(db_->rows.back().seq, 6u);
+}
+
+TEST_F(room_actor_test, a_send_the_writer_could_not_store_is_unavailable_and_never_delivered) {
+  open_room();
+  auto [alice, alice_log] = member("alice");
+  auto [bob, bob_log] = member("bob");
+  bob_log->entries.clear();
+  db_->down = true;
+  caf::anon_send(alice, atom::post_v, std::string("lost"));
+  run();
+  EXPECT_EQ(replies(*alice_log).back(), "reply:error:unavailable");
+  EXPECT_EQ(message_events(*bob_log), 0u);
+
+  // While the database is down the room cannot reload: sends fail at once without reaching the writer.
+  auto stores_before = db_->stores;
+  caf::anon_send(alice, atom::post_v, std::string("also lost"));
+  run();
+  EXPECT_EQ(replies(*alice_log).back(), "reply:error:unavailable");
+  EXPECT_EQ(db_->stores, stores_before);
+
+  // The database returns; the room's retry timer reloads it and the sequence carries on with no gap.
+  db_->down = false;
+  sched_.trigger_timeouts();
+  run();
+  caf::anon_send(alice, atom::post_v, std::string("back"));
+  run();
+  EXPECT_EQ(replies(*alice_log).back(), "reply:posted:1:back");
+  EXPECT_EQ(message_events(*bob_log), 1u);
+}
+
+TEST_F(room_actor_test, the_same_client_msg_id_is_stored_and_delivered_once) {
+  open_room();
+  auto [alice, alice_log] = member("alice");
+  auto [bob, bob_log] = member("bob");
+  bob_log->entries.clear();
+  caf::anon_send(alice, atom::post_v, std::string("hello"), std::string("c-1"));
+  caf::anon_send(alice, atom::post_v, std::string("hello"), std::string("c-1"));
+  run();
+  caf::anon_send(alice, atom::post_v, std::string("hello"), std::string("c-1"));
+  run();
+  EXPECT_EQ(replies(*alice_log), (std::vector<std::string>{"reply:joined:0:alice,", "reply:posted:1:hello",
+                                                          "reply:posted:1:hello", "reply:posted:1:hello"}));
+  EXPECT_EQ(db_->rows.size(), 1u);
+  EXPECT_EQ(message_events(*bob_log), 1u);
+}
+
+TEST_F(room_actor_test, a_client_msg_id_stored_before_returns_the_original_and_the_room_resyncs) {
+  // Stored long ago, outside anything the room has cached (say, before a restart, in another room).
+  auto original = stored(1, "alice", "c-old");
+  original.room = "elsewhere";
+  db_->rows.push_back(original);
+  open_room();
+  auto [alice, log] = member("alice");
+  caf::anon_send(alice, atom::post_v, std::string("again"), std::string("c-old"));
+  run();
+  EXPECT_EQ(replies(*log).back(), "reply:posted:1:old 1");
+  caf::anon_send(alice, atom::post_v, std::string("fresh"), std::string("c-new"));
+  run();
+  EXPECT_EQ(replies(*log).back(), "reply:posted:1:fresh");
+  ASSERT_EQ(db_->rows.size(), 2u);
+  EXPECT_EQ(db_->rows.back().room, "general");
+}
+
+TEST_F(room_actor_test, resume_replays_exactly_the_missed_messages_then_live_events) {
+  open_room();
+  auto [alice, alice_log] = member("alice");
+  for (int i = 1; i <= 3; ++i) caf::anon_send(alice, atom::post_v, "m" + std::to_string(i));
+  run();
+  auto log = std::make_shared<probe_log>();
+  auto bob = sys_.spawn(probe, room_, std::string("bob"), log);
+  probes_.push_back(bob);
+  caf::anon_send(bob, atom::join_v, std::uint64_t{1});
+  run();
+  EXPECT_EQ(replies(*log), std::vector<std::string>{"reply:resumed:2,3,complete"});
+  caf::anon_send(alice, atom::post_v, std::string("live"));
+  run();
+  auto events = log->events();
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_EQ(events[0].at("seq"), 4);
+}
+
+TEST_F(room_actor_test, resume_beyond_the_cache_says_it_is_incomplete) {
+  open_room();  // caches 4 messages, replays at most 3
+  auto [alice, alice_log] = member("alice");
+  for (int i = 1; i <= 6; ++i) caf::anon_send(alice, atom::post_v, "m" + std::to_string(i));
+  run();
+  auto [bob, bob_log] = member("bob");
+  caf::anon_send(bob, atom::join_v, std::uint64_t{0});
+  run();
+  EXPECT_EQ(replies(*bob_log).back(), "reply:resumed:incomplete");
+  caf::anon_send(bob, atom::join_v, std::uint64_t{2});
+  run();
+  EXPECT_EQ(replies(*bob_log).back(), "reply:resumed:3,4,5,incomplete");
+  caf::anon_send(bob, atom::join_v, std::uint64_t{5});
+  run();
+  EXPECT_EQ(replies(*bob_log).back(), "reply:resumed:6,complete");
+}
+
+TEST_F(room_actor_test, history_comes_from_the_cache_when_it_can_and_from_the_reader_otherwise) {
+  open_room();
+  auto [alice, log] = member("alice");
+  for (int i = 1; i <= 6; ++i) caf::anon_send(alice, atom::post_v, "m" + std::to_string(i));
+  run();
+  caf::anon_send(alice, atom::history_v, std::uint64_t{0}, false, std::uint32_t{3});  // newest 3
+  run();
+  EXPECT_EQ(replies(*log).back(), "reply:page:6,5,4,");
+  EXPECT_EQ(*reads_, 0);
+  caf::anon_send(alice, atom::history_v, std::uint64_t{4}, false, std::uint32_t{3});  // older than 4
+  run();
+  EXPECT_EQ(replies(*log).back(), "reply:page:3,2,1,");
+  EXPECT_EQ(*reads_, 1);
+  caf::anon_send(alice, atom::history_v, std::uint64_t{0}, true, std::uint32_t{50});  // limit is capped at 3
+  run();
+  EXPECT_EQ(replies(*log).back(), "reply:page:1,2,3,");
+  caf::anon_send(alice, atom::history_v, std::uint64_t{4}, true, std::uint32_t{3});  // newer than 4, cached
+  run();
+  EXPECT_EQ(replies(*log).back(), "reply:page:5,6,");
+  EXPECT_EQ(*reads_, 2);
 }
 
 }  // namespace

@@ -25,7 +25,13 @@ using ::testing::Not;
 
 const std::string secret = "0123456789abcdef0123456789abcdef-secret";  // 39 bytes
 
-invocation parse(const std::vector<std::string>& args, const environment& env = {}) {
+const std::string database = "postgresql://chorus@127.0.0.1:5432/chorus";
+
+// Every serving node needs a database; tests about other keys get one from the environment unless they
+// set it themselves.
+invocation parse(const std::vector<std::string>& args, environment env = {}) {
+  bool flagged = std::ranges::any_of(args, [](const std::string& a) { return a.rfind("--database_url", 0) == 0; });
+  if (!flagged) env.try_emplace("CHORUS_DATABASE_URL", database);
   std::vector<const char*> argv{"chorusd"};
   for (const std::string& a : args) argv.push_back(a.c_str());
   return parse_invocation(static_cast<int>(argv.size()), argv.data(), env);
@@ -61,6 +67,7 @@ std::string validate_error(const node_config& cfg) {
 node_config with_secret() {
   node_config cfg;
   cfg.jwt_secret = secret;
+  cfg.database_url = database;
   return cfg;
 }
 
@@ -82,6 +89,12 @@ void expect_same(const node_config& a, const node_config& b) {
   EXPECT_EQ(a.shutdown_timeout_ms, b.shutdown_timeout_ms);
   EXPECT_EQ(a.max_connections, b.max_connections);
   EXPECT_EQ(a.request_timeout_ms, b.request_timeout_ms);
+  EXPECT_EQ(a.database_url, b.database_url);
+  EXPECT_EQ(a.writer_count, b.writer_count);
+  EXPECT_EQ(a.batch_max_rows, b.batch_max_rows);
+  EXPECT_EQ(a.batch_max_delay_ms, b.batch_max_delay_ms);
+  EXPECT_EQ(a.history_limit, b.history_limit);
+  EXPECT_EQ(a.tail_cache_size, b.tail_cache_size);
 }
 
 // Written out here rather than derived from config.cpp, so a changed default or a dropped key fails a test.
@@ -94,6 +107,9 @@ const std::vector<std::pair<std::string, std::string>> documented_defaults{
     {"idle_timeout_ms", "30000"},    {"auth_timeout_ms", "10000"},
     {"ops_per_second", "20"},        {"ops_burst", "50"},
     {"shutdown_timeout_ms", "5000"}, {"max_connections", "20000"}, {"request_timeout_ms", "5000"},
+    {"database_url", "(none)"},      {"writer_count", "2"},
+    {"batch_max_rows", "1000"},      {"batch_max_delay_ms", "2"},
+    {"history_limit", "100"},        {"tail_cache_size", "256"},
 };
 
 std::string upper(std::string s) {
@@ -158,7 +174,7 @@ TEST(Config, MissingSecretSaysHowToSetIt) {
 }
 
 TEST(Config, SecretOfExactly32BytesIsEnough) {
-  node_config cfg;
+  node_config cfg = with_secret();
   cfg.jwt_secret = std::string(32, 'k');
   EXPECT_NO_THROW(validate(cfg));
   cfg.jwt_secret = std::string(31, 'k');
@@ -218,7 +234,11 @@ INSTANTIATE_TEST_SUITE_P(
                       rule_case{"node_id", [](node_config& c) { c.node_id = "has space"; }},
                       rule_case{"node_id", [](node_config& c) { c.node_id = "slash/no"; }},
                       rule_case{"node_id", [](node_config& c) { c.node_id = std::string(65, 'n'); }},
-                      rule_case{"jwt_secret", [](node_config& c) { c.jwt_secret = ""; }}));
+                      rule_case{"jwt_secret", [](node_config& c) { c.jwt_secret = ""; }},
+                      rule_case{"database_url", [](node_config& c) { c.database_url = ""; }},
+                      rule_case{"writer_count", [](node_config& c) { c.writer_count = 0; }},
+                      rule_case{"batch_max_rows", [](node_config& c) { c.batch_max_rows = 0; }},
+                      rule_case{"history_limit", [](node_config& c) { c.history_limit = 1001; }}));
 
 TEST(Config, BoundaryValuesAreAccepted) {
   node_config cfg = with_secret();
@@ -297,7 +317,13 @@ TEST(Config, EveryKeyCanBeSetByFlagAndByEnvironment) {
                                                           {"ops_burst", "9"},
                                                           {"shutdown_timeout_ms", "300"},
                                                           {"max_connections", "11"},
-                                                          {"request_timeout_ms", "250"}};
+                                                          {"request_timeout_ms", "250"},
+                                                          {"database_url", database + "2"},
+                                                          {"writer_count", "3"},
+                                                          {"batch_max_rows", "10"},
+                                                          {"batch_max_delay_ms", "7"},
+                                                          {"history_limit", "20"},
+                                                          {"tail_cache_size", "30"}};
   ASSERT_EQ(values.size(), documented_defaults.size());
   node_config want;
   want.host = "0.0.0.0";
@@ -317,6 +343,12 @@ TEST(Config, EveryKeyCanBeSetByFlagAndByEnvironment) {
   want.shutdown_timeout_ms = 300;
   want.max_connections = 11;
   want.request_timeout_ms = 250;
+  want.database_url = database + "2";
+  want.writer_count = 3;
+  want.batch_max_rows = 10;
+  want.batch_max_delay_ms = 7;
+  want.history_limit = 20;
+  want.tail_cache_size = 30;
 
   std::vector<std::string> flags;
   environment env;
@@ -538,7 +570,7 @@ TEST(Config, RenderListsEveryKeyInOrderAndRedactsTheSecret) {
   ASSERT_EQ(lines.size(), documented_defaults.size());
   for (std::size_t i = 0; i < lines.size(); ++i) {
     const auto& [key, def] = documented_defaults[i];
-    std::string want = key == "jwt_secret" ? "\"<redacted>\"" : def;
+    std::string want = key == "jwt_secret" || key == "database_url" ? "\"<redacted>\"" : def;
     EXPECT_EQ(lines[i], key + " = " + want);
   }
   EXPECT_THAT(render_toml(node_config{}), HasSubstr("jwt_secret = \"\"\n"));
@@ -567,6 +599,7 @@ TEST_F(ConfigFile, RenderedConfigParsesBackToTheSameValues) {
   std::string path = write("rendered.toml", render_toml(cfg));
   invocation inv = parse({"--config", path, "--jwt_secret", secret});
   cfg.jwt_secret = secret;
+  cfg.database_url = database;  // from the environment, which outranks the file's empty value
   expect_same(inv.cfg, cfg);
 
   // With a secret only the placeholder is printed; putting the secret back gives the same config again.
@@ -592,3 +625,16 @@ TEST(Config, ProcessEnvSnapshotsTheEnvironment) {
 }
 
 }  // namespace
+
+TEST(Config, TokenNeedsNoDatabaseButServingDoes) {
+  std::vector<const char*> token{"chorusd", "token", "--user", "alice", "--jwt_secret", secret.c_str()};
+  invocation inv = parse_invocation(static_cast<int>(token.size()), token.data(), environment{});
+  EXPECT_EQ(inv.what, command::token);
+  std::vector<const char*> serve{"chorusd", "--jwt_secret", secret.c_str()};
+  try {
+    parse_invocation(static_cast<int>(serve.size()), serve.data(), environment{});
+    ADD_FAILURE() << "a node started without a database";
+  } catch (const config_error& e) {
+    EXPECT_THAT(e.what(), HasSubstr("database_url"));
+  }
+}

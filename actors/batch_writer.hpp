@@ -1,0 +1,39 @@
+// The batch writer actor: gathers messages from rooms and commits them to PostgreSQL a batch at a time.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "actors/messages.hpp"
+
+namespace chorus::actors {
+
+struct batch_settings {
+  std::size_t max_rows = 1000;                         ///< flush once a batch holds this many rows
+  std::chrono::milliseconds max_delay{2};              ///< or once its first row has waited this long
+  std::size_t tail_limit = 256;                        ///< messages an activation returns
+  std::chrono::milliseconds max_backoff{2000};         ///< longest pause between reconnection attempts
+};
+
+struct batch_writer_state {
+  std::unique_ptr<storage::message_store> store;
+  batch_settings settings;
+  std::vector<storage::message_row> rows;
+  std::vector<caf::typed_response_promise<store_result>> waiting;
+  bool flush_scheduled = false;
+  bool database_up = true;  ///< as last seen; a change is logged once
+  std::chrono::steady_clock::time_point retry_at{};
+  std::chrono::milliseconds backoff{0};
+
+  static inline const char* name = "batch_writer";
+};
+
+/// Behaviour of one writer with its own connection to `database_url`. Spawn it `caf::detached`: its
+/// handlers block on PostgreSQL. While PostgreSQL is unreachable every store and activation fails at once
+/// with `unavailable`, and a reconnection is tried no more often than an exponential backoff allows.
+batch_writer_actor::behavior_type batch_writer(batch_writer_actor::stateful_pointer<batch_writer_state> self,
+                                               std::string database_url, batch_settings settings);
+
+}  // namespace chorus::actors

@@ -1,0 +1,39 @@
+# A throwaway PostgreSQL cluster for bench/run.sh and the smoke test, when chorusd needs a database_url.
+# Source this file, then:  url=$(pg_throwaway_start DIR PORT)  ...  pg_throwaway_stop DIR
+# As root it runs the server as the `postgres` user (PostgreSQL refuses root), per ../shared/TOOLCHAIN.md.
+
+pg_throwaway_bin() {
+  local b bin=""
+  for b in /usr/lib/postgresql/*/bin; do [ -x "$b/initdb" ] && bin=$b; done
+  [ -n "$bin" ] && echo "$bin"
+}
+
+pg_throwaway_as_owner() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# Prints the connection URL on success; the cluster lives in DIR/data, its log in DIR/server.log.
+pg_throwaway_start() {
+  local dir=$1 port=$2 bin
+  bin=$(pg_throwaway_bin) || { echo "no PostgreSQL server binaries (apt-get install postgresql)" >&2; return 1; }
+  mkdir -p "$dir/sock"
+  [ "$(id -u)" -ne 0 ] || chown -R postgres:postgres "$dir"
+  pg_throwaway_as_owner "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
+    { cat "$dir/initdb.log" >&2; return 1; }
+  pg_throwaway_as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
+    -o "-p $port -k $dir/sock -c listen_addresses=127.0.0.1" start >/dev/null ||
+    { cat "$dir/server.log" >&2; return 1; }
+  echo "postgresql://postgres@127.0.0.1:$port/postgres"
+}
+
+pg_throwaway_stop() {
+  local dir=$1 bin
+  [ -f "$dir/data/postmaster.pid" ] || return 0
+  bin=$(pg_throwaway_bin) || return 0
+  pg_throwaway_as_owner "$bin/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# Whether this chorusd refuses to start without a database (the durable-messages build does).
+chorusd_needs_database() {
+  "$1" --help 2>/dev/null | grep -q 'database_url'
+}

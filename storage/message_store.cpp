@@ -1,0 +1,377 @@
+// PostgreSQL access for messages and rooms: batch appends with COPY, room activation, history pages.
+#include "storage/message_store.hpp"
+
+#include <pqxx/pqxx>
+
+#include <algorithm>
+#include <cstdio>
+#include <ctime>
+#include <limits>
+#include <map>
+#include <set>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
+
+namespace chorus::storage {
+namespace {
+
+// Every query that returns messages selects these, in this order (see read_row). created_at leaves as
+// milliseconds since the epoch so neither side parses a timestamp text.
+#define CHORUS_MESSAGE_COLUMNS                                                   \
+  "m.id::text, m.room, m.seq, m.author, m.text, coalesce(m.client_msg_id, ''), " \
+  "floor(extract(epoch FROM m.created_at) * 1000)::bigint"
+
+// Prepared on every new connection. The two append statements take arrays so a batch of any size is one
+// statement each, with every value a bound parameter rather than SQL text.
+const std::pair<const char*, const char*> statements[] = {
+    {"chorus_duplicates", "SELECT " CHORUS_MESSAGE_COLUMNS
+                          " FROM messages m JOIN unnest($1::text[], $2::text[]) AS k (author, client_msg_id)"
+                          " ON m.author = k.author AND m.client_msg_id = k.client_msg_id"},
+    // A room advances only if its first new seq continues last_seq. Under READ COMMITTED a concurrent
+    // writer of the same room blocks on the row lock and then re-checks against the committed last_seq.
+    {"chorus_advance",
+     "UPDATE rooms r SET last_seq = v.hi"
+     " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS v (id, lo, hi)"
+     " WHERE r.id = v.id AND r.last_seq = v.lo - 1 RETURNING r.id"},
+    {"chorus_create_room", "INSERT INTO rooms (id) VALUES ($1) ON CONFLICT (id) DO NOTHING"},
+    {"chorus_last_seq", "SELECT last_seq FROM rooms WHERE id = $1"},
+    {"chorus_tail",
+     "SELECT " CHORUS_MESSAGE_COLUMNS " FROM messages m WHERE m.room = $1 ORDER BY m.seq DESC LIMIT $2"},
+    {"chorus_older", "SELECT " CHORUS_MESSAGE_COLUMNS
+                     " FROM messages m WHERE m.room = $1 AND m.seq < $2 ORDER BY m.seq DESC LIMIT $3"},
+    {"chorus_newer", "SELECT " CHORUS_MESSAGE_COLUMNS
+                     " FROM messages m WHERE m.room = $1 AND m.seq > $2 ORDER BY m.seq ASC LIMIT $3"},
+    {"chorus_find",
+     "SELECT " CHORUS_MESSAGE_COLUMNS " FROM messages m WHERE m.author = $1 AND m.client_msg_id = $2"},
+};
+
+#undef CHORUS_MESSAGE_COLUMNS
+
+constexpr std::uint64_t max_seq = std::numeric_limits<std::int64_t>::max();
+
+message_row read_row(const pqxx::row& r) {
+  message_row m;
+  m.id = r[0].as<std::string>();
+  m.room = r[1].as<std::string>();
+  m.seq = static_cast<std::uint64_t>(r[2].as<long long>());
+  m.author = r[3].as<std::string>();
+  m.text = r[4].as<std::string>();
+  m.client_msg_id = r[5].as<std::string>();
+  m.created_at_ms = r[6].as<long long>();
+  return m;
+}
+
+std::vector<message_row> read_rows(const pqxx::result& res) {
+  std::vector<message_row> out;
+  out.reserve(res.size());
+  for (const auto& r : res) out.push_back(read_row(r));
+  return out;
+}
+
+// A PostgreSQL array literal, passed as a text parameter: only '"' and '\' need escaping inside quotes.
+class array_literal {
+ public:
+  void add(std::string_view value) {
+    text_ += text_.size() == 1 ? "\"" : ",\"";
+    for (char c : value) {
+      if (c == '"' || c == '\\') text_ += '\\';
+      text_ += c;
+    }
+    text_ += '"';
+  }
+  void add(std::uint64_t value) {
+    if (text_.size() > 1) text_ += ',';
+    text_ += std::to_string(value);
+  }
+  bool empty() const { return text_.size() == 1; }
+  std::string str() const { return text_ + '}'; }
+
+ private:
+  std::string text_ = "{";
+};
+
+// RFC 3339 in UTC with milliseconds, which timestamptz parses whatever the session time zone.
+std::string rfc3339_utc(std::int64_t ms) {
+  std::int64_t secs = ms / 1000;
+  std::int64_t rem = ms % 1000;
+  if (rem < 0) {
+    rem += 1000;
+    --secs;
+  }
+  const std::time_t t = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[48];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(rem));
+  return buf;
+}
+
+long long clamp_to_bigint(std::uint64_t v) {
+  return static_cast<long long>(std::min(v, max_seq));
+}
+
+// One room's share of an append batch.
+struct room_part {
+  std::string_view id;
+  std::vector<std::size_t> rows;  // indexes into the batch, in batch order
+  bool duplicate = false;
+  bool out_of_sequence = false;
+  bool advanced = false;
+};
+
+append_outcome append_in(pqxx::work& tx, std::span<const message_row> rows) {
+  append_outcome out;
+  std::vector<room_part> parts;
+  std::unordered_map<std::string_view, std::size_t> part_of_room;
+  std::vector<std::size_t> part_of_row(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& row = rows[i];
+    auto [it, fresh] = part_of_room.try_emplace(row.room, parts.size());
+    if (fresh) parts.push_back(room_part{row.room, {}});
+    auto& part = parts[it->second];
+    part_of_row[i] = it->second;
+    // bigint holds the seqs; a batch that is not consecutive within itself cannot continue anything.
+    if (row.seq == 0 || row.seq > max_seq) part.out_of_sequence = true;
+    if (!part.rows.empty() && row.seq != rows[part.rows.back()].seq + 1) part.out_of_sequence = true;
+    part.rows.push_back(i);
+  }
+
+  // Idempotency: every row whose (author, client_msg_id) is stored, or repeated earlier in the batch.
+  std::map<std::pair<std::string_view, std::string_view>, std::vector<std::size_t>> rows_of_key;
+  std::vector<std::pair<std::size_t, std::size_t>> repeats;  // (later row, first row) with the same key
+  array_literal authors, client_ids;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i].client_msg_id.empty()) continue;
+    auto& indexes = rows_of_key[{rows[i].author, rows[i].client_msg_id}];
+    if (indexes.empty()) {
+      authors.add(rows[i].author);
+      client_ids.add(rows[i].client_msg_id);
+    }
+    indexes.push_back(i);
+  }
+  if (!rows_of_key.empty()) {
+    const auto stored = tx.exec_prepared("chorus_duplicates", authors.str(), client_ids.str());
+    std::set<std::pair<std::string_view, std::string_view>> stored_keys;
+    for (const auto& r : stored) {
+      message_row original = read_row(r);
+      auto it = rows_of_key.find({original.author, original.client_msg_id});
+      if (it == rows_of_key.end()) continue;
+      stored_keys.insert(it->first);
+      for (std::size_t i : it->second) {
+        parts[part_of_row[i]].duplicate = true;
+        out.duplicates.emplace_back(i, original);
+      }
+    }
+    for (const auto& [key, indexes] : rows_of_key) {
+      if (indexes.size() < 2 || stored_keys.contains(key)) continue;
+      for (std::size_t k = 1; k < indexes.size(); ++k) {
+        parts[part_of_row[indexes[k]]].duplicate = true;
+        repeats.emplace_back(indexes[k], indexes[0]);
+      }
+    }
+  }
+
+  // Advance last_seq of every remaining room in one statement. Sorted by id so that two writers with
+  // overlapping rooms lock them in the same order instead of deadlocking.
+  std::vector<room_part*> candidates;
+  for (auto& part : parts) {
+    if (!part.duplicate && !part.out_of_sequence) candidates.push_back(&part);
+  }
+  std::sort(candidates.begin(), candidates.end(),
+            [](const room_part* a, const room_part* b) { return a->id < b->id; });
+  std::size_t written_rows = 0;
+  if (!candidates.empty()) {
+    array_literal ids, firsts, lasts;
+    for (const room_part* part : candidates) {
+      ids.add(part->id);
+      firsts.add(rows[part->rows.front()].seq);
+      lasts.add(rows[part->rows.back()].seq);
+    }
+    const auto advanced = tx.exec_prepared("chorus_advance", ids.str(), firsts.str(), lasts.str());
+    for (const auto& r : advanced) {
+      auto it = part_of_room.find(r[0].as<std::string>());
+      if (it == part_of_room.end()) continue;
+      parts[it->second].advanced = true;
+      written_rows += parts[it->second].rows.size();
+    }
+    // Not advanced: last_seq did not match, or the room does not exist (never activated).
+    for (room_part* part : candidates) part->out_of_sequence = !part->advanced;
+  }
+
+  // A repeat counts as a duplicate only if its first row is committed now: reporting an original that was
+  // never stored would let the caller acknowledge a message that is not in the database.
+  for (const auto& [later, first] : repeats) {
+    if (parts[part_of_row[first]].advanced) out.duplicates.emplace_back(later, rows[first]);
+  }
+  std::sort(out.duplicates.begin(), out.duplicates.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+
+  for (const auto& part : parts) {
+    if (part.out_of_sequence) out.out_of_sequence.emplace_back(part.id);
+    if (!part.advanced) out.unwritten.emplace_back(part.id);
+  }
+
+  // The rows go in after the UPDATE has decided which rooms pass; the transaction makes both visible at once,
+  // and the foreign key is satisfied either way because every written room exists.
+  if (written_rows > 0) {
+    pqxx::stream_to copy{
+        tx, "messages",
+        std::vector<std::string>{"id", "room", "seq", "author", "text", "client_msg_id", "created_at"}};
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      if (!parts[part_of_row[i]].advanced) continue;
+      const auto& row = rows[i];
+      const std::optional<std::string> client_id =
+          row.client_msg_id.empty() ? std::nullopt : std::optional<std::string>{row.client_msg_id};
+      copy << std::tuple<const std::string&, const std::string&, long long, const std::string&,
+                         const std::string&, const std::optional<std::string>&, std::string>{
+          row.id,   row.room,  static_cast<long long>(row.seq), row.author,
+          row.text, client_id, rfc3339_utc(row.created_at_ms)};
+    }
+    copy.complete();
+  }
+  tx.commit();
+  return out;
+}
+
+}  // namespace
+
+std::string_view describe(db_error e) {
+  switch (e) {
+    case db_error::unavailable:
+      return "database unavailable";
+    case db_error::in_doubt:
+      return "database connection lost during commit; the batch may or may not be stored";
+  }
+  return "unknown database error";
+}
+
+bool append_outcome::written(std::string_view room) const {
+  return std::find(unwritten.begin(), unwritten.end(), room) == unwritten.end();
+}
+
+struct message_store::impl {
+  std::string url;
+  std::unique_ptr<pqxx::connection> conn;
+  std::string last_error;
+
+  std::optional<db_error> connect() {
+    if (conn) return std::nullopt;
+    try {
+      auto fresh = std::make_unique<pqxx::connection>(url);
+      {
+        // Timestamps travel as epoch milliseconds or 'Z' texts, so nothing depends on it; UTC is for
+        // whoever reads this session's output or logs.
+        pqxx::nontransaction tx{*fresh};
+        tx.exec("SET TimeZone = 'UTC'");
+      }
+      for (const auto& [name, sql] : statements) fresh->prepare(name, sql);
+      conn = std::move(fresh);
+      return std::nullopt;
+    } catch (const std::exception& e) {
+      last_error = e.what();
+      return db_error::unavailable;
+    }
+  }
+
+  // Runs one operation on the connection and turns every exception into a db_error. A connection that
+  // broke is dropped so the next call reconnects; other failures leave it for reuse.
+  template <class T, class F>
+  result<T> guard(F&& operation) {
+    if (auto e = connect()) return *e;
+    try {
+      return operation(*conn);
+    } catch (const pqxx::in_doubt_error& e) {
+      last_error = e.what();
+      conn.reset();
+      return db_error::in_doubt;
+    } catch (const pqxx::broken_connection& e) {
+      last_error = e.what();
+      conn.reset();
+      return db_error::unavailable;
+    } catch (const std::exception& e) {
+      last_error = e.what();
+    } catch (...) {
+      last_error = "unknown exception";
+    }
+    if (!conn->is_open()) conn.reset();
+    return db_error::unavailable;
+  }
+};
+
+message_store::message_store(std::string url) : impl_{std::make_unique<impl>()} {
+  impl_->url = std::move(url);
+}
+
+message_store::~message_store() = default;
+
+bool message_store::connected() const {
+  return impl_->conn && impl_->conn->is_open();
+}
+
+std::optional<db_error> message_store::ensure_connected() {
+  return impl_->connect();
+}
+
+const std::string& message_store::last_error() const {
+  return impl_->last_error;
+}
+
+result<append_outcome> message_store::append(std::span<const message_row> rows) {
+  if (rows.empty()) return append_outcome{};
+  return impl_->guard<append_outcome>([&](pqxx::connection& conn) {
+    pqxx::work tx{conn};
+    return append_in(tx, rows);
+  });
+}
+
+result<room_snapshot> message_store::activate(std::string_view room, std::size_t tail_limit) {
+  return impl_->guard<room_snapshot>([&](pqxx::connection& conn) {
+    const std::string id{room};
+    room_snapshot snapshot;
+    pqxx::work tx{conn};
+    tx.exec_prepared("chorus_create_room", id);
+    const auto last = tx.exec_prepared("chorus_last_seq", id);
+    snapshot.last_seq = static_cast<std::uint64_t>(last.at(0).at(0).as<long long>());
+    if (tail_limit > 0 && snapshot.last_seq > 0) {
+      snapshot.tail = read_rows(tx.exec_prepared("chorus_tail", id, clamp_to_bigint(tail_limit)));
+      std::reverse(snapshot.tail.begin(), snapshot.tail.end());
+    }
+    tx.commit();
+    return snapshot;
+  });
+}
+
+result<std::vector<message_row>> message_store::page(std::string_view room, std::uint64_t from, direction dir,
+                                                     std::size_t limit) {
+  if (limit == 0) return std::vector<message_row>{};
+  return impl_->guard<std::vector<message_row>>([&](pqxx::connection& conn) {
+    pqxx::nontransaction tx{conn};
+    return read_rows(tx.exec_prepared(dir == direction::older ? "chorus_older" : "chorus_newer",
+                                      std::string{room}, clamp_to_bigint(from), clamp_to_bigint(limit)));
+  });
+}
+
+result<std::optional<message_row>> message_store::find_by_client_id(std::string_view author,
+                                                                    std::string_view client_msg_id) {
+  // Rows without a client id are stored with NULL, which nothing matches.
+  if (client_msg_id.empty()) return std::optional<message_row>{};
+  return impl_->guard<std::optional<message_row>>([&](pqxx::connection& conn) {
+    pqxx::nontransaction tx{conn};
+    const auto res = tx.exec_prepared("chorus_find", std::string{author}, std::string{client_msg_id});
+    return res.empty() ? std::optional<message_row>{} : std::optional<message_row>{read_row(res[0])};
+  });
+}
+
+}  // namespace chorus::storage
+
+#if defined(__SANITIZE_ADDRESS__)
+// libpqxx 6.4 leaks the PGresult of a statement that fails because the connection broke (make_result asks
+// the dead connection for its encoding before the result owns the PGresult): about 2 KB per broken
+// connection, which LeakSanitizer would report at exit of every test or chorusd that saw PostgreSQL go away.
+// Chorus never calls libpq itself, so every allocation made inside libpq belongs to libpqxx.
+extern "C" const char* __lsan_default_suppressions() {
+  return "leak:libpq.so\n";
+}
+#endif

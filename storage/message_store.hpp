@@ -1,0 +1,116 @@
+// PostgreSQL access for messages and rooms: batch appends, room activation, history pages. No CAF here.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace chorus::storage {
+
+/// Why a database call did not succeed. Callers treat every value as "try again later" except where noted.
+enum class db_error {
+  unavailable,  ///< no connection, or the server failed the statement; nothing is known to be written
+  in_doubt,     ///< the connection broke during COMMIT: the batch may or may not be stored
+};
+
+std::string_view describe(db_error e);
+
+/// A value or the reason there is none. The hot path returns these instead of throwing.
+template <class T>
+using result = std::variant<T, db_error>;
+
+/// One stored chat message, as the `messages` table holds it.
+struct message_row {
+  std::string id;  ///< UUID text, assigned by the room
+  std::string room;
+  std::uint64_t seq = 0;
+  std::string author;
+  std::string text;
+  std::string client_msg_id;  ///< empty is stored as NULL
+  std::int64_t created_at_ms = 0;
+};
+
+/// What happened to one append() batch.
+struct append_outcome {
+  /// Rows (by index into the batch) whose (author, client_msg_id) was already stored, with the stored
+  /// original. Every row of a room that has a duplicate in this batch was left unwritten. A key repeated
+  /// within the batch leaves the rooms of its later rows unwritten too; those rows are listed here, with
+  /// the batch's first row of that key as original, only if that first row was committed by this call.
+  std::vector<std::pair<std::size_t, message_row>> duplicates;
+  /// Rooms whose rows were not written because their seqs do not continue the stored sequence
+  /// (rooms.last_seq + 1, consecutive) — a room that must reload its last seq before writing again.
+  std::vector<std::string> out_of_sequence;
+  /// Rooms left unwritten for a reason above (or a repeated key); rows of every other room are committed.
+  bool written(std::string_view room) const;
+  /// The rooms written() is false for, in the order they first appear in the batch.
+  std::vector<std::string> unwritten;
+};
+
+/// Which way a history page goes from its starting seq.
+enum class direction {
+  older,  ///< seq < from, newest first
+  newer,  ///< seq > from, oldest first
+};
+
+/// A room as activation finds it: where its sequence stands and its most recent messages.
+struct room_snapshot {
+  std::uint64_t last_seq = 0;
+  std::vector<message_row> tail;  ///< up to `tail_limit` most recent messages, oldest first
+};
+
+/// One PostgreSQL connection and the statements Chorus runs on it. Not thread-safe: each owner (one
+/// actor) has its own. Reconnects lazily: any call on a broken connection tries to reconnect first.
+/// libpqxx exceptions never leave this class; they become db_error values.
+class message_store {
+ public:
+  explicit message_store(std::string url);
+  ~message_store();
+  message_store(const message_store&) = delete;
+  message_store& operator=(const message_store&) = delete;
+
+  /// True while a connection is open (it may still turn out broken on the next call).
+  bool connected() const;
+
+  /// Connects if not connected. Returns nullopt on success.
+  std::optional<db_error> ensure_connected();
+
+  /// What libpqxx or the server said about the most recent failure, for a log line; empty before any.
+  const std::string& last_error() const;
+
+  /// Writes a batch in one transaction, never one row per round trip: one query finds rows whose
+  /// (author, client_msg_id) is already stored, COPY writes the rows of every other room, and one
+  /// statement advances rooms.last_seq for all of them, refusing rooms whose seqs do not continue
+  /// their stored sequence. Rows of one room appear in seq order. Every room must exist (activate()).
+  result<append_outcome> append(std::span<const message_row> rows);
+
+  /// Creates the room if it does not exist and returns its last seq and up to `tail_limit` latest messages.
+  result<room_snapshot> activate(std::string_view room, std::size_t tail_limit);
+
+  /// Up to `limit` messages of `room` after or before seq `from` (exclusive).
+  result<std::vector<message_row>> page(std::string_view room, std::uint64_t from, direction dir,
+                                        std::size_t limit);
+
+  /// The stored message with this (author, client_msg_id), if any.
+  result<std::optional<message_row>> find_by_client_id(std::string_view author,
+                                                       std::string_view client_msg_id);
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+/// Applies every migration in storage/migrations/ that the database lacks, in order, each in its own
+/// transaction, under a PostgreSQL advisory lock so two nodes starting at once do not both apply one.
+/// Start-up code: throws std::runtime_error with a clear message on failure, including when the database
+/// is at a newer version than this binary knows. Returns the schema version afterwards.
+int migrate(const std::string& url);
+
+/// The highest migration version compiled into this binary.
+int known_schema_version();
+
+}  // namespace chorus::storage

@@ -1,0 +1,286 @@
+// Durable messages end to end: a real chorusd on a real PostgreSQL, checked against the messages table.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <pqxx/pqxx>
+#include <set>
+#include <thread>
+
+#include "tests/integration/node_fixture.hpp"
+#include "tests/support/postgres_server.hpp"
+
+namespace chorus::testing {
+namespace {
+
+struct stored_row {
+  std::int64_t seq;
+  std::string id;
+  std::string author;
+  std::string text;
+  std::string client_msg_id;
+};
+
+std::vector<stored_row> table(const std::string& url, const std::string& room = "general") {
+  pqxx::connection c{url};
+  pqxx::work tx{c};
+  std::vector<stored_row> out;
+  for (auto row : tx.exec("SELECT seq, id::text, author, text, coalesce(client_msg_id, '') FROM messages WHERE room = " +
+                          tx.quote(room) + " ORDER BY seq"))
+    out.push_back({row[0].as<std::int64_t>(), row[1].as<std::string>(), row[2].as<std::string>(),
+                   row[3].as<std::string>(), row[4].as<std::string>()});
+  return out;
+}
+
+void expect_consecutive(const std::vector<stored_row>& rows) {
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    ASSERT_EQ(rows[i].seq, static_cast<std::int64_t>(i + 1)) << "gap or duplicate at position " << i;
+}
+
+bool is_message(const json::object& o) { return o.contains("ev") && o.at("ev") == "message"; }
+
+json::object send_op(const std::string& text, const std::string& client_msg_id = "") {
+  json::object op{{"op", "send"}, {"room", "general"}, {"text", text}};
+  if (!client_msg_id.empty()) op["client_msg_id"] = client_msg_id;
+  return op;
+}
+
+class durable_test : public node_test {
+ protected:
+  const std::string& db() { return test_database::instance().url(); }
+  /// These tests send far more than a person would: lift the per-connection rate limit.
+  void start(settings extra = {}) {
+    extra.try_emplace("CHORUS_OPS_PER_SECOND", "100000");
+    extra.try_emplace("CHORUS_OPS_BURST", "100000");
+    node_test::start(std::move(extra));
+  }
+};
+
+TEST_F(durable_test, acknowledged_messages_are_stored_once_in_order_with_consecutive_seqs) {
+  start();
+  std::vector<std::unique_ptr<ws_client>> clients;
+  for (const char* user : {"alice", "bob", "carol"}) {
+    clients.push_back(connect(std::string(user)));
+    join(*clients.back(), "general");
+  }
+  constexpr int per_client = 100;
+  for (int i = 0; i < per_client; ++i)
+    for (std::size_t c = 0; c < clients.size(); ++c) {
+      auto op = send_op("m" + std::to_string(c) + "-" + std::to_string(i));
+      op["id"] = 1000 + i;
+      clients[c]->send_json(op);
+    }
+  std::map<std::string, std::int64_t> acked;  // message id → seq
+  for (auto& c : clients)
+    for (int i = 0; i < per_client; ++i) {
+      auto reply = c->next_where([i](const json::object& o) { return o.contains("re") && o.at("re") == 1000 + i; });
+      ASSERT_TRUE(reply && reply->at("ok") == true) << (reply ? json::serialize(*reply) : "timeout");
+      acked[std::string(reply->at("d").at("id").as_string())] = reply->at("d").at("seq").to_number<std::int64_t>();
+    }
+  auto rows = table(db());
+  ASSERT_EQ(rows.size(), clients.size() * per_client);
+  expect_consecutive(rows);
+  for (const auto& row : rows) {
+    auto it = acked.find(row.id);
+    ASSERT_NE(it, acked.end()) << "stored but never acknowledged: " << row.id;
+    EXPECT_EQ(it->second, row.seq);
+  }
+}
+
+TEST_F(durable_test, a_resent_client_msg_id_yields_one_row_one_delivery_and_the_original_reply) {
+  start();
+  auto alice = connect("alice");
+  auto bob = connect("bob");
+  join(*alice, "general");
+  join(*bob, "general");
+  auto first = call(*alice, send_op("hello", "c-1"), 2);
+  auto again = call(*alice, send_op("hello", "c-1"), 3);
+  expect_ok(first);
+  EXPECT_EQ(again.at("d"), first.at("d"));
+
+  // From a new connection too, as after a reconnect.
+  auto alice2 = connect("alice");
+  join(*alice2, "general");
+  EXPECT_EQ(call(*alice2, send_op("hello", "c-1"), 4).at("d"), first.at("d"));
+
+  // Bob saw it once: the next thing after the message is his ping reply.
+  auto msg = bob->next_where(is_message);
+  ASSERT_TRUE(msg);
+  EXPECT_EQ(msg->at("d").at("id"), first.at("d").at("id"));
+  auto pong = call(*bob, {{"op", "ping"}}, 5);
+  expect_ok(pong);
+  EXPECT_EQ(table(db()).size(), 1u);
+}
+
+TEST_F(durable_test, duplicates_are_caught_by_the_database_when_no_cache_remembers_them) {
+  start({{"CHORUS_TAIL_CACHE_SIZE", "0"}});
+  auto alice = connect("alice");
+  join(*alice, "general");
+  auto first = call(*alice, send_op("once", "c-7"), 2);
+  expect_ok(first);
+  EXPECT_EQ(call(*alice, send_op("once", "c-7"), 3).at("d"), first.at("d"));
+  // The same id in another room returns the original, from the first room.
+  join(*alice, "random", 4);
+  EXPECT_EQ(call(*alice, {{"op", "send"}, {"room", "random"}, {"text", "x"}, {"client_msg_id", "c-7"}}, 5).at("d"),
+            first.at("d"));
+  // And the room carries on without a gap.
+  auto next = call(*alice, send_op("twice"), 6);
+  expect_ok(next);
+  EXPECT_EQ(next.at("d").at("seq"), 2);
+  auto rows = table(db());
+  ASSERT_EQ(rows.size(), 2u);
+  expect_consecutive(rows);
+  EXPECT_TRUE(table(db(), "random").empty());
+}
+
+TEST_F(durable_test, history_pages_backwards_and_forwards_match_the_table) {
+  start({{"CHORUS_TAIL_CACHE_SIZE", "5"}, {"CHORUS_HISTORY_LIMIT", "20"}});
+  auto alice = connect("alice");
+  join(*alice, "general");
+  constexpr int count = 57;
+  for (int i = 1; i <= count; ++i) expect_ok(call(*alice, send_op("text " + std::to_string(i)), 100 + i));
+  auto rows = table(db());
+  ASSERT_EQ(rows.size(), static_cast<std::size_t>(count));
+
+  auto walk = [&](json::object first_request) {
+    std::vector<std::pair<std::int64_t, std::string>> seen;
+    json::object request = std::move(first_request);
+    for (int page = 0; page < 10; ++page) {
+      auto reply = call(*alice, request, 500 + page);
+      expect_ok(reply);
+      for (const auto& m : reply.at("d").at("messages").as_array())
+        seen.emplace_back(m.at("seq").to_number<std::int64_t>(), std::string(m.at("text").as_string()));
+      if (reply.at("d").at("next").is_null()) break;
+      request = {{"op", "history"}, {"room", "general"}, {"cursor", reply.at("d").at("next")}, {"limit", 20}};
+    }
+    return seen;
+  };
+  auto backwards = walk({{"op", "history"}, {"room", "general"}, {"limit", 20}});
+  auto forwards = walk({{"op", "history"}, {"room", "general"}, {"after", 0}, {"limit", 20}});
+  ASSERT_EQ(backwards.size(), rows.size());
+  ASSERT_EQ(forwards.size(), rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(forwards[i], std::make_pair(rows[i].seq, rows[i].text));
+    EXPECT_EQ(backwards[rows.size() - 1 - i], std::make_pair(rows[i].seq, rows[i].text));
+  }
+}
+
+TEST_F(durable_test, resume_after_a_dropped_connection_delivers_exactly_the_missed_messages) {
+  start();
+  auto alice = connect("alice");
+  auto bob = connect("bob");
+  join(*alice, "general");
+  join(*bob, "general");
+  for (int i = 1; i <= 3; ++i) expect_ok(call(*alice, send_op("before " + std::to_string(i)), 10 + i));
+  std::int64_t last_seen = 0;
+  for (int i = 0; i < 3; ++i) {
+    auto msg = bob->next_where(is_message);
+    ASSERT_TRUE(msg);
+    last_seen = msg->at("seq").to_number<std::int64_t>();
+  }
+  bob->close();
+  bob.reset();
+  for (int i = 1; i <= 4; ++i) expect_ok(call(*alice, send_op("missed " + std::to_string(i)), 20 + i));
+
+  auto back = connect("bob");
+  auto reply = call(*back, {{"op", "join"}, {"room", "general"}, {"last_seq", last_seen}}, 1);
+  expect_ok(reply);
+  EXPECT_EQ(reply.at("d").at("replayed"), 4);
+  EXPECT_EQ(reply.at("d").at("complete"), true);
+  expect_ok(call(*alice, send_op("live"), 30));
+  for (std::int64_t seq = last_seen + 1; seq <= last_seen + 5; ++seq) {
+    auto msg = back->next();
+    ASSERT_TRUE(msg && is_message(*msg)) << (msg ? json::serialize(*msg) : "timeout");
+    EXPECT_EQ(msg->at("seq"), seq);
+  }
+}
+
+TEST_F(durable_test, postgres_stopped_and_started_during_traffic_loses_nothing_acknowledged) {
+  postgres_server pg;
+  {
+    pqxx::connection admin{pg.admin_url()};
+    pqxx::nontransaction tx{admin};
+    tx.exec("CREATE DATABASE chorus");
+  }
+  start({{"CHORUS_DATABASE_URL", pg.url("chorus")}, {"CHORUS_REQUEST_TIMEOUT_MS", "2000"}});
+  auto alice = connect("alice");
+  join(*alice, "general");
+
+  int next = 0;
+  std::set<std::string> acked;
+  auto send_next = [&](std::int64_t id) {
+    auto cid = "c-" + std::to_string(next);
+    auto reply = call(*alice, send_op("n" + std::to_string(next), cid), id);
+    if (reply.contains("ok") && reply.at("ok") == true) {
+      acked.insert(cid);
+      ++next;
+      return std::string("ok");
+    }
+    return error_code_of(reply);
+  };
+  for (int i = 0; i < 20; ++i) ASSERT_EQ(send_next(100 + i), "ok");
+
+  pg.stop();
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(send_next(200 + i), "unavailable");  // never a false ok
+  EXPECT_EQ(http_get(node_->port(), "/healthz").status, 200u);
+  expect_ok(call(*alice, {{"op", "history"}, {"room", "general"}, {"limit", 5}}, 300));  // cached tail still reads
+
+  pg.start();
+  // The writer and the room find PostgreSQL again by themselves; the retried message goes through once.
+  std::string outcome;
+  for (int attempt = 0; attempt < 100 && outcome != "ok"; ++attempt) {
+    outcome = send_next(400 + attempt);
+    if (outcome != "ok") std::this_thread::sleep_for(100ms);  // bounded polling: recovery has no event to await
+  }
+  ASSERT_EQ(outcome, "ok");
+  for (int i = 0; i < 10; ++i) ASSERT_EQ(send_next(600 + i), "ok");
+
+  auto rows = table(pg.url("chorus"));
+  expect_consecutive(rows);
+  std::set<std::string> stored;
+  for (const auto& r : rows) EXPECT_TRUE(stored.insert(r.client_msg_id).second) << "twice: " << r.client_msg_id;
+  for (const auto& cid : acked) EXPECT_TRUE(stored.count(cid)) << "acknowledged but lost: " << cid;
+  auto log = node_->output();
+  EXPECT_NE(log.find("PostgreSQL is back"), std::string::npos) << log;
+}
+
+TEST_F(durable_test, kill_9_during_a_burst_keeps_every_acknowledged_message_exactly_once) {
+  start();
+  auto alice = connect("alice");
+  join(*alice, "general");
+  constexpr int burst = 400;
+  for (int i = 0; i < burst; ++i) {
+    auto op = send_op("burst " + std::to_string(i), "k-" + std::to_string(i));
+    op["id"] = 10000 + i;
+    alice->send_json(op);
+  }
+  std::set<std::string> acked;
+  while (acked.size() < 50) {
+    auto reply = alice->next_where([](const json::object& o) { return o.contains("re"); });
+    ASSERT_TRUE(reply);
+    if (reply->at("ok") == true) acked.insert(std::string(reply->at("d").at("client_msg_id").as_string()));
+  }
+  node_->signal(SIGKILL);
+  // Replies already on their way count as acknowledged too.
+  while (auto reply = alice->next_where([](const json::object& o) { return o.contains("re"); }, 1s))
+    if (reply->at("ok") == true) acked.insert(std::string(reply->at("d").at("client_msg_id").as_string()));
+  ASSERT_TRUE(node_->wait_exit(5s).has_value());
+
+  auto rows = table(db());
+  expect_consecutive(rows);
+  std::set<std::string> stored;
+  for (const auto& r : rows) EXPECT_TRUE(stored.insert(r.client_msg_id).second) << "twice: " << r.client_msg_id;
+  for (const auto& cid : acked) EXPECT_TRUE(stored.count(cid)) << "acknowledged but lost: " << cid;
+
+  // After a restart the client resends everything: each is stored exactly once, in one unbroken sequence.
+  start();
+  auto again = connect("alice");
+  join(*again, "general");
+  for (int i = 0; i < burst; ++i)
+    expect_ok(call(*again, send_op("burst " + std::to_string(i), "k-" + std::to_string(i)), 20000 + i));
+  rows = table(db());
+  ASSERT_EQ(rows.size(), static_cast<std::size_t>(burst));
+  expect_consecutive(rows);
+}
+
+}  // namespace
+}  // namespace chorus::testing

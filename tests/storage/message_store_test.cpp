@@ -1,0 +1,462 @@
+// Tests for message_store against a real PostgreSQL: appends, idempotency, sequence checks, history,
+// reconnects.
+#include "storage/message_store.hpp"
+
+#include "tests/support/test_database.hpp"
+
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <limits>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace storage = chorus::storage;
+using chorus::testing::test_database;
+using storage::db_error;
+using storage::direction;
+using storage::message_row;
+
+namespace storage_test {
+
+std::string new_uuid() {
+  static std::mt19937_64 rng{std::random_device{}()};
+  const std::uint64_t hi = (rng() & 0xffffffffffff0fffULL) | 0x0000000000004000ULL;
+  const std::uint64_t lo = (rng() & 0x3fffffffffffffffULL) | 0x8000000000000000ULL;
+  char buf[37];
+  std::snprintf(
+      buf, sizeof buf, "%08llx-%04llx-%04llx-%04llx-%012llx", static_cast<unsigned long long>(hi >> 32),
+      static_cast<unsigned long long>((hi >> 16) & 0xffff), static_cast<unsigned long long>(hi & 0xffff),
+      static_cast<unsigned long long>(lo >> 48), static_cast<unsigned long long>(lo & 0xffffffffffffULL));
+  return buf;
+}
+
+message_row row(std::string room, std::uint64_t seq, std::string author = "alice", std::string client_id = "",
+                std::string text = "hello", std::int64_t created_at_ms = 1'700'000'000'123) {
+  return message_row{new_uuid(),      std::move(room),      seq,          std::move(author),
+                     std::move(text), std::move(client_id), created_at_ms};
+}
+
+// Appends instead of `"literal" + std::to_string(n)`, on which g++ 12 -O3 gives a false -Wrestrict error.
+std::string numbered(std::string prefix, long long n) {
+  prefix += std::to_string(n);
+  return prefix;
+}
+
+template <class T>
+T ok(storage::result<T> r) {
+  if (auto* e = std::get_if<db_error>(&r)) {
+    ADD_FAILURE() << "database call failed: " << storage::describe(*e);
+    return T{};
+  }
+  return std::get<T>(std::move(r));
+}
+
+std::vector<std::uint64_t> seqs(const std::vector<message_row>& rows) {
+  std::vector<std::uint64_t> out;
+  for (const auto& r : rows) out.push_back(r.seq);
+  return out;
+}
+
+void expect_same(const message_row& a, const message_row& b) {
+  EXPECT_EQ(a.id, b.id);
+  EXPECT_EQ(a.room, b.room);
+  EXPECT_EQ(a.seq, b.seq);
+  EXPECT_EQ(a.author, b.author);
+  EXPECT_EQ(a.text, b.text);
+  EXPECT_EQ(a.client_msg_id, b.client_msg_id);
+  EXPECT_EQ(a.created_at_ms, b.created_at_ms);
+}
+
+class message_store_test : public ::testing::Test {
+ protected:
+  void SetUp() override { test_database::instance().truncate_all(); }
+
+  const std::string& url() const { return test_database::instance().url(); }
+
+  long long scalar(const std::string& sql) {
+    pqxx::connection conn{url()};
+    pqxx::nontransaction tx{conn};
+    return tx.exec(sql).at(0).at(0).as<long long>();
+  }
+
+  // The room's seqs as the table holds them, straight from SQL rather than through the store.
+  std::vector<std::uint64_t> stored_seqs(const std::string& room) {
+    pqxx::connection conn{url()};
+    pqxx::nontransaction tx{conn};
+    std::vector<std::uint64_t> out;
+    for (const auto& r :
+         tx.exec("SELECT seq FROM messages WHERE room = " + tx.quote(room) + " ORDER BY seq")) {
+      out.push_back(r[0].as<std::uint64_t>());
+    }
+    return out;
+  }
+
+  std::uint64_t last_seq(const std::string& room) {
+    pqxx::connection conn{url()};
+    pqxx::nontransaction tx{conn};
+    return tx.exec("SELECT last_seq FROM rooms WHERE id = " + tx.quote(room)).at(0).at(0).as<std::uint64_t>();
+  }
+
+  storage::message_store store{url()};
+};
+
+TEST_F(message_store_test, append_round_trips_every_field) {
+  ok(store.activate("r1", 0));
+  const std::vector<std::string> texts = {
+      "plain",
+      "tab\there\tand\tthere",
+      "new\nline\r\nand carriage return",
+      "back\\slash \\N \\t \\\\ and a COPY end marker:\n\\.\n",
+      "quotes ' '' \" `  and $1 $$ ; DROP TABLE messages; --",
+      "UTF-8: h\u00e9llo \u00fcn\u00efc\u00f6de \u65e5\u672c\u8a9e \u05e2\u05d1\u05e8\u05d9\u05ea",
+      "emoji \U0001F600\U0001F44D\U0001F3FD \U0001F468\u200D\U0001F469\u200D\U0001F467",
+      "",
+      std::string(10000, 'x'),
+  };
+  std::vector<message_row> rows;
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    rows.push_back(row("r1", i + 1, i % 2 ? "bob" : "alice",
+                       i % 3 ? numbered("cid-\t\"'\\", static_cast<long long>(i)) : "", texts[i],
+                       1'700'000'000'000 + static_cast<std::int64_t>(i) * 1001));
+  }
+  rows[1].created_at_ms = -1;  // 1969-12-31T23:59:59.999Z: before the epoch still rounds the right way
+  rows[2].created_at_ms = 0;
+
+  const auto outcome = ok(store.append(rows));
+
+  EXPECT_TRUE(outcome.duplicates.empty());
+  EXPECT_TRUE(outcome.out_of_sequence.empty());
+  EXPECT_TRUE(outcome.unwritten.empty());
+  EXPECT_TRUE(outcome.written("r1"));
+  const auto stored = ok(store.page("r1", 0, direction::newer, 100));
+  ASSERT_EQ(stored.size(), rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) expect_same(stored[i], rows[i]);
+  EXPECT_EQ(scalar("SELECT count(*) FROM messages WHERE client_msg_id IS NULL"), 3);
+  EXPECT_EQ(scalar("SELECT count(*) FROM messages WHERE created_at = '1969-12-31T23:59:59.999Z'"), 1);
+  EXPECT_EQ(last_seq("r1"), rows.size());
+}
+
+TEST_F(message_store_test, batches_continue_each_room_and_advance_last_seq) {
+  for (const char* room : {"a", "b", "c"}) ok(store.activate(room, 0));
+  // Rooms interleaved in one batch, as a shared batch writer sees them.
+  const std::vector<message_row> first = {row("a", 1), row("b", 1), row("a", 2), row("c", 1), row("a", 3)};
+  EXPECT_TRUE(ok(store.append(first)).unwritten.empty());
+  const std::vector<message_row> second = {row("b", 2), row("a", 4), row("b", 3)};
+  EXPECT_TRUE(ok(store.append(second)).unwritten.empty());
+
+  EXPECT_EQ(stored_seqs("a"), (std::vector<std::uint64_t>{1, 2, 3, 4}));
+  EXPECT_EQ(stored_seqs("b"), (std::vector<std::uint64_t>{1, 2, 3}));
+  EXPECT_EQ(stored_seqs("c"), (std::vector<std::uint64_t>{1}));
+  EXPECT_EQ(last_seq("a"), 4u);
+  EXPECT_EQ(last_seq("b"), 3u);
+  EXPECT_EQ(last_seq("c"), 1u);
+  EXPECT_TRUE(ok(store.append({})).unwritten.empty());
+}
+
+TEST_F(message_store_test, stored_duplicate_leaves_its_room_unwritten_and_other_rooms_commit) {
+  for (const char* room : {"r1", "r2", "r3"}) ok(store.activate(room, 0));
+  const auto original = row("r1", 1, "alice", "c1", "first try");
+  ok(store.append(std::vector<message_row>{original}));
+
+  const std::vector<message_row> batch = {
+      row("r1", 2, "alice", "c1", "retry"),            // duplicate of the stored original
+      row("r1", 3, "bob"),                             // same room: left unwritten with it
+      row("r2", 1, "carol", "c2"),                     // another room: committed
+      row("r3", 1, "alice", "c1", "retry elsewhere"),  // same key in another room: still a duplicate
+  };
+  const auto outcome = ok(store.append(batch));
+
+  ASSERT_EQ(outcome.duplicates.size(), 2u);
+  EXPECT_EQ(outcome.duplicates[0].first, 0u);
+  expect_same(outcome.duplicates[0].second, original);
+  EXPECT_EQ(outcome.duplicates[1].first, 3u);
+  expect_same(outcome.duplicates[1].second, original);
+  EXPECT_TRUE(outcome.out_of_sequence.empty());
+  EXPECT_EQ(outcome.unwritten, (std::vector<std::string>{"r1", "r3"}));
+  EXPECT_FALSE(outcome.written("r1"));
+  EXPECT_TRUE(outcome.written("r2"));
+  EXPECT_FALSE(outcome.written("r3"));
+  EXPECT_EQ(stored_seqs("r1"), (std::vector<std::uint64_t>{1}));
+  EXPECT_EQ(last_seq("r1"), 1u);
+  EXPECT_EQ(stored_seqs("r2"), (std::vector<std::uint64_t>{1}));
+  EXPECT_EQ(stored_seqs("r3"), (std::vector<std::uint64_t>{}));
+  EXPECT_EQ(last_seq("r3"), 0u);
+}
+
+TEST_F(message_store_test, duplicate_within_a_batch_reports_the_first_row_only_if_it_was_written) {
+  for (const char* room : {"r1", "r2", "r3"}) ok(store.activate(room, 0));
+  // clang-format off
+  const std::vector<message_row> batch = {
+      row("r1", 1, "bob", "x"),
+      row("r2", 1, "bob", "x"),   // repeats row 0, which is written, from another room
+      row("r3", 1, "bob", "y"),
+      row("r3", 2, "bob", "y"),   // repeats row 2 in its own room, so neither is stored: no original
+      row("r2", 2, "dave", "x"),  // same client id, other author: not a duplicate
+  };
+  // clang-format on
+  const auto outcome = ok(store.append(batch));
+
+  ASSERT_EQ(outcome.duplicates.size(), 1u);
+  EXPECT_EQ(outcome.duplicates[0].first, 1u);
+  expect_same(outcome.duplicates[0].second, batch[0]);
+  EXPECT_TRUE(outcome.out_of_sequence.empty());
+  EXPECT_EQ(outcome.unwritten, (std::vector<std::string>{"r2", "r3"}));
+  EXPECT_EQ(stored_seqs("r1"), (std::vector<std::uint64_t>{1}));
+  EXPECT_EQ(stored_seqs("r2"), (std::vector<std::uint64_t>{}));
+  EXPECT_EQ(stored_seqs("r3"), (std::vector<std::uint64_t>{}));
+}
+
+TEST_F(message_store_test, seqs_that_do_not_continue_the_room_are_refused) {
+  for (const char* room : {"gap", "inner_gap", "repeat", "start", "stored_again", "good"})
+    ok(store.activate(room, 0));
+  ok(store.append(std::vector<message_row>{row("gap", 1), row("gap", 2), row("stored_again", 1),
+                                           row("stored_again", 2)}));
+
+  const std::vector<message_row> batch = {
+      row("gap", 4),  // stored up to 2: 3 is missing
+      row("inner_gap", 1),
+      row("inner_gap", 3),  // a gap inside the batch
+      row("repeat", 1),
+      row("repeat", 1),           // the same seq twice
+      row("start", 2),            // a new room starts at 1
+      row("stored_again", 2),     // already stored
+      row("never_activated", 1),  // no rooms row
+      row("good", 1),
+      row("good", 2),
+  };
+  const auto outcome = ok(store.append(batch));
+
+  auto oos = outcome.out_of_sequence;
+  std::sort(oos.begin(), oos.end());
+  EXPECT_EQ(oos, (std::vector<std::string>{"gap", "inner_gap", "never_activated", "repeat", "start",
+                                           "stored_again"}));
+  EXPECT_TRUE(outcome.duplicates.empty());
+  EXPECT_TRUE(outcome.written("good"));
+  EXPECT_FALSE(outcome.written("gap"));
+  EXPECT_EQ(stored_seqs("gap"), (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_EQ(last_seq("gap"), 2u);
+  EXPECT_EQ(stored_seqs("inner_gap"), (std::vector<std::uint64_t>{}));
+  EXPECT_EQ(stored_seqs("repeat"), (std::vector<std::uint64_t>{}));
+  EXPECT_EQ(stored_seqs("start"), (std::vector<std::uint64_t>{}));
+  EXPECT_EQ(stored_seqs("stored_again"), (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_EQ(stored_seqs("good"), (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_EQ(scalar("SELECT count(*) FROM rooms WHERE id = 'never_activated'"), 0);
+
+  // A second store, like a second writer that missed the first one's commit, is refused the same way.
+  storage::message_store other{url()};
+  EXPECT_EQ(ok(other.append(std::vector<message_row>{row("good", 2)})).out_of_sequence,
+            (std::vector<std::string>{"good"}));
+  EXPECT_TRUE(ok(other.append(std::vector<message_row>{row("good", 3)})).written("good"));
+}
+
+TEST_F(message_store_test, pages_match_the_table_in_both_directions) {
+  ok(store.activate("h", 0));
+  ok(store.activate("other", 0));
+  constexpr std::uint64_t total = 250;
+  std::vector<message_row> batch;
+  for (std::uint64_t s = 1; s <= total; ++s) {
+    batch.push_back(row("h", s, "alice", "", numbered("m", static_cast<long long>(s))));
+    batch.push_back(row("other", s));
+  }
+  ok(store.append(batch));
+  ASSERT_EQ(stored_seqs("h").size(), total);
+
+  auto range = [](std::uint64_t from, std::uint64_t to) {  // inclusive, either way round
+    std::vector<std::uint64_t> out;
+    if (from <= to) {
+      for (auto s = from; s <= to; ++s) out.push_back(s);
+    } else {
+      for (auto s = from; s >= to; --s) out.push_back(s);
+    }
+    return out;
+  };
+  constexpr auto max = std::numeric_limits<std::uint64_t>::max();
+  EXPECT_EQ(seqs(ok(store.page("h", total + 1, direction::older, 100))), range(250, 151));
+  EXPECT_EQ(seqs(ok(store.page("h", max, direction::older, 10))), range(250, 241));
+  EXPECT_EQ(seqs(ok(store.page("h", 101, direction::older, 100))), range(100, 1));
+  EXPECT_EQ(seqs(ok(store.page("h", 5, direction::older, 100))), range(4, 1));
+  EXPECT_TRUE(ok(store.page("h", 1, direction::older, 100)).empty());
+  EXPECT_TRUE(ok(store.page("h", 0, direction::older, 100)).empty());
+  EXPECT_EQ(seqs(ok(store.page("h", 0, direction::newer, 100))), range(1, 100));
+  EXPECT_EQ(seqs(ok(store.page("h", 245, direction::newer, 100))), range(246, 250));
+  EXPECT_TRUE(ok(store.page("h", total, direction::newer, 100)).empty());
+  EXPECT_TRUE(ok(store.page("h", max, direction::newer, 100)).empty());
+  EXPECT_TRUE(ok(store.page("h", 100, direction::newer, 0)).empty());
+  EXPECT_TRUE(ok(store.page("nowhere", 0, direction::newer, 100)).empty());
+
+  // Walking the whole history page by page, either way, yields exactly the table.
+  const auto table = stored_seqs("h");
+  std::vector<std::uint64_t> forwards;
+  for (std::uint64_t from = 0;;) {
+    const auto page = ok(store.page("h", from, direction::newer, 37));
+    if (page.empty()) break;
+    for (const auto& m : page) {
+      EXPECT_EQ(m.room, "h");
+      EXPECT_EQ(m.text, numbered("m", static_cast<long long>(m.seq)));
+      forwards.push_back(m.seq);
+    }
+    from = page.back().seq;
+  }
+  EXPECT_EQ(forwards, table);
+  std::vector<std::uint64_t> backwards;
+  for (std::uint64_t from = max;;) {
+    const auto page = ok(store.page("h", from, direction::older, 37));
+    if (page.empty()) break;
+    for (const auto& m : page) backwards.push_back(m.seq);
+    from = page.back().seq;
+  }
+  std::reverse(backwards.begin(), backwards.end());
+  EXPECT_EQ(backwards, table);
+}
+
+TEST_F(message_store_test, activate_creates_the_room_and_returns_the_tail_oldest_first) {
+  const auto fresh = ok(store.activate("new", 10));
+  EXPECT_EQ(fresh.last_seq, 0u);
+  EXPECT_TRUE(fresh.tail.empty());
+  EXPECT_EQ(scalar("SELECT count(*) FROM rooms WHERE id = 'new' AND kind = 'group'"), 1);
+
+  std::vector<message_row> batch;
+  for (std::uint64_t s = 1; s <= 30; ++s) batch.push_back(row("new", s));
+  ok(store.append(batch));
+
+  const auto again = ok(store.activate("new", 10));
+  EXPECT_EQ(again.last_seq, 30u);
+  std::vector<std::uint64_t> expected;
+  for (std::uint64_t s = 21; s <= 30; ++s) expected.push_back(s);
+  EXPECT_EQ(seqs(again.tail), expected);
+  expect_same(again.tail.back(), batch.back());
+  EXPECT_EQ(ok(store.activate("new", 100)).tail.size(), 30u);
+  EXPECT_TRUE(ok(store.activate("new", 0)).tail.empty());
+  EXPECT_EQ(scalar("SELECT count(*) FROM rooms"), 1);
+}
+
+TEST_F(message_store_test, find_by_client_id) {
+  ok(store.activate("r", 0));
+  const auto stored = row("r", 1, "alice", "abc");
+  ok(store.append(std::vector<message_row>{stored, row("r", 2, "bob")}));
+
+  const auto found = ok(store.find_by_client_id("alice", "abc"));
+  ASSERT_TRUE(found.has_value());
+  expect_same(*found, stored);
+  EXPECT_FALSE(ok(store.find_by_client_id("bob", "abc")).has_value());
+  EXPECT_FALSE(ok(store.find_by_client_id("alice", "abd")).has_value());
+  EXPECT_FALSE(ok(store.find_by_client_id("bob", "")).has_value());
+}
+
+TEST_F(message_store_test, broken_connection_fails_one_call_then_reconnects) {
+  // application_name lets the test find this store's backend among the others.
+  storage::message_store victim{url() + (url().find('?') == std::string::npos ? "?" : "&") +
+                                "application_name=chorus_victim"};
+  ok(victim.activate("r", 0));
+  ASSERT_TRUE(victim.connected());
+  {
+    pqxx::connection admin{url()};
+    pqxx::nontransaction tx{admin};
+    // The timeout makes pg_terminate_backend wait until the backend has gone.
+    const auto killed = tx.exec(
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE application_name = "
+        "'chorus_victim'");
+    ASSERT_EQ(killed.size(), 1u);
+    ASSERT_TRUE(killed[0][0].as<bool>());
+  }
+
+  const auto failed = victim.append(std::vector<message_row>{row("r", 1)});
+  ASSERT_TRUE(std::holds_alternative<db_error>(failed));
+  EXPECT_EQ(std::get<db_error>(failed), db_error::unavailable);
+  EXPECT_FALSE(victim.connected());
+  EXPECT_FALSE(victim.last_error().empty());
+
+  EXPECT_TRUE(ok(victim.append(std::vector<message_row>{row("r", 1)})).written("r"));
+  EXPECT_TRUE(victim.connected());
+  EXPECT_EQ(stored_seqs("r"), (std::vector<std::uint64_t>{1}));
+}
+
+TEST_F(message_store_test, failed_statement_rolls_back_and_keeps_the_connection) {
+  ok(store.activate("r", 0));
+  auto bad = row("r", 1);
+  bad.id = "not-a-uuid";
+  const auto failed = store.append(std::vector<message_row>{bad});
+  ASSERT_TRUE(std::holds_alternative<db_error>(failed));
+  EXPECT_EQ(std::get<db_error>(failed), db_error::unavailable);
+  EXPECT_NE(store.last_error().find("uuid"), std::string::npos) << store.last_error();
+  EXPECT_TRUE(store.connected());
+  // The UPDATE of last_seq rolled back with the COPY.
+  EXPECT_EQ(last_seq("r"), 0u);
+
+  EXPECT_TRUE(ok(store.append(std::vector<message_row>{row("r", 1)})).written("r"));
+}
+
+TEST(message_store_offline, unreachable_server_returns_unavailable_without_throwing) {
+  storage::message_store store{"postgresql://postgres@127.0.0.1:1/chorus?connect_timeout=2"};
+  EXPECT_FALSE(store.connected());
+  EXPECT_EQ(store.ensure_connected(), db_error::unavailable);
+  EXPECT_FALSE(store.last_error().empty());
+  const auto r = store.append(std::vector<message_row>{row("r", 1)});
+  ASSERT_TRUE(std::holds_alternative<db_error>(r));
+  EXPECT_EQ(std::get<db_error>(r), db_error::unavailable);
+  EXPECT_TRUE(std::holds_alternative<db_error>(store.activate("r", 10)));
+  EXPECT_TRUE(std::holds_alternative<db_error>(store.page("r", 0, direction::newer, 10)));
+  EXPECT_TRUE(std::holds_alternative<db_error>(store.find_by_client_id("a", "b")));
+}
+
+// Appends 100k rows in batches of 1000 from `writers` threads, each with its own store and rooms, like the
+// batch writer pool; returns rows per second. Every row carries a client id, as sends from clients do.
+double append_rate(const std::string& url, int writers) {
+  constexpr int rooms = 10;
+  constexpr int per_batch = 1000;
+  const int batches = 100 / writers;
+  std::vector<std::vector<std::vector<message_row>>> work(writers,
+                                                          std::vector<std::vector<message_row>>(batches));
+  for (int w = 0; w < writers; ++w) {
+    storage::message_store setup{url};
+    for (int r = 0; r < rooms; ++r) ok(setup.activate(numbered(numbered("w", w) + "t", r), 0));
+    for (int b = 0; b < batches; ++b) {
+      for (int i = 0; i < per_batch; ++i) {
+        const int r = i % rooms;
+        const auto seq = static_cast<std::uint64_t>(b * (per_batch / rooms) + i / rooms + 1);
+        work[w][b].push_back(row(numbered(numbered("w", w) + "t", r), seq, numbered("user", i % 97),
+                                 numbered(numbered(numbered("c-", w) + "-", b) + "-", i),
+                                 "a typical chat message of some length"));
+      }
+    }
+  }
+  std::vector<std::unique_ptr<storage::message_store>> stores;
+  for (int w = 0; w < writers; ++w) {
+    stores.push_back(std::make_unique<storage::message_store>(url));
+    EXPECT_EQ(stores.back()->ensure_connected(), std::nullopt);
+  }
+
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> threads;
+  for (int w = 0; w < writers; ++w) {
+    threads.emplace_back([&, w] {
+      for (const auto& batch : work[w]) EXPECT_TRUE(ok(stores[w]->append(batch)).unwritten.empty());
+    });
+  }
+  for (auto& t : threads) t.join();
+  const std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+  const int total = writers * batches * per_batch;
+  std::printf("message_store append: %d rows in batches of %d from %d writer(s) in %.3f s = %.0f rows/s\n",
+              total, per_batch, writers, took.count(), total / took.count());
+  return total / took.count();
+}
+
+// Not timed tests: they print the rate so a regression shows in the log (ctest -V or --output-on-failure).
+TEST_F(message_store_test, throughput_one_writer) {
+  RecordProperty("rows_per_second", static_cast<int>(append_rate(url(), 1)));
+  EXPECT_EQ(scalar("SELECT count(*) FROM messages"), 100'000);
+}
+
+TEST_F(message_store_test, throughput_two_writers) {
+  RecordProperty("rows_per_second", static_cast<int>(append_rate(url(), 2)));
+  EXPECT_EQ(scalar("SELECT count(*) FROM messages"), 100'000);
+}
+
+}  // namespace storage_test
