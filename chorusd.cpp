@@ -1,7 +1,7 @@
 // chorusd: reads the configuration and wires config, actors, cluster and net into one running node.
-#include <caf/all.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <caf/all.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -37,7 +37,8 @@ int serve(const config::node_config& cfg) {
 
   caf::actor_system_config caf_cfg;
   caf_cfg.add_message_types<caf::id_block::chorus>();
-  if (cfg.actor_threads > 0) caf_cfg.set("scheduler.max-threads", static_cast<std::size_t>(cfg.actor_threads));
+  if (cfg.actor_threads > 0)
+    caf_cfg.set("scheduler.max-threads", static_cast<std::size_t>(cfg.actor_threads));
   // The actor system goes before the server is destroyed: sessions hold sockets that belong to the
   // server's io_context, so every actor must be gone before it is (see the end of this function).
   auto system = std::make_unique<caf::actor_system>(caf_cfg);
@@ -51,7 +52,10 @@ int serve(const config::node_config& cfg) {
   auto reader = system->spawn<caf::detached>(actors::history_reader, cfg.database_url);
   auto presence = system->spawn(actors::presence, cfg.node_id);
   auto directory = system->spawn(cluster::local_directory, cfg.node_id, writers,
-                                 actors::room_services{{}, reader, cfg.tail_cache_size, cfg.history_limit,
+                                 actors::room_services{{},
+                                                       reader,
+                                                       cfg.tail_cache_size,
+                                                       cfg.history_limit,
                                                        std::chrono::milliseconds(cfg.request_timeout_ms)});
   auto stop_actors = [&] {
     caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
@@ -73,8 +77,8 @@ int serve(const config::node_config& cfg) {
     stop_actors();
     return 1;
   }
-  spdlog::info("node {} listening on http://{}:{} (WebSocket at ws://{}:{}/ws)", cfg.node_id, cfg.host, port, cfg.host,
-               port);
+  spdlog::info("node {} listening on http://{}:{} (WebSocket at ws://{}:{}/ws)", cfg.node_id, cfg.host, port,
+               cfg.host, port);
 
   server.wait_for_signal();
   spdlog::info("shutting down: closing connections (up to {} ms)", cfg.shutdown_timeout_ms);
@@ -104,12 +108,15 @@ int main(int argc, char** argv) {
       std::fputs(config::render_toml(inv.cfg).c_str(), stdout);
       return 0;
     case config::command::token: {
-      auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+      auto now = std::chrono::duration_cast<std::chrono::seconds>(
+          std::chrono::system_clock::now().time_since_epoch());
       if (!actors::jwt::valid_user_id(inv.token_user)) {
         std::fprintf(stderr, "chorusd: token: '%s' is not a valid user id\n", inv.token_user.c_str());
         return 2;
       }
-      std::printf("%s\n", actors::jwt::mint(inv.cfg.jwt_secret, inv.token_user, now.count(), inv.token_ttl_seconds).c_str());
+      std::printf(
+          "%s\n",
+          actors::jwt::mint(inv.cfg.jwt_secret, inv.token_user, now.count(), inv.token_ttl_seconds).c_str());
       return 0;
     }
     case config::command::serve:

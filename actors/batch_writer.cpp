@@ -18,7 +18,8 @@ using clock = std::chrono::steady_clock;
 void note_failure(writer_pointer self, storage::db_error err) {
   auto& st = self->state;
   if (st.database_up)
-    spdlog::warn("batch writer: PostgreSQL {}; sends fail with `unavailable` until it is back", describe(err));
+    spdlog::warn("batch writer: PostgreSQL {}; sends fail with `unavailable` until it is back",
+                 describe(err));
   st.database_up = false;
   st.backoff = std::min(st.settings.max_backoff, std::max(std::chrono::milliseconds(50), st.backoff * 2));
   st.retry_at = clock::now() + st.backoff;
@@ -31,7 +32,9 @@ void note_success(writer_pointer self) {
   st.backoff = std::chrono::milliseconds(0);
 }
 
-bool backing_off(writer_pointer self) { return !self->state.database_up && clock::now() < self->state.retry_at; }
+bool backing_off(writer_pointer self) {
+  return !self->state.database_up && clock::now() < self->state.retry_at;
+}
 
 void flush(writer_pointer self) {
   auto& st = self->state;

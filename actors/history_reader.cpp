@@ -20,7 +20,8 @@ history_reader_actor::behavior_type history_reader(
         std::uint64_t from = !q.newer && (q.from == 0 || q.from > q.max_seq) ? q.max_seq + 1 : q.from;
         auto rows = st.store->page(q.room, from, dir, q.limit);
         if (auto* err = std::get_if<storage::db_error>(&rows)) {
-          if (st.database_up) spdlog::warn("history reader: PostgreSQL {}; reads fail until it answers", describe(*err));
+          if (st.database_up)
+            spdlog::warn("history reader: PostgreSQL {}; reads fail until it answers", describe(*err));
           st.database_up = false;
           return make_error(protocol::error_code::unavailable);
         }

@@ -117,8 +117,7 @@ using room_actor = caf::typed_actor<
     caf::replies_to<atom::join, join_request>::with<join_result>,
     caf::replies_to<atom::leave, member_ref>::with<bool>,
     caf::replies_to<atom::post, post_request>::with<protocol::chat_message>,
-    caf::reacts_to<atom::typing, member_ref>,
-    caf::reacts_to<atom::presence, std::string, bool>,
+    caf::reacts_to<atom::typing, member_ref>, caf::reacts_to<atom::presence, std::string, bool>,
     caf::replies_to<atom::history, history_query>::with<std::vector<protocol::chat_message>>,
     caf::reacts_to<atom::activate>>;  ///< (to itself) try loading its state from the database again
 
@@ -131,8 +130,8 @@ using batch_writer_actor =
                      caf::reacts_to<atom::flush>>;
 
 /// Serves history pages that a room's in-memory tail cannot.
-using history_reader_actor =
-    caf::typed_actor<caf::replies_to<atom::history, history_query>::with<std::vector<protocol::chat_message>>>;
+using history_reader_actor = caf::typed_actor<
+    caf::replies_to<atom::history, history_query>::with<std::vector<protocol::chat_message>>>;
 
 /// Finds (in this version: creates on first use) the actor of a room by its id.
 using room_directory = caf::typed_actor<caf::replies_to<atom::lookup, std::string>::with<room_actor>>;
@@ -206,7 +205,8 @@ namespace chorus::protocol {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, chat_message& x) {
-  return f(caf::meta::type_name("chat_message"), x.id, x.room, x.seq, x.user, x.text, x.ts_ms, x.client_msg_id);
+  return f(caf::meta::type_name("chat_message"), x.id, x.room, x.seq, x.user, x.text, x.ts_ms,
+           x.client_msg_id);
 }
 
 template <class Inspector>

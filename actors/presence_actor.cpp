@@ -3,7 +3,8 @@
 
 namespace chorus::actors {
 
-presence_actor::behavior_type presence(presence_actor::stateful_pointer<presence_state> self, std::string node_id) {
+presence_actor::behavior_type presence(presence_actor::stateful_pointer<presence_state> self,
+                                       std::string node_id) {
   self->state.node_id = std::move(node_id);
   return {
       [self](atom::connected, const std::string& user) { return self->state.connections[user]++ == 0; },

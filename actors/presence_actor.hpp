@@ -1,4 +1,5 @@
-// The presence actor: how many connections each user has on this node, so "offline" means the last one closed.
+// The presence actor: how many connections each user has on this node, so "offline" means the last one
+// closed.
 #pragma once
 
 #include <string>
@@ -16,6 +17,7 @@ struct presence_state {
 
 /// One per node. (The cluster version keeps these counts in Redis, so that a user connected to two
 /// nodes is online once; the interface stays the same.)
-presence_actor::behavior_type presence(presence_actor::stateful_pointer<presence_state> self, std::string node_id);
+presence_actor::behavior_type presence(presence_actor::stateful_pointer<presence_state> self,
+                                       std::string node_id);
 
 }  // namespace chorus::actors

@@ -42,7 +42,8 @@ std::string id_key(const std::string& user, const std::string& client_msg_id) {
 
 void fan_out(room_pointer self, const outbound_event& ev, const std::string* except_user = nullptr) {
   for (const auto& [addr, member] : self->state.sessions)
-    if (except_user == nullptr || member.user != *except_user) self->send(member.session, atom::deliver_v, ev);
+    if (except_user == nullptr || member.user != *except_user)
+      self->send(member.session, atom::deliver_v, ev);
 }
 
 outbound_event shared(std::string bytes, traffic kind) {
@@ -139,8 +140,8 @@ void on_loaded(room_pointer self, storage::room_snapshot& snapshot) {
 void on_load_failed(room_pointer self, const caf::error& err) {
   auto& st = self->state;
   if (st.load_backoff.count() == 0)
-    spdlog::warn("room {}: cannot load its state ({}); sends fail with `unavailable` until it can",
-                 st.id, protocol::to_string(to_protocol_error(err)));
+    spdlog::warn("room {}: cannot load its state ({}); sends fail with `unavailable` until it can", st.id,
+                 protocol::to_string(to_protocol_error(err)));
   st.loaded = false;
   st.syncing = false;
   st.load_backoff = std::min(max_load_backoff, std::max(std::chrono::milliseconds(100), st.load_backoff * 2));
@@ -180,7 +181,8 @@ void on_stored(room_pointer self, std::uint64_t seq, store_result& result) {
   auto node = st.in_flight.extract(seq);
   if (node.empty()) return;
   auto& entry = node.mapped();
-  if (!entry.msg.client_msg_id.empty()) st.in_flight_ids.erase(id_key(entry.msg.user, entry.msg.client_msg_id));
+  if (!entry.msg.client_msg_id.empty())
+    st.in_flight_ids.erase(id_key(entry.msg.user, entry.msg.client_msg_id));
   if (result.duplicate) {
     // Sent before (through another room actor, before a restart, or on another node): the sender gets
     // the original. Nothing of this room in that batch was written, so the room resyncs.
@@ -268,7 +270,8 @@ void join(room_pointer self, join_request req, caf::typed_response_promise<join_
   } else if (req.resume && req.last_seen < st.committed_seq) {
     auto first = req.last_seen + 1;
     if (cached(st, first) != nullptr) {
-      for (auto seq = first; seq <= st.committed_seq && result.replay.size() < st.services.history_limit; ++seq)
+      for (auto seq = first; seq <= st.committed_seq && result.replay.size() < st.services.history_limit;
+           ++seq)
         result.replay.push_back(*cached(st, seq));
     }
     result.complete = !result.replay.empty() && result.replay.back().seq == st.committed_seq;
@@ -323,18 +326,22 @@ room_actor::behavior_type room(room_pointer self, std::string id, room_services 
         join(self, std::move(req), rp);
         return rp;
       },
-      [self](atom::leave, const member_ref& ref) -> bool { return remove_session(self, ref.session.address()); },
+      [self](atom::leave, const member_ref& ref) -> bool {
+        return remove_session(self, ref.session.address());
+      },
       [self](atom::post, post_request& req) -> caf::result<chat_message> {
         auto& st = self->state;
         auto sender = st.sessions.find(caf::actor_cast<caf::actor_addr>(self->current_sender()));
-        if (sender == st.sessions.end() || sender->second.user != req.user) return make_error(error_code::not_joined);
+        if (sender == st.sessions.end() || sender->second.user != req.user)
+          return make_error(error_code::not_joined);
         auto rp = self->make_response_promise<chat_message>();
         post(self, std::move(req), rp);
         return rp;
       },
       [self](atom::typing, const member_ref& ref) {
         if (!self->state.sessions.count(ref.session.address())) return;
-        fan_out(self, shared(protocol::encode_typing(self->state.id, ref.user), traffic::droppable), &ref.user);
+        fan_out(self, shared(protocol::encode_typing(self->state.id, ref.user), traffic::droppable),
+                &ref.user);
       },
       [self](atom::presence, const std::string& user, bool online) {
         auto status = online ? protocol::presence_status::online : protocol::presence_status::offline;

@@ -46,16 +46,16 @@ struct room_state {
   std::unordered_map<std::string, std::size_t> sessions_per_user;
   std::uint64_t id_entropy = 0;  ///< mixed into message ids so two rooms never mint the same one
 
-  bool loaded = false;   ///< the stored sequence is known
-  bool syncing = false;  ///< a load is in flight; requests wait in `deferred`
-  bool ever_loaded = false;  ///< later loads announce stored messages members have not seen
-  std::uint32_t generation = 0;      ///< bumped on every resync; answers for older generations are ignored
-  std::uint64_t committed_seq = 0;   ///< last seq stored and fanned out
-  std::uint64_t assigned_seq = 0;    ///< last seq handed to the writer
+  bool loaded = false;              ///< the stored sequence is known
+  bool syncing = false;             ///< a load is in flight; requests wait in `deferred`
+  bool ever_loaded = false;         ///< later loads announce stored messages members have not seen
+  std::uint32_t generation = 0;     ///< bumped on every resync; answers for older generations are ignored
+  std::uint64_t committed_seq = 0;  ///< last seq stored and fanned out
+  std::uint64_t assigned_seq = 0;   ///< last seq handed to the writer
   std::map<std::uint64_t, in_flight_message> in_flight;
   std::unordered_map<std::string, std::uint64_t> in_flight_ids;  ///< user + '\0' + client_msg_id → seq
-  std::deque<protocol::chat_message> tail;                        ///< last committed messages, oldest first
-  std::unordered_map<std::string, std::uint64_t> tail_ids;        ///< user + '\0' + client_msg_id → seq
+  std::deque<protocol::chat_message> tail;                       ///< last committed messages, oldest first
+  std::unordered_map<std::string, std::uint64_t> tail_ids;       ///< user + '\0' + client_msg_id → seq
   std::deque<std::function<void()>> deferred;
   std::chrono::milliseconds load_backoff{0};
 

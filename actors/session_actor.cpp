@@ -1,4 +1,5 @@
-// The session actor: decodes client requests, enforces auth and rate limits, and relays between client and rooms.
+// The session actor: decodes client requests, enforces auth and rate limits, and relays between client and
+// rooms.
 #include "actors/session_actor.hpp"
 
 #include <chrono>
@@ -31,8 +32,8 @@ void push(session_pointer self, std::string bytes) {
   st.link->push(std::make_shared<const std::string>(std::move(bytes)), traffic::essential);
 }
 
-void reply_error(session_pointer self, std::optional<std::int64_t> re, error_code code, std::string_view message,
-                 std::optional<std::uint32_t> retry_after_ms = std::nullopt) {
+void reply_error(session_pointer self, std::optional<std::int64_t> re, error_code code,
+                 std::string_view message, std::optional<std::uint32_t> retry_after_ms = std::nullopt) {
   if (re)
     push(self, protocol::encode_error_reply(*re, code, message, retry_after_ms));
   else
@@ -45,7 +46,9 @@ void close_link(session_pointer self, std::uint16_t code, std::string reason) {
   st.link->close(code, std::move(reason));
 }
 
-member_ref me(session_pointer self) { return {self->state.user, caf::actor_cast<event_sink>(self)}; }
+member_ref me(session_pointer self) {
+  return {self->state.user, caf::actor_cast<event_sink>(self)};
+}
 
 /// Verifies `token`; on success the session is authenticated. On failure the client gets the reason and
 /// close code 4001, since no request it could send would succeed.
@@ -60,9 +63,19 @@ bool authenticate(session_pointer self, std::optional<std::int64_t> re, const st
     return false;
   }
   st.user = std::get<jwt::claims>(verdict).subject;
-  self->request(st.ctx->presence, timeout(self), atom::connected_v, st.user).then([](bool) {}, [](caf::error&) {});
+  self->request(st.ctx->presence, timeout(self), atom::connected_v, st.user)
+      .then([](bool) {}, [](caf::error&) {});
   if (re) push(self, protocol::encode_auth_ok(*re, st.user));
   return true;
+}
+
+/// The room this connection joined under `room`, or null after replying `not_joined` ("... before `doing`").
+const room_actor* joined(session_pointer self, std::int64_t re, const std::string& room,
+                         std::string_view doing) {
+  auto& rooms = self->state.rooms;
+  if (auto it = rooms.find(room); it != rooms.end()) return &it->second;
+  reply_error(self, re, error_code::not_joined, "join room '" + room + "' before " + std::string(doing));
+  return nullptr;
 }
 
 void handle(session_pointer self, std::int64_t re, protocol::auth_op& op) {
@@ -93,71 +106,63 @@ void handle(session_pointer self, std::int64_t re, protocol::join_op& op) {
                       reply_error(self, re, to_protocol_error(err), "could not join the room");
                     });
           },
-          [self, re](caf::error& err) { reply_error(self, re, to_protocol_error(err), "room directory unavailable"); });
+          [self, re](caf::error& err) {
+            reply_error(self, re, to_protocol_error(err), "room directory unavailable");
+          });
 }
 
 void handle(session_pointer self, std::int64_t re, protocol::leave_op& op) {
-  auto& rooms = self->state.rooms;
-  auto it = rooms.find(op.room);
-  if (it == rooms.end()) {
-    reply_error(self, re, error_code::not_joined, "not in room '" + op.room + "'");
-    return;
-  }
-  auto room = std::move(it->second);
-  rooms.erase(it);
+  auto* found = joined(self, re, op.room, "leaving it");
+  if (found == nullptr) return;
+  auto room = *found;
+  self->state.rooms.erase(op.room);
   auto room_id = op.room;
   self->request(room, timeout(self), atom::leave_v, me(self))
       .then([self, re, room_id](bool) { push(self, protocol::encode_leave_ok(re, room_id)); },
-            [self, re](caf::error& err) { reply_error(self, re, to_protocol_error(err), "could not leave the room"); });
+            [self, re](caf::error& err) {
+              reply_error(self, re, to_protocol_error(err), "could not leave the room");
+            });
 }
 
 void handle(session_pointer self, std::int64_t re, protocol::send_op& op) {
   auto& st = self->state;
-  auto it = st.rooms.find(op.room);
-  if (it == st.rooms.end()) {
-    reply_error(self, re, error_code::not_joined, "join room '" + op.room + "' before sending to it");
-    return;
-  }
-  self->request(it->second, timeout(self), atom::post_v,
+  auto* room = joined(self, re, op.room, "sending to it");
+  if (room == nullptr) return;
+  self->request(*room, timeout(self), atom::post_v,
                 post_request{st.user, std::move(op.text), std::move(op.client_msg_id)})
-      .then([self, re](protocol::chat_message& msg) { push(self, protocol::encode_send_ok(re, msg)); },
-            [self, re](caf::error& err) { reply_error(self, re, to_protocol_error(err), "message not sent"); });
+      .then(
+          [self, re](protocol::chat_message& msg) { push(self, protocol::encode_send_ok(re, msg)); },
+          [self, re](caf::error& err) { reply_error(self, re, to_protocol_error(err), "message not sent"); });
 }
 
 void handle(session_pointer self, std::int64_t re, protocol::typing_op& op) {
-  auto& st = self->state;
-  auto it = st.rooms.find(op.room);
-  if (it == st.rooms.end()) {
-    reply_error(self, re, error_code::not_joined, "join room '" + op.room + "' before typing in it");
-    return;
-  }
-  self->send(it->second, atom::typing_v, me(self));
+  auto* room = joined(self, re, op.room, "typing in it");
+  if (room == nullptr) return;
+  self->send(*room, atom::typing_v, me(self));
   push(self, protocol::encode_empty_ok(re));
 }
 
 void handle(session_pointer self, std::int64_t re, protocol::history_op& op) {
-  auto& st = self->state;
-  auto it = st.rooms.find(op.room);
-  if (it == st.rooms.end()) {
-    reply_error(self, re, error_code::not_joined, "join room '" + op.room + "' before reading its history");
-    return;
-  }
+  auto* room = joined(self, re, op.room, "reading its history");
+  if (room == nullptr) return;
   bool newer = op.dir == protocol::history_direction::newer;
   history_query q{op.room, op.from.value_or(0), newer, op.limit, 0};
   auto room_id = op.room;
   auto limit = op.limit;
-  self->request(it->second, timeout(self), atom::history_v, std::move(q))
+  self->request(*room, timeout(self), atom::history_v, std::move(q))
       .then(
           [self, re, room_id, newer, limit](std::vector<protocol::chat_message>& page) {
             // A full page may have more behind it; a short one, or one that reached seq 1, has not.
             std::optional<std::string> next;
             if (page.size() == limit && !(!newer && page.back().seq <= 1))
-              next = protocol::make_cursor(newer ? protocol::history_direction::newer
-                                                 : protocol::history_direction::older,
-                                           page.back().seq);
+              next = protocol::make_cursor(
+                  newer ? protocol::history_direction::newer : protocol::history_direction::older,
+                  page.back().seq);
             push(self, protocol::encode_history_ok(re, room_id, page, std::move(next)));
           },
-          [self, re](caf::error& err) { reply_error(self, re, to_protocol_error(err), "history unavailable"); });
+          [self, re](caf::error& err) {
+            reply_error(self, re, to_protocol_error(err), "history unavailable");
+          });
 }
 
 void handle(session_pointer self, std::int64_t re, protocol::ping_op&) {
@@ -168,8 +173,8 @@ void on_frame(session_pointer self, std::string_view text) {
   auto& st = self->state;
   if (st.closing) return;
   auto retry_ms = st.bucket.take(steady_ms());
-  auto decoded = protocol::decode_request(
-      text, {.max_message_chars = st.ctx->cfg.max_message_chars, .max_history_limit = st.ctx->cfg.history_limit});
+  auto decoded = protocol::decode_request(text, {.max_message_chars = st.ctx->cfg.max_message_chars,
+                                                 .max_history_limit = st.ctx->cfg.history_limit});
   if (auto* err = std::get_if<protocol::decode_error>(&decoded)) {
     if (retry_ms > 0)
       reply_error(self, err->id, error_code::rate_limited, "too many operations", retry_ms);
@@ -182,7 +187,8 @@ void on_frame(session_pointer self, std::string_view text) {
     reply_error(self, req.id, error_code::rate_limited, "too many operations", retry_ms);
     return;
   }
-  bool open_op = std::holds_alternative<protocol::auth_op>(req.op) || std::holds_alternative<protocol::ping_op>(req.op);
+  bool open_op =
+      std::holds_alternative<protocol::auth_op>(req.op) || std::holds_alternative<protocol::ping_op>(req.op);
   if (st.user.empty() && !open_op) {
     reply_error(self, req.id, error_code::auth_required, "authenticate first");
     return;
@@ -233,7 +239,8 @@ caf::behavior session(session_pointer self, std::shared_ptr<const session_contex
   return {
       [self](atom::frame, const std::string& text) { on_frame(self, text); },
       [self](atom::binary) {
-        reply_error(self, std::nullopt, error_code::unsupported_frame, "binary frames are not supported; send JSON text");
+        reply_error(self, std::nullopt, error_code::unsupported_frame,
+                    "binary frames are not supported; send JSON text");
       },
       [self](atom::deliver, const outbound_event& ev) {
         auto& st = self->state;
@@ -241,7 +248,8 @@ caf::behavior session(session_pointer self, std::shared_ptr<const session_contex
       },
       [self](atom::auth_due) {
         if (!self->state.user.empty()) return;
-        reply_error(self, std::nullopt, error_code::auth_required, "no authentication within the time allowed");
+        reply_error(self, std::nullopt, error_code::auth_required,
+                    "no authentication within the time allowed");
         close_link(self, protocol::close_code::auth_timeout, "authentication timeout");
       },
       [self](atom::closed, const std::string&) { on_closed(self); },
@@ -264,7 +272,8 @@ class actor_session final : public session_handle {
 
 }  // namespace
 
-actor_session_factory::actor_session_factory(caf::actor_system& system, std::shared_ptr<const session_context> ctx)
+actor_session_factory::actor_session_factory(caf::actor_system& system,
+                                             std::shared_ptr<const session_context> ctx)
     : system_(system), ctx_(std::move(ctx)) {}
 
 std::unique_ptr<session_handle> actor_session_factory::open(std::shared_ptr<client_link> link,

@@ -35,8 +35,8 @@ class client_link {
 
 /// What the network layer knows about a connection when it opens.
 struct connection_info {
-  std::uint64_t id = 0;                      ///< unique per node, for logs
-  std::string remote;                        ///< "ip:port"
+  std::uint64_t id = 0;                     ///< unique per node, for logs
+  std::string remote;                       ///< "ip:port"
   std::optional<std::string> bearer_token;  ///< from `Authorization: Bearer ...` on the upgrade request
 };
 

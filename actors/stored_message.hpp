@@ -11,7 +11,7 @@ inline storage::message_row to_row(const protocol::chat_message& m) {
 }
 
 inline protocol::chat_message to_message(storage::message_row r) {
-  return {std::move(r.id),   std::move(r.room),          r.seq, std::move(r.author), std::move(r.text),
+  return {std::move(r.id), std::move(r.room),         r.seq, std::move(r.author), std::move(r.text),
           r.created_at_ms, std::move(r.client_msg_id)};
 }
 

@@ -546,7 +546,9 @@ invocation parse_invocation(int argc, const char* const* argv, const environment
   return inv;
 }
 
-void validate(const node_config& cfg) { check(cfg, true); }
+void validate(const node_config& cfg) {
+  check(cfg, true);
+}
 
 namespace {
 

@@ -11,29 +11,31 @@ namespace chorus::config {
 /// Everything a node can be told. Each field is one key with the same name everywhere:
 /// `port = 8080` in the file, `CHORUS_PORT=8080` in the environment, `--port 8080` on the command line.
 struct node_config {
-  std::string host = "127.0.0.1";         ///< address the HTTP/WebSocket listener binds
-  std::uint16_t port = 8080;              ///< its port; 0 picks a free one (printed at start-up)
-  std::string node_id = "node-1";         ///< this node's name, sent to clients in `hello`
-  std::string log_level = "info";         ///< trace|debug|info|warn|error|critical|off
-  std::string jwt_secret;                 ///< HS256 key for access tokens; required, at least 32 bytes
-  std::uint32_t io_threads = 1;           ///< threads running the network event loop
-  std::uint32_t actor_threads = 0;        ///< CAF scheduler threads; 0 = one per core
-  std::uint32_t max_frame_bytes = 65536;  ///< largest WebSocket message a client may send; larger closes with 1009
+  std::string host = "127.0.0.1";   ///< address the HTTP/WebSocket listener binds
+  std::uint16_t port = 8080;        ///< its port; 0 picks a free one (printed at start-up)
+  std::string node_id = "node-1";   ///< this node's name, sent to clients in `hello`
+  std::string log_level = "info";   ///< trace|debug|info|warn|error|critical|off
+  std::string jwt_secret;           ///< HS256 key for access tokens; required, at least 32 bytes
+  std::uint32_t io_threads = 1;     ///< threads running the network event loop
+  std::uint32_t actor_threads = 0;  ///< CAF scheduler threads; 0 = one per core
+  std::uint32_t max_frame_bytes =
+      65536;  ///< largest WebSocket message a client may send; larger closes with 1009
   std::uint32_t max_message_chars = 4000;  ///< longest chat message text, in Unicode code points
   std::uint32_t send_queue_limit = 1024;   ///< events queued for one connection before it counts as slow
   std::uint32_t idle_timeout_ms = 30000;   ///< ping after half of this without data; close after all of it
   std::uint32_t auth_timeout_ms = 10000;   ///< time a new connection has to authenticate
   std::uint32_t ops_per_second = 20;       ///< sustained client operations per connection
-  std::uint32_t ops_burst = 50;            ///< operations a connection may send at once before the rate applies
+  std::uint32_t ops_burst = 50;  ///< operations a connection may send at once before the rate applies
   std::uint32_t shutdown_timeout_ms = 5000;  ///< longest a graceful shutdown waits for connections to close
   std::uint32_t max_connections = 20000;     ///< connections accepted at once; more are refused with HTTP 503
-  std::uint32_t request_timeout_ms = 5000;   ///< longest a session waits for a room's answer before `unavailable`
-  std::string database_url;                  ///< PostgreSQL URL; required; a secret (may hold a password)
-  std::uint32_t writer_count = 2;            ///< batch writer actors, each with its own PostgreSQL connection
-  std::uint32_t batch_max_rows = 1000;       ///< a batch is written once it holds this many messages
-  std::uint32_t batch_max_delay_ms = 2;      ///< or once its oldest message has waited this long
-  std::uint32_t history_limit = 100;         ///< most messages one history page or resume may return
-  std::uint32_t tail_cache_size = 256;       ///< recent messages each room keeps in memory for history and resume
+  std::uint32_t request_timeout_ms =
+      5000;                              ///< longest a session waits for a room's answer before `unavailable`
+  std::string database_url;              ///< PostgreSQL URL; required; a secret (may hold a password)
+  std::uint32_t writer_count = 2;        ///< batch writer actors, each with its own PostgreSQL connection
+  std::uint32_t batch_max_rows = 1000;   ///< a batch is written once it holds this many messages
+  std::uint32_t batch_max_delay_ms = 2;  ///< or once its oldest message has waited this long
+  std::uint32_t history_limit = 100;     ///< most messages one history page or resume may return
+  std::uint32_t tail_cache_size = 256;   ///< recent messages each room keeps in memory for history and resume
 };
 
 /// Thrown for anything wrong with the configuration; the message names the offending key.
@@ -48,7 +50,7 @@ enum class command { serve, token, help, print_config };
 struct invocation {
   command what = command::serve;
   node_config cfg;
-  std::string token_user;               ///< `chorusd token --user NAME`
+  std::string token_user;                  ///< `chorusd token --user NAME`
   std::uint32_t token_ttl_seconds = 3600;  ///< `chorusd token --ttl SECONDS`
 };
 

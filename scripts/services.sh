@@ -45,6 +45,13 @@ as_pg() {
   fi
 }
 
+# PostgreSQL runs as its own user, which may not reach a checkout inside a private directory (a mktemp
+# clone, a home directory): then its files live under /tmp, in a directory named after this checkout.
+if [ "$(id -u)" -eq 0 ] && [ -z "${CHORUS_PG_DIR:-}" ] && ! as_pg test -x "$PWD"; then
+  pg_dir=/tmp/chorus-pg-$(printf '%s' "$PWD" | cksum | cut -d' ' -f1)
+fi
+[ -z "${CHORUS_PG_DIR:-}" ] || pg_dir=$CHORUS_PG_DIR
+
 pg_ready() { pg_isready -q -h 127.0.0.1 -p "$pg_port" -t 2 >/dev/null 2>&1; }
 redis_ready() { [ "$(redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null)" = PONG ]; }
 

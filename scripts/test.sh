@@ -5,6 +5,9 @@ cd "$(dirname "$0")/.."
 
 bash scripts/setup.sh
 
+# Formatting is part of the build: a file clang-format would change fails the run.
+git ls-files '*.cpp' '*.hpp' | xargs clang-format --dry-run --Werror
+
 build=${CHORUS_TEST_BUILD_DIR:-build/test}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCHORUS_SANITIZERS=address,undefined >/dev/null
 cmake --build "$build"

@@ -130,6 +130,7 @@ class load_run final : public connection_listener {
 
   void on_frame(std::uint32_t id, std::string_view payload) override {
     const auto now = now_ns();
+    if (pacer_running_ && pacing_ && now >= pacer_due_ns_ && !pace(now)) pacer_due_ns_ = UINT64_MAX;
     for_each_line(payload, [&](std::string_view line) {
       const auto sc = scan_line(line, s_.room_prefix);
       switch (sc.kind) {
@@ -451,56 +452,59 @@ class load_run final : public connection_listener {
     pacing_ = true;
     if (!pacer_running_) {
       pacer_running_ = true;
+      pacer_due_ns_ = now_ns();
       pacer_.expires_after(0ns);
       tick();
     }
   }
 
-  /// Token pacing: every tick issues the messages whose scheduled time has come, each stamped with that
-  /// scheduled time (not the time it left), so a late generator shows up as latency instead of hiding it.
+  /// Token pacing: the timer wakes for the next scheduled message; pace() issues whatever is due, each
+  /// message stamped with its scheduled time (not the time it left), so a late generator shows up as latency
+  /// instead of hiding it.
   void tick() {
     pacer_.async_wait([this](boost::system::error_code ec) {
-      if (ec || !pacing_) {
+      if (ec || !pacing_ || !pace(now_ns())) {
         pacer_running_ = false;
         return;
       }
-      const auto now = now_ns();
-      if (now >= window_start_ns_ && now < window_end_ns_ && now > pacer_due_ns_) {
-        window_.max_pacer_lag_ns = std::max(window_.max_pacer_lag_ns, now - pacer_due_ns_);
-      }
-      std::uint64_t next = now + kMaxTickNs;
-      if (s_.chatting() && !senders_.empty()) {
-        // Message k is scheduled at origin + k / rate.
-        for (;; ++issued_) {
-          const auto stamp = scheduled(issued_, rate_);
-          if (stamp > now || stamp >= window_end_ns_) {
-            next = std::min(next, stamp);
-            break;
-          }
-          send_one(stamp);
-        }
-      }
-      if (s_.churn_rate > 0) {
-        for (; now < window_end_ns_; ++churn_issued_) {
-          const auto at = scheduled(churn_issued_, s_.churn_rate);
-          if (at > now) {
-            next = std::min(next, at);
-            break;
-          }
-          churn_start(now);
-        }
-      }
-      const bool chat_done =
-          !s_.chatting() || senders_.empty() || scheduled(issued_, rate_) >= window_end_ns_;
-      if (chat_done && (s_.churn_rate <= 0 || now >= window_end_ns_)) {
-        pacer_running_ = false;  // the window is fully issued
-        return;
-      }
-      next = std::max(next, now + kMinTickNs);
-      pacer_due_ns_ = next;
-      pacer_.expires_at(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(next)));
+      pacer_.expires_at(std::chrono::steady_clock::time_point(std::chrono::nanoseconds(pacer_due_ns_)));
       tick();
     });
+  }
+
+  /// Issues the messages and churn connections due at `now` and sets pacer_due_ns_ to the next due time.
+  /// Returns false once the window is fully issued. Also called from the receive path: a burst of frames
+  /// can keep the io_context busy for milliseconds before it polls the timer, and sends must not wait.
+  bool pace(std::uint64_t now) {
+    if (now >= window_start_ns_ && now < window_end_ns_ && now > pacer_due_ns_) {
+      window_.max_pacer_lag_ns = std::max(window_.max_pacer_lag_ns, now - pacer_due_ns_);
+    }
+    std::uint64_t next = now + kMaxTickNs;
+    if (s_.chatting() && !senders_.empty()) {
+      // Message k is scheduled at origin + k / rate.
+      for (;; ++issued_) {
+        const auto stamp = scheduled(issued_, rate_);
+        if (stamp > now || stamp >= window_end_ns_) {
+          next = std::min(next, stamp);
+          break;
+        }
+        send_one(stamp);
+      }
+    }
+    if (s_.churn_rate > 0) {
+      for (; now < window_end_ns_; ++churn_issued_) {
+        const auto at = scheduled(churn_issued_, s_.churn_rate);
+        if (at > now) {
+          next = std::min(next, at);
+          break;
+        }
+        churn_start(now);
+      }
+    }
+    const bool chat_done = !s_.chatting() || senders_.empty() || scheduled(issued_, rate_) >= window_end_ns_;
+    if (chat_done && (s_.churn_rate <= 0 || now >= window_end_ns_)) return false;
+    pacer_due_ns_ = std::max(next, now + kMinTickNs);
+    return true;
   }
 
   std::uint64_t scheduled(std::uint64_t k, double rate) const {

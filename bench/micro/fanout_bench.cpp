@@ -87,7 +87,9 @@ caf::actor_system_config& configure(caf::actor_system_config& cfg, std::size_t t
 /// (the batch writer has its own numbers in BENCHMARKS.md).
 batch_writer_actor::behavior_type instant_writer(batch_writer_actor::pointer, std::string /*label*/) {
   return {
-      [](atom::store, storage::message_row& row) { return store_result{false, std::move(row)}; },
+      [](atom::store, storage::message_row& row) {
+        return store_result{false, std::move(row)};
+      },
       [](atom::activate, const std::string&) { return storage::room_snapshot{}; },
       [](atom::flush) {},
   };

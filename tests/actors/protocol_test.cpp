@@ -669,7 +669,8 @@ chat_message sample_message() {
 }
 
 TEST(ProtocolEncode, Hello) {
-  const std::string out = encode_hello(hello_event{"node-1", 15000, limits_info{65536, 4000, 20, 50, 1024, 100}});
+  const std::string out =
+      encode_hello(hello_event{"node-1", 15000, limits_info{65536, 4000, 20, 50, 1024, 100}});
   EXPECT_EQ(out, R"({"ev":"hello","d":{"protocol":1,"node":"node-1","heartbeat_ms":15000,"limits":{)"
                  R"("max_frame_bytes":65536,"max_message_chars":4000,"ops_per_second":20,"ops_burst":50,)"
                  R"("send_queue_limit":1024,"history_limit":100}}})");

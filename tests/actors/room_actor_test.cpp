@@ -67,7 +67,8 @@ history_reader_actor::behavior_type fake_reader(history_reader_actor::pointer, s
         ++*reads;
         std::vector<protocol::chat_message> out;
         for (const auto& r : db->rows)
-          if (r.room == q.room && r.seq <= q.max_seq && (q.newer ? r.seq > q.from : (q.from == 0 || r.seq < q.from)))
+          if (r.room == q.room && r.seq <= q.max_seq &&
+              (q.newer ? r.seq > q.from : (q.from == 0 || r.seq < q.from)))
             out.push_back({r.id, r.room, r.seq, r.author, r.text, r.created_at_ms, r.client_msg_id});
         if (!q.newer) std::reverse(out.begin(), out.end());
         if (out.size() > q.limit) out.resize(q.limit);
@@ -77,7 +78,8 @@ history_reader_actor::behavior_type fake_reader(history_reader_actor::pointer, s
 }
 
 /// A stand-in for a session actor: joins, posts, types and leaves on command and records what it gets.
-caf::behavior probe(caf::event_based_actor* self, room_actor room, std::string user, std::shared_ptr<probe_log> log) {
+caf::behavior probe(caf::event_based_actor* self, room_actor room, std::string user,
+                    std::shared_ptr<probe_log> log) {
   auto ref = [self, user] { return member_ref{user, caf::actor_cast<event_sink>(self)}; };
   auto on_error = [log](caf::error& err) {
     log->entries.push_back("reply:error:" + std::string(protocol::to_string(to_protocol_error(err))));
@@ -104,7 +106,8 @@ caf::behavior probe(caf::event_based_actor* self, room_actor room, std::string u
                 [log](const join_result& r) {
                   std::string replay;
                   for (const auto& m : r.replay) replay += std::to_string(m.seq) + ",";
-                  log->entries.push_back("reply:resumed:" + replay + (r.complete ? "complete" : "incomplete"));
+                  log->entries.push_back("reply:resumed:" + replay +
+                                         (r.complete ? "complete" : "incomplete"));
                 },
                 on_error);
       },
@@ -137,14 +140,16 @@ caf::behavior probe(caf::event_based_actor* self, room_actor room, std::string u
       [=](atom::typing) { self->send(room, atom::typing_v, ref()); },
       [=](atom::leave) {
         self->request(room, caf::infinite, atom::leave_v, ref())
-            .then([log](bool was) { log->entries.push_back(was ? "reply:left" : "reply:not-member"); }, on_error);
+            .then([log](bool was) { log->entries.push_back(was ? "reply:left" : "reply:not-member"); },
+                  on_error);
       },
   };
 }
 
 class room_actor_test : public ::testing::Test {
  protected:
-  room_actor_test() : sys_(configure(cfg_)), sched_(dynamic_cast<caf::scheduler::test_coordinator&>(sys_.scheduler())) {
+  room_actor_test()
+      : sys_(configure(cfg_)), sched_(dynamic_cast<caf::scheduler::test_coordinator&>(sys_.scheduler())) {
     writer_ = sys_.spawn(fake_writer, db_);
     reader_ = sys_.spawn(fake_reader, db_, reads_);
   }
@@ -225,7 +230,8 @@ TEST_F(room_actor_test, messages_get_consecutive_seqs_and_everyone_sees_the_same
     std::vector<std::pair<std::uint64_t, std::string>> out;
     for (const auto& ev : log.events())
       if (ev.at("ev") == "message")
-        out.emplace_back(ev.at("seq").to_number<std::uint64_t>(), std::string(ev.at("d").at("text").as_string()));
+        out.emplace_back(ev.at("seq").to_number<std::uint64_t>(),
+                         std::string(ev.at("d").at("text").as_string()));
     return out;
   };
   auto alice_seen = seqs_and_texts(*alice_log);
@@ -370,9 +376,16 @@ std::size_t message_events(const probe_log& log) {
   return n;
 }
 
-storage::message_row stored(std::uint64_t seq, const std::string& author = "zed", const std::string& cid = "") {
-  return {"00000000-0000-7000-8000-" + std::string(12 - std::to_string(seq).size(), '0') + std::to_string(seq),
-          "general", seq, author, "old " + std::to_string(seq), cid, 1700000000000 + static_cast<std::int64_t>(seq)};
+storage::message_row stored(std::uint64_t seq, const std::string& author = "zed",
+                            const std::string& cid = "") {
+  return {
+      "00000000-0000-7000-8000-" + std::string(12 - std::to_string(seq).size(), '0') + std::to_string(seq),
+      "general",
+      seq,
+      author,
+      "old " + std::to_string(seq),
+      cid,
+      1700000000000 + static_cast<std::int64_t>(seq)};
 }
 
 TEST_F(room_actor_test, a_room_continues_the_stored_sequence) {
@@ -426,7 +439,7 @@ TEST_F(room_actor_test, the_same_client_msg_id_is_stored_and_delivered_once) {
   caf::anon_send(alice, atom::post_v, std::string("hello"), std::string("c-1"));
   run();
   EXPECT_EQ(replies(*alice_log), (std::vector<std::string>{"reply:joined:0:alice,", "reply:posted:1:hello",
-                                                          "reply:posted:1:hello", "reply:posted:1:hello"}));
+                                                           "reply:posted:1:hello", "reply:posted:1:hello"}));
   EXPECT_EQ(db_->rows.size(), 1u);
   EXPECT_EQ(message_events(*bob_log), 1u);
 }

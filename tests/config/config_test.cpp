@@ -30,7 +30,8 @@ const std::string database = "postgresql://chorus@127.0.0.1:5432/chorus";
 // Every serving node needs a database; tests about other keys get one from the environment unless they
 // set it themselves.
 invocation parse(const std::vector<std::string>& args, environment env = {}) {
-  bool flagged = std::ranges::any_of(args, [](const std::string& a) { return a.rfind("--database_url", 0) == 0; });
+  bool flagged =
+      std::ranges::any_of(args, [](const std::string& a) { return a.rfind("--database_url", 0) == 0; });
   if (!flagged) env.try_emplace("CHORUS_DATABASE_URL", database);
   std::vector<const char*> argv{"chorusd"};
   for (const std::string& a : args) argv.push_back(a.c_str());
@@ -106,10 +107,11 @@ const std::vector<std::pair<std::string, std::string>> documented_defaults{
     {"max_message_chars", "4000"},   {"send_queue_limit", "1024"},
     {"idle_timeout_ms", "30000"},    {"auth_timeout_ms", "10000"},
     {"ops_per_second", "20"},        {"ops_burst", "50"},
-    {"shutdown_timeout_ms", "5000"}, {"max_connections", "20000"}, {"request_timeout_ms", "5000"},
-    {"database_url", "(none)"},      {"writer_count", "2"},
-    {"batch_max_rows", "1000"},      {"batch_max_delay_ms", "2"},
-    {"history_limit", "100"},        {"tail_cache_size", "256"},
+    {"shutdown_timeout_ms", "5000"}, {"max_connections", "20000"},
+    {"request_timeout_ms", "5000"},  {"database_url", "(none)"},
+    {"writer_count", "2"},           {"batch_max_rows", "1000"},
+    {"batch_max_delay_ms", "2"},     {"history_limit", "100"},
+    {"tail_cache_size", "256"},
 };
 
 std::string upper(std::string s) {

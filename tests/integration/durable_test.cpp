@@ -24,8 +24,9 @@ std::vector<stored_row> table(const std::string& url, const std::string& room = 
   pqxx::connection c{url};
   pqxx::work tx{c};
   std::vector<stored_row> out;
-  for (auto row : tx.exec("SELECT seq, id::text, author, text, coalesce(client_msg_id, '') FROM messages WHERE room = " +
-                          tx.quote(room) + " ORDER BY seq"))
+  for (auto row :
+       tx.exec("SELECT seq, id::text, author, text, coalesce(client_msg_id, '') FROM messages WHERE room = " +
+               tx.quote(room) + " ORDER BY seq"))
     out.push_back({row[0].as<std::int64_t>(), row[1].as<std::string>(), row[2].as<std::string>(),
                    row[3].as<std::string>(), row[4].as<std::string>()});
   return out;
@@ -36,7 +37,9 @@ void expect_consecutive(const std::vector<stored_row>& rows) {
     ASSERT_EQ(rows[i].seq, static_cast<std::int64_t>(i + 1)) << "gap or duplicate at position " << i;
 }
 
-bool is_message(const json::object& o) { return o.contains("ev") && o.at("ev") == "message"; }
+bool is_message(const json::object& o) {
+  return o.contains("ev") && o.at("ev") == "message";
+}
 
 json::object send_op(const std::string& text, const std::string& client_msg_id = "") {
   json::object op{{"op", "send"}, {"room", "general"}, {"text", text}};
@@ -72,9 +75,11 @@ TEST_F(durable_test, acknowledged_messages_are_stored_once_in_order_with_consecu
   std::map<std::string, std::int64_t> acked;  // message id → seq
   for (auto& c : clients)
     for (int i = 0; i < per_client; ++i) {
-      auto reply = c->next_where([i](const json::object& o) { return o.contains("re") && o.at("re") == 1000 + i; });
+      auto reply =
+          c->next_where([i](const json::object& o) { return o.contains("re") && o.at("re") == 1000 + i; });
       ASSERT_TRUE(reply && reply->at("ok") == true) << (reply ? json::serialize(*reply) : "timeout");
-      acked[std::string(reply->at("d").at("id").as_string())] = reply->at("d").at("seq").to_number<std::int64_t>();
+      acked[std::string(reply->at("d").at("id").as_string())] =
+          reply->at("d").at("seq").to_number<std::int64_t>();
     }
   auto rows = table(db());
   ASSERT_EQ(rows.size(), clients.size() * per_client);
@@ -120,8 +125,9 @@ TEST_F(durable_test, duplicates_are_caught_by_the_database_when_no_cache_remembe
   EXPECT_EQ(call(*alice, send_op("once", "c-7"), 3).at("d"), first.at("d"));
   // The same id in another room returns the original, from the first room.
   join(*alice, "random", 4);
-  EXPECT_EQ(call(*alice, {{"op", "send"}, {"room", "random"}, {"text", "x"}, {"client_msg_id", "c-7"}}, 5).at("d"),
-            first.at("d"));
+  EXPECT_EQ(
+      call(*alice, {{"op", "send"}, {"room", "random"}, {"text", "x"}, {"client_msg_id", "c-7"}}, 5).at("d"),
+      first.at("d"));
   // And the room carries on without a gap.
   auto next = call(*alice, send_op("twice"), 6);
   expect_ok(next);
@@ -222,14 +228,16 @@ TEST_F(durable_test, postgres_stopped_and_started_during_traffic_loses_nothing_a
   pg.stop();
   for (int i = 0; i < 5; ++i) EXPECT_EQ(send_next(200 + i), "unavailable");  // never a false ok
   EXPECT_EQ(http_get(node_->port(), "/healthz").status, 200u);
-  expect_ok(call(*alice, {{"op", "history"}, {"room", "general"}, {"limit", 5}}, 300));  // cached tail still reads
+  expect_ok(
+      call(*alice, {{"op", "history"}, {"room", "general"}, {"limit", 5}}, 300));  // cached tail still reads
 
   pg.start();
   // The writer and the room find PostgreSQL again by themselves; the retried message goes through once.
   std::string outcome;
   for (int attempt = 0; attempt < 100 && outcome != "ok"; ++attempt) {
     outcome = send_next(400 + attempt);
-    if (outcome != "ok") std::this_thread::sleep_for(100ms);  // bounded polling: recovery has no event to await
+    if (outcome != "ok")
+      std::this_thread::sleep_for(100ms);  // bounded polling: recovery has no event to await
   }
   ASSERT_EQ(outcome, "ok");
   for (int i = 0; i < 10; ++i) ASSERT_EQ(send_next(600 + i), "ok");
@@ -237,7 +245,8 @@ TEST_F(durable_test, postgres_stopped_and_started_during_traffic_loses_nothing_a
   auto rows = table(pg.url("chorus"));
   expect_consecutive(rows);
   std::set<std::string> stored;
-  for (const auto& r : rows) EXPECT_TRUE(stored.insert(r.client_msg_id).second) << "twice: " << r.client_msg_id;
+  for (const auto& r : rows)
+    EXPECT_TRUE(stored.insert(r.client_msg_id).second) << "twice: " << r.client_msg_id;
   for (const auto& cid : acked) EXPECT_TRUE(stored.count(cid)) << "acknowledged but lost: " << cid;
   auto log = node_->output();
   EXPECT_NE(log.find("PostgreSQL is back"), std::string::npos) << log;
@@ -268,7 +277,8 @@ TEST_F(durable_test, kill_9_during_a_burst_keeps_every_acknowledged_message_exac
   auto rows = table(db());
   expect_consecutive(rows);
   std::set<std::string> stored;
-  for (const auto& r : rows) EXPECT_TRUE(stored.insert(r.client_msg_id).second) << "twice: " << r.client_msg_id;
+  for (const auto& r : rows)
+    EXPECT_TRUE(stored.insert(r.client_msg_id).second) << "twice: " << r.client_msg_id;
   for (const auto& cid : acked) EXPECT_TRUE(stored.count(cid)) << "acknowledged but lost: " << cid;
 
   // After a restart the client resends everything: each is stored exactly once, in one unbroken sequence.

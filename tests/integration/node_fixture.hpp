@@ -27,7 +27,8 @@ inline std::int64_t now_s() {
       .count();
 }
 
-inline std::string token_for(const std::string& user, std::int64_t ttl = 3600, const std::string& key = secret) {
+inline std::string token_for(const std::string& user, std::int64_t ttl = 3600,
+                             const std::string& key = secret) {
   return actors::jwt::mint(key, user, now_s(), ttl);
 }
 

@@ -60,7 +60,8 @@ TEST_F(node_test, auth_by_first_frame_then_only_once) {
   auto ok = call(*c, {{"op", "auth"}, {"token", token_for("alice")}}, 3);
   expect_ok(ok);
   EXPECT_EQ(ok.at("d").at("user"), "alice");
-  EXPECT_EQ(error_code_of(call(*c, {{"op", "auth"}, {"token", token_for("alice")}}, 4)), "already_authenticated");
+  EXPECT_EQ(error_code_of(call(*c, {{"op", "auth"}, {"token", token_for("alice")}}, 4)),
+            "already_authenticated");
   join(*c, "general", 5);
 }
 
@@ -81,7 +82,8 @@ TEST_F(node_test, forged_token_gets_invalid_token_and_4001) {
 TEST_F(node_test, expired_token_gets_token_expired_and_4001) {
   start();
   auto c = connect();
-  EXPECT_EQ(error_code_of(call(*c, {{"op", "auth"}, {"token", token_for("alice", -10)}}, 1)), "token_expired");
+  EXPECT_EQ(error_code_of(call(*c, {{"op", "auth"}, {"token", token_for("alice", -10)}}, 1)),
+            "token_expired");
   EXPECT_EQ(c->wait_closed(), 4001);
 }
 
@@ -120,16 +122,19 @@ TEST_F(node_test, two_clients_see_each_others_messages_in_one_order_with_consecu
   auto collect = [](ws_client& c) {
     std::vector<std::pair<std::int64_t, std::string>> seen;
     while (seen.size() < 2 * per_user) {
-      auto ev = c.next_where([](const json::object& o) { return o.contains("ev") && o.at("ev") == "message"; });
+      auto ev =
+          c.next_where([](const json::object& o) { return o.contains("ev") && o.at("ev") == "message"; });
       if (!ev) break;
-      seen.emplace_back(ev->at("seq").to_number<std::int64_t>(), std::string(ev->at("d").at("text").as_string()));
+      seen.emplace_back(ev->at("seq").to_number<std::int64_t>(),
+                        std::string(ev->at("d").at("text").as_string()));
     }
     return seen;
   };
   auto at_alice = collect(*alice);
   auto at_bob = collect(*bob);
   ASSERT_EQ(at_alice.size(), 2u * per_user);
-  for (std::size_t i = 0; i < at_alice.size(); ++i) EXPECT_EQ(at_alice[i].first, static_cast<std::int64_t>(i + 1));
+  for (std::size_t i = 0; i < at_alice.size(); ++i)
+    EXPECT_EQ(at_alice[i].first, static_cast<std::int64_t>(i + 1));
   EXPECT_EQ(at_alice, at_bob);
 }
 
@@ -137,7 +142,8 @@ TEST_F(node_test, sender_gets_the_reply_before_its_own_message_and_resent_ids_ec
   start();
   auto alice = connect("alice");
   join(*alice, "general");
-  alice->send_json({{"op", "send"}, {"id", 7}, {"room", "general"}, {"text", "hi"}, {"client_msg_id", "c-123"}});
+  alice->send_json(
+      {{"op", "send"}, {"id", 7}, {"room", "general"}, {"text", "hi"}, {"client_msg_id", "c-123"}});
   auto first = alice->next();
   auto second = alice->next();
   ASSERT_TRUE(first && second);
@@ -157,7 +163,8 @@ TEST_F(node_test, typing_reaches_others_but_not_its_sender) {
   join(*alice, "general");
   join(*bob, "general");
   expect_ok(call(*alice, {{"op", "typing"}, {"room", "general"}}, 2));
-  auto typing = bob->next_where([](const json::object& o) { return o.contains("ev") && o.at("ev") == "typing"; });
+  auto typing =
+      bob->next_where([](const json::object& o) { return o.contains("ev") && o.at("ev") == "typing"; });
   ASSERT_TRUE(typing);
   EXPECT_EQ(typing->at("d").at("user"), "alice");
   EXPECT_EQ(typing->at("room"), "general");
@@ -206,7 +213,9 @@ TEST_F(node_test, presence_online_on_join_and_offline_when_the_last_connection_c
 }
 
 TEST_F(node_test, a_client_that_never_reads_is_disconnected_while_others_get_everything) {
-  start({{"CHORUS_SEND_QUEUE_LIMIT", "64"}, {"CHORUS_OPS_PER_SECOND", "100000"}, {"CHORUS_OPS_BURST", "100000"}});
+  start({{"CHORUS_SEND_QUEUE_LIMIT", "64"},
+         {"CHORUS_OPS_PER_SECOND", "100000"},
+         {"CHORUS_OPS_BURST", "100000"}});
   auto alice = connect("alice");
   auto bob = connect("bob");
   auto stuck = connect("carol", 4096);
@@ -222,7 +231,8 @@ TEST_F(node_test, a_client_that_never_reads_is_disconnected_while_others_get_eve
   int received = 0;
   std::thread reader([&] {
     while (received < count) {
-      auto ev = bob->next_where([](const json::object& o) { return o.contains("ev") && o.at("ev") == "message"; });
+      auto ev =
+          bob->next_where([](const json::object& o) { return o.contains("ev") && o.at("ev") == "message"; });
       if (!ev) break;
       ++received;
     }
@@ -297,17 +307,20 @@ TEST_F(bad_input_test, unknown_op_is_answered_with_its_id) {
 
 TEST_F(bad_input_test, missing_fields_and_wrong_types) {
   EXPECT_EQ(error_code_of(call(*client_, {{"op", "send"}, {"room", "general"}}, 1)), "bad_request");
-  EXPECT_EQ(error_code_of(call(*client_, {{"op", "send"}, {"room", "general"}, {"text", 5}}, 2)), "bad_request");
+  EXPECT_EQ(error_code_of(call(*client_, {{"op", "send"}, {"room", "general"}, {"text", 5}}, 2)),
+            "bad_request");
   EXPECT_EQ(error_code_of(call(*client_, {{"op", "join"}, {"room", json::array{}}}, 3)), "bad_request");
-  EXPECT_EQ(error_for_raw(R"({"op":"ping"})"), "bad_request");             // no id
+  EXPECT_EQ(error_for_raw(R"({"op":"ping"})"), "bad_request");               // no id
   EXPECT_EQ(error_for_raw(R"({"op":"ping","id":"seven"})"), "bad_request");  // id of the wrong type
   expect_alive(*client_);
 }
 
 TEST_F(bad_input_test, text_over_the_limit_or_not_valid_unicode) {
-  EXPECT_EQ(error_code_of(call(*client_, {{"op", "send"}, {"room", "general"}, {"text", std::string(4001, 'y')}}, 1)),
+  EXPECT_EQ(error_code_of(
+                call(*client_, {{"op", "send"}, {"room", "general"}, {"text", std::string(4001, 'y')}}, 1)),
             "text_too_long");
-  EXPECT_EQ(error_for_raw(R"({"op":"send","id":2,"room":"general","text":"bad \ud800 surrogate"})"), "invalid_text");
+  EXPECT_EQ(error_for_raw(R"({"op":"send","id":2,"room":"general","text":"bad \ud800 surrogate"})"),
+            "invalid_text");
   // Nothing was stored: the next message is seq 1.
   auto ok = call(*client_, {{"op", "send"}, {"room", "general"}, {"text", std::string(4000, 'y')}}, 3);
   expect_ok(ok);
@@ -316,12 +329,14 @@ TEST_F(bad_input_test, text_over_the_limit_or_not_valid_unicode) {
 
 TEST_F(bad_input_test, invalid_room_id) {
   EXPECT_EQ(error_code_of(call(*client_, {{"op", "join"}, {"room", "General!"}}, 1)), "invalid_room");
-  EXPECT_EQ(error_code_of(call(*client_, {{"op", "join"}, {"room", std::string(65, 'a')}}, 2)), "invalid_room");
+  EXPECT_EQ(error_code_of(call(*client_, {{"op", "join"}, {"room", std::string(65, 'a')}}, 2)),
+            "invalid_room");
   expect_alive(*client_);
 }
 
 TEST_F(bad_input_test, send_and_typing_to_a_room_not_joined) {
-  EXPECT_EQ(error_code_of(call(*client_, {{"op", "send"}, {"room", "elsewhere"}, {"text", "hi"}}, 1)), "not_joined");
+  EXPECT_EQ(error_code_of(call(*client_, {{"op", "send"}, {"room", "elsewhere"}, {"text", "hi"}}, 1)),
+            "not_joined");
   EXPECT_EQ(error_code_of(call(*client_, {{"op", "typing"}, {"room", "elsewhere"}}, 2)), "not_joined");
   EXPECT_EQ(error_code_of(call(*client_, {{"op", "leave"}, {"room", "elsewhere"}}, 3)), "not_joined");
   expect_alive(*client_);

@@ -28,7 +28,8 @@ int decode_status(int status) {
 }  // namespace
 
 node_process::node_process(const std::string& binary, std::vector<std::string> args,
-                           std::map<std::string, std::string> env, std::chrono::milliseconds startup_timeout) {
+                           std::map<std::string, std::string> env,
+                           std::chrono::milliseconds startup_timeout) {
   int fds[2];
   if (::pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
 

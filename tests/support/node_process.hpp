@@ -17,8 +17,8 @@ class node_process {
  public:
   /// Starts `binary` with `args` (plus `--host 127.0.0.1 --port 0`) and `env` added to the environment,
   /// then waits until it logs the port it listens on. Throws std::runtime_error if it exits or times out.
-  node_process(const std::string& binary, std::vector<std::string> args, std::map<std::string, std::string> env,
-               std::chrono::milliseconds startup_timeout = 15s);
+  node_process(const std::string& binary, std::vector<std::string> args,
+               std::map<std::string, std::string> env, std::chrono::milliseconds startup_timeout = 15s);
   ~node_process();
   node_process(const node_process&) = delete;
   node_process& operator=(const node_process&) = delete;

@@ -55,8 +55,8 @@ postgres_server::postgres_server() : bin_(find_bin()), port_(free_port()) {
     if (pg == nullptr || ::chown(dir_.c_str(), pg->pw_uid, pg->pw_gid) != 0)
       throw std::runtime_error("cannot hand " + dir_ + " to the postgres user");
   }
-  if (run(bin_ + "/initdb -D " + dir_ + "/data -U postgres -A trust -E UTF8 --no-sync >" + dir_ + "/initdb.log 2>&1") !=
-      0)
+  if (run(bin_ + "/initdb -D " + dir_ + "/data -U postgres -A trust -E UTF8 --no-sync >" + dir_ +
+          "/initdb.log 2>&1") != 0)
     throw std::runtime_error("initdb failed:\n" + slurp(dir_ + "/initdb.log"));
   start();
 }
@@ -74,19 +74,23 @@ int postgres_server::run(const std::string& command) const {
 }
 
 void postgres_server::start() {
-  std::string options = "-p " + std::to_string(port_) + " -k " + dir_ + " -c listen_addresses=127.0.0.1 -c fsync=off";
-  if (run(bin_ + "/pg_ctl -D " + dir_ + "/data -l " + dir_ + "/server.log -w -t 30 -o \"" + options + "\" start >/dev/null") !=
-      0)
+  std::string options =
+      "-p " + std::to_string(port_) + " -k " + dir_ + " -c listen_addresses=127.0.0.1 -c fsync=off";
+  if (run(bin_ + "/pg_ctl -D " + dir_ + "/data -l " + dir_ + "/server.log -w -t 30 -o \"" + options +
+          "\" start >/dev/null") != 0)
     throw std::runtime_error("PostgreSQL did not start:\n" + slurp(dir_ + "/server.log"));
   running_ = true;
 }
 
 void postgres_server::stop(bool immediate) {
-  run(bin_ + "/pg_ctl -D " + dir_ + "/data -w -t 30 -m " + (immediate ? "immediate" : "fast") + " stop >/dev/null");
+  run(bin_ + "/pg_ctl -D " + dir_ + "/data -w -t 30 -m " + (immediate ? "immediate" : "fast") +
+      " stop >/dev/null");
   running_ = false;
 }
 
-std::string postgres_server::admin_url() const { return url("postgres"); }
+std::string postgres_server::admin_url() const {
+  return url("postgres");
+}
 
 std::string postgres_server::url(const std::string& name) const {
   return "postgresql://postgres@127.0.0.1:" + std::to_string(port_) + "/" + name;

@@ -10,7 +10,8 @@ namespace chorus::testing {
 /// user when the test runs as root (PostgreSQL refuses root). Stops and removes everything on destruction.
 class postgres_server {
  public:
-  postgres_server();  ///< creates the cluster and starts it; throws std::runtime_error with the log on failure
+  postgres_server();  ///< creates the cluster and starts it; throws std::runtime_error with the log on
+                      ///< failure
   ~postgres_server();
   postgres_server(const postgres_server&) = delete;
   postgres_server& operator=(const postgres_server&) = delete;
