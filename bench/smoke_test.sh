@@ -9,6 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=throwaway_postgres.sh
 . "$here/throwaway_postgres.sh"
 work=$(mktemp -d)
+chmod 755 "$work"  # a throwaway PostgreSQL inside runs as the postgres user
 node_pid=""
 
 cleanup() {
@@ -18,6 +19,9 @@ cleanup() {
     kill -KILL "$node_pid" 2>/dev/null || true
   fi
   pg_throwaway_stop "$work/pg"
+  if [ -n "${db_name:-}" ]; then
+    psql -q "$admin_url" -c "DROP DATABASE IF EXISTS $db_name WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -31,21 +35,29 @@ fail() {
 
 secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
-# A node with durable messages needs PostgreSQL: CHORUS_TEST_DATABASE_URL if given, else a throwaway cluster;
-# without either the test is skipped (77), not failed.
+# A node with durable messages needs PostgreSQL. With CHORUS_DATABASE_URL (scripts/test.sh sets it) the node
+# gets a database of its own on that server, dropped afterwards; without it, a throwaway cluster. Like every
+# test that needs PostgreSQL, this one fails rather than skips when there is none.
 db_flags=()
 if chorusd_needs_database "$chorusd"; then
-  url=${CHORUS_TEST_DATABASE_URL:-}
-  if [ -z "$url" ]; then
+  if [ -n "${CHORUS_DATABASE_URL:-}" ]; then
+    admin_url=$CHORUS_DATABASE_URL
+    db_name=chorus_t_$$_bench_smoke
+    psql -q -v ON_ERROR_STOP=1 "$admin_url" -c "DROP DATABASE IF EXISTS $db_name" \
+      -c "CREATE DATABASE $db_name" >/dev/null || fail "cannot create $db_name on CHORUS_DATABASE_URL"
+    url=${admin_url%/*}/$db_name
+  else
+    url=""
     for pg_port in $(shuf -i 18000-28000 -n 3); do
       url=$(pg_throwaway_start "$work/pg" "$pg_port") && break
       pg_throwaway_stop "$work/pg"
       rm -rf "$work/pg"
     done
-    [ -n "$url" ] || { echo "bench_smoke: skipped: no PostgreSQL to run chorusd against" >&2; exit 77; }
+    [ -n "$url" ] || fail "chorusd needs PostgreSQL: set CHORUS_DATABASE_URL or install postgresql"
   fi
   db_flags=(--database_url "$url")
 fi
+
 # The default rate limit (20 ops/s per connection) is plenty for this scenario: 4 senders at 25 msg/s would
 # not be, so the senders are 10 at 10 msg/s.
 "$chorusd" --port 0 --jwt_secret "$secret" --log_level info "${db_flags[@]}" 2>"$work/chorusd.log" &

@@ -70,6 +70,9 @@ ROWS = [
     ("churn", "churn: new authenticated connections/s", ("churn", "completed_per_s"), "", True),
     ("churn", "churn: connect+join p99", ("churn", "latency", "p99_ms"), " ms", False),
     ("churn", "churn: chat delivery p99 meanwhile", ("result", "delivery_latency", "p99_ms"), " ms", False),
+    ("churn-alone", "churn alone (8,000/s offered): connections/s", ("churn", "completed_per_s"), "", True),
+    ("churn-alone", "churn alone: connect+join p99", ("churn", "latency", "p99_ms"), " ms", False),
+    ("churn-alone", "churn alone: server CPU (cores)", ("result", "server_cpu"), "", None),
 ]
 
 

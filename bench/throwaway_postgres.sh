@@ -1,4 +1,5 @@
 # A throwaway PostgreSQL cluster for bench/run.sh and the smoke test, when chorusd needs a database_url.
+# shellcheck shell=bash
 # Source this file, then:  url=$(pg_throwaway_start DIR PORT)  ...  pg_throwaway_stop DIR
 # As root it runs the server as the `postgres` user (PostgreSQL refuses root), per ../shared/TOOLCHAIN.md.
 
@@ -15,11 +16,17 @@ pg_throwaway_as_owner() {
 # Prints the connection URL on success; the cluster lives in DIR/data, its log in DIR/server.log.
 pg_throwaway_start() {
   local dir=$1 port=$2 bin
-  bin=$(pg_throwaway_bin) || { echo "no PostgreSQL server binaries (apt-get install postgresql)" >&2; return 1; }
+  if ! bin=$(pg_throwaway_bin); then
+    echo "no PostgreSQL server binaries (apt-get install postgresql)" >&2
+    return 1
+  fi
   mkdir -p "$dir/sock"
   [ "$(id -u)" -ne 0 ] || chown -R postgres:postgres "$dir"
-  pg_throwaway_as_owner "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync >"$dir/initdb.log" 2>&1 ||
-    { cat "$dir/initdb.log" >&2; return 1; }
+  if ! pg_throwaway_as_owner "$bin/initdb" -D "$dir/data" -U postgres -A trust -E UTF8 --no-sync \
+    >"$dir/initdb.log" 2>&1; then
+    cat "$dir/initdb.log" >&2
+    return 1
+  fi
   pg_throwaway_as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
     -o "-p $port -k $dir/sock -c listen_addresses=127.0.0.1" start >/dev/null ||
     { cat "$dir/server.log" >&2; return 1; }
@@ -35,5 +42,8 @@ pg_throwaway_stop() {
 
 # Whether this chorusd refuses to start without a database (the durable-messages build does).
 chorusd_needs_database() {
-  "$1" --help 2>/dev/null | grep -q 'database_url'
+  # Not `| grep -q`: grep would exit at the first match and, under pipefail, chorusd's SIGPIPE would say no.
+  local help
+  help=$("$1" --help 2>/dev/null) || true
+  [[ $help == *database_url* ]]
 }

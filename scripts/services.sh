@@ -6,14 +6,14 @@
 #   scripts/services.sh status   print what runs; exit 0 only when both answer
 #   scripts/services.sh env      print `export CHORUS_DATABASE_URL=… CHORUS_REDIS_URL=…` for eval
 #
-# Ports: CHORUS_PG_PORT (default 55432) and CHORUS_REDIS_PORT (default 56379), chosen away from the system
+# Ports (not CHORUS_* names: chorusd refuses CHORUS_* variables it does not know): SERVICES_PG_PORT (default 55432) and SERVICES_REDIS_PORT (default 56379), chosen away from the system
 # defaults so a developer's own servers are never touched. Progress goes to stderr, URLs to stdout.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 var=$PWD/var
-pg_port=${CHORUS_PG_PORT:-55432}
-redis_port=${CHORUS_REDIS_PORT:-56379}
+pg_port=${SERVICES_PG_PORT:-55432}
+redis_port=${SERVICES_REDIS_PORT:-56379}
 pg_dir=$var/pg
 redis_dir=$var/redis
 database=chorus
@@ -28,7 +28,7 @@ die() {
   exit 1
 }
 
-pg_bin=${CHORUS_PG_BIN:-}
+pg_bin=${SERVICES_PG_BIN:-}
 if [ -z "$pg_bin" ]; then
   # Debian keeps server binaries out of PATH, one directory per major version; take the newest.
   pg_bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
@@ -47,10 +47,10 @@ as_pg() {
 
 # PostgreSQL runs as its own user, which may not reach a checkout inside a private directory (a mktemp
 # clone, a home directory): then its files live under /tmp, in a directory named after this checkout.
-if [ "$(id -u)" -eq 0 ] && [ -z "${CHORUS_PG_DIR:-}" ] && ! as_pg test -x "$PWD"; then
+if [ "$(id -u)" -eq 0 ] && [ -z "${SERVICES_PG_DIR:-}" ] && ! as_pg test -x "$PWD"; then
   pg_dir=/tmp/chorus-pg-$(printf '%s' "$PWD" | cksum | cut -d' ' -f1)
 fi
-[ -z "${CHORUS_PG_DIR:-}" ] || pg_dir=$CHORUS_PG_DIR
+[ -z "${SERVICES_PG_DIR:-}" ] || pg_dir=$SERVICES_PG_DIR
 
 pg_ready() { pg_isready -q -h 127.0.0.1 -p "$pg_port" -t 2 >/dev/null 2>&1; }
 redis_ready() { [ "$(redis-cli -h 127.0.0.1 -p "$redis_port" ping 2>/dev/null)" = PONG ]; }

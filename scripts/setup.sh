@@ -9,7 +9,7 @@ packages=(
   libpqxx-dev libhiredis-dev libspdlog-dev libfmt-dev libsodium-dev libssl-dev
   libtomlplusplus-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3-websockets curl procps
+  python3-websockets curl procps util-linux gnuplot-nox
   postgresql redis-server redis-tools
 )
 

@@ -12,9 +12,10 @@ namespace {
 constexpr std::string_view kPrefix = "babc12-";
 
 TEST(FrameScan, MessageEvent) {
-  const auto sc = scan_line(
-      R"({"ev":"message","room":"babc12-7","seq":42,"d":{"id":"0190d5c2","user":"u1","text":"~T123456789;xxxx","ts":"2026-11-22T03:04:05.123Z","client_msg_id":"123456789"}})",
-      kPrefix);
+  const auto sc =
+      scan_line(R"({"ev":"message","room":"babc12-7","seq":42,"d":{"id":"0190d5c2","user":"u1",)"
+                R"("text":"~T123456789;xxxx","ts":"2026-11-22T03:04:05.123Z","client_msg_id":"123456789"}})",
+                kPrefix);
   EXPECT_EQ(sc.kind, line_kind::message);
   EXPECT_EQ(sc.room_index, 7u);
   EXPECT_EQ(sc.seq, 42u);
@@ -37,9 +38,9 @@ TEST(FrameScan, MessageInAForeignRoomIsStillAMessage) {
 }
 
 TEST(FrameScan, SendAckCarriesTheStampFromClientMsgId) {
-  const auto sc = scan_line(
-      R"({"re":1000007,"ok":true,"d":{"id":"x","room":"babc12-1","seq":9,"ts":"t","client_msg_id":"987654321"}})",
-      kPrefix);
+  const auto sc = scan_line(R"({"re":1000007,"ok":true,"d":{"id":"x","room":"babc12-1","seq":9,"ts":"t",)"
+                            R"("client_msg_id":"987654321"}})",
+                            kPrefix);
   EXPECT_EQ(sc.kind, line_kind::send_ack);
   EXPECT_EQ(sc.re, 1000007);
   EXPECT_EQ(sc.stamp_ns, 987654321u);

@@ -172,7 +172,7 @@ class load_run final : public connection_listener {
     } else {
       --in_flight_;
       ++failed_;
-      count_error(report_.setup_errors, "connect: " + std::string(what));
+      if (!shutting_down_) count_error(report_.setup_errors, "connect: " + std::string(what));
       launch_more();
     }
   }

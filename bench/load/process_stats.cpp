@@ -1,4 +1,4 @@
-// getrusage, /proc/PID/status and setrlimit, kept out of the generator's logic.
+// getrusage, /proc/PID/stat and /status, and setrlimit, kept out of the generator's logic.
 #include "bench/load/process_stats.hpp"
 
 #include <sys/resource.h>

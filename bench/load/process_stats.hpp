@@ -1,4 +1,4 @@
-// Process-level facts the generator reports: its own CPU time, another process's RSS, the open-files limit.
+// Process-level facts the generator reports: its CPU time, the node's CPU time and RSS, the open-files limit.
 #pragma once
 
 #include <cstdint>
