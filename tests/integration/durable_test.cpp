@@ -93,10 +93,8 @@ TEST_F(durable_test, acknowledged_messages_are_stored_once_in_order_with_consecu
 
 TEST_F(durable_test, a_resent_client_msg_id_yields_one_row_one_delivery_and_the_original_reply) {
   start();
-  auto alice = connect("alice");
-  auto bob = connect("bob");
-  join(*alice, "general");
-  join(*bob, "general");
+  auto alice = member_of("general", "alice");
+  auto bob = member_of("general", "bob");
   auto first = call(*alice, send_op("hello", "c-1"), 2);
   auto again = call(*alice, send_op("hello", "c-1"), 3);
   expect_ok(first);
@@ -172,10 +170,8 @@ TEST_F(durable_test, history_pages_backwards_and_forwards_match_the_table) {
 
 TEST_F(durable_test, resume_after_a_dropped_connection_delivers_exactly_the_missed_messages) {
   start();
-  auto alice = connect("alice");
-  auto bob = connect("bob");
-  join(*alice, "general");
-  join(*bob, "general");
+  auto alice = member_of("general", "alice");
+  auto bob = member_of("general", "bob");
   for (int i = 1; i <= 3; ++i) expect_ok(call(*alice, send_op("before " + std::to_string(i)), 10 + i));
   std::int64_t last_seen = 0;
   for (int i = 0; i < 3; ++i) {

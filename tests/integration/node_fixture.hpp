@@ -83,6 +83,13 @@ class node_test : public ::testing::Test {
     expect_ok(call(c, {{"op", "join"}, {"room", room}}, id));
   }
 
+  /// A client for `user`, authenticated and joined to `room`.
+  std::unique_ptr<ws_client> member_of(const std::string& room, const std::string& user) {
+    auto c = connect(user);
+    join(*c, room);
+    return c;
+  }
+
   /// The connection still answers: proof that an error left it open.
   static void expect_alive(ws_client& c) { expect_ok(call(c, {{"op", "ping"}}, 9999)); }
 

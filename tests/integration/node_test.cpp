@@ -108,10 +108,8 @@ TEST_F(node_test, no_auth_in_time_closes_with_4002) {
 
 TEST_F(node_test, two_clients_see_each_others_messages_in_one_order_with_consecutive_seqs) {
   start();
-  auto alice = connect("alice");
-  auto bob = connect("bob");
-  join(*alice, "general");
-  join(*bob, "general");
+  auto alice = member_of("general", "alice");
+  auto bob = member_of("general", "bob");
 
   constexpr int per_user = 25;
   std::int64_t id = 100;
@@ -158,10 +156,8 @@ TEST_F(node_test, sender_gets_the_reply_before_its_own_message_and_resent_ids_ec
 
 TEST_F(node_test, typing_reaches_others_but_not_its_sender) {
   start();
-  auto alice = connect("alice");
-  auto bob = connect("bob");
-  join(*alice, "general");
-  join(*bob, "general");
+  auto alice = member_of("general", "alice");
+  auto bob = member_of("general", "bob");
   expect_ok(call(*alice, {{"op", "typing"}, {"room", "general"}}, 2));
   auto typing =
       bob->next_where([](const json::object& o) { return o.contains("ev") && o.at("ev") == "typing"; });
@@ -382,10 +378,8 @@ TEST_F(bad_input_test, invalid_utf8_text_frame_closes_with_1007) {
 
 TEST_F(node_test, sigterm_closes_clients_with_1001_and_exits_cleanly) {
   start();
-  auto alice = connect("alice");
-  auto bob = connect("bob");
-  join(*alice, "general");
-  join(*bob, "general");
+  auto alice = member_of("general", "alice");
+  auto bob = member_of("general", "bob");
   node_->signal(SIGTERM);
   EXPECT_EQ(alice->wait_closed(), 1001);
   EXPECT_EQ(bob->wait_closed(), 1001);
