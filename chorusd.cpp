@@ -108,6 +108,14 @@ int main(int argc, char** argv) {
       std::fputs(config::render_toml(inv.cfg).c_str(), stdout);
       return 0;
     case config::command::token: {
+      // A token for any name, with no account behind it: only for development and load tests.
+      if (inv.cfg.dev_mode == 0) {
+        std::fputs(
+            "chorusd: token: refused: minting tokens needs dev_mode = 1 (development only); users log in "
+            "with POST /api/v1/auth/login\n",
+            stderr);
+        return 2;
+      }
       auto now = std::chrono::duration_cast<std::chrono::seconds>(
           std::chrono::system_clock::now().time_since_epoch());
       if (!actors::jwt::valid_user_id(inv.token_user)) {

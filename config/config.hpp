@@ -36,6 +36,21 @@ struct node_config {
   std::uint32_t batch_max_delay_ms = 2;  ///< or once its oldest message has waited this long
   std::uint32_t history_limit = 100;     ///< most messages one history page or resume may return
   std::uint32_t tail_cache_size = 256;   ///< recent messages each room keeps in memory for history and resume
+  std::string redis_url;  ///< Redis for shared rate limits; empty: local buckets only; a secret
+  std::uint32_t dev_mode =
+      0;  ///< 1: `chorusd token`, tokens of users without accounts, rooms created on join
+  std::uint32_t access_token_ttl_s = 900;       ///< lifetime of an access token (JWT)
+  std::uint32_t refresh_token_ttl_s = 2592000;  ///< lifetime of a refresh token; each use rotates it
+  std::uint32_t max_body_bytes = 65536;         ///< largest HTTP request body; larger gets 413
+  std::uint32_t api_workers = 2;  ///< actors serving the HTTP API, each with a database connection
+  std::uint32_t login_attempts_per_minute = 10;  ///< login attempts per client address and per account
+  std::uint32_t login_lockout_failures = 5;      ///< failed logins in a row that lock an account
+  std::uint32_t login_lockout_s = 300;           ///< how long such a lockout lasts
+  std::uint32_t registrations_per_hour = 20;     ///< accounts one client address may register
+  std::uint32_t api_requests_per_second = 20;    ///< sustained HTTP API requests per user (or address)
+  std::uint32_t api_burst = 40;         ///< HTTP API requests allowed at once before the rate applies
+  std::uint32_t sends_per_second = 10;  ///< sustained messages per user, across every node
+  std::uint32_t sends_burst = 30;       ///< messages a user may send at once before the rate applies
 };
 
 /// Thrown for anything wrong with the configuration; the message names the offending key.

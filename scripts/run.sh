@@ -21,14 +21,17 @@ port = ${CHORUS_PORT:-8080}
 node_id = "dev-1"
 log_level = "info"
 jwt_secret = "$secret"
+# Development only: lets \`chorusd token\` mint tokens and creates rooms on first join.
+dev_mode = 1
 TOML
 fi
 
-# PostgreSQL: the caller's, or a private one under var/ (scripts/services.sh; it keeps running after
+# PostgreSQL and Redis: the caller's, or private ones under var/ (scripts/services.sh; it keeps running after
 # the node stops: `scripts/services.sh stop` ends it).
-if [ -z "${CHORUS_DATABASE_URL:-}" ]; then
+if [ -z "${CHORUS_DATABASE_URL:-}" ] || [ -z "${CHORUS_REDIS_URL:-}" ]; then
   bash scripts/services.sh start >/dev/null
-  eval "$(bash scripts/services.sh env | grep CHORUS_DATABASE_URL)"
+  [ -n "${CHORUS_DATABASE_URL:-}" ] || eval "$(bash scripts/services.sh env | grep CHORUS_DATABASE_URL)"
+  [ -n "${CHORUS_REDIS_URL:-}" ] || eval "$(bash scripts/services.sh env | grep CHORUS_REDIS_URL)"
 fi
 
 port=$(sed -n 's/^port = //p' "$config")

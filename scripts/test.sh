@@ -12,15 +12,16 @@ build=${CHORUS_TEST_BUILD_DIR:-build/test}
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCHORUS_SANITIZERS=address,undefined >/dev/null
 cmake --build "$build"
 
-# Tests labelled pg (and the integration tests) need PostgreSQL: without a URL from the caller, use the
-# private server of scripts/services.sh, and stop it afterwards only if this run started it. (Redis starts
-# too; its URL is exported once a chorusd key reads it: chorusd refuses CHORUS_* variables it does not know.)
-if [ -z "${CHORUS_DATABASE_URL:-}" ]; then
+# Tests labelled pg (and the integration tests) need PostgreSQL, those labelled redis need Redis: without
+# URLs from the caller, use the private servers of scripts/services.sh, and stop them afterwards only if this
+# run started them.
+if [ -z "${CHORUS_DATABASE_URL:-}" ] || [ -z "${CHORUS_REDIS_URL:-}" ]; then
   if ! bash scripts/services.sh status >/dev/null; then
     trap 'bash scripts/services.sh stop' EXIT
   fi
   bash scripts/services.sh start >/dev/null
-  eval "$(bash scripts/services.sh env | grep CHORUS_DATABASE_URL)"
+  [ -n "${CHORUS_DATABASE_URL:-}" ] || eval "$(bash scripts/services.sh env | grep CHORUS_DATABASE_URL)"
+  [ -n "${CHORUS_REDIS_URL:-}" ] || eval "$(bash scripts/services.sh env | grep CHORUS_REDIS_URL)"
 fi
 
 # Sanitizer findings fail the run; halt_on_error keeps the first report readable.

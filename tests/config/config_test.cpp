@@ -96,22 +96,61 @@ void expect_same(const node_config& a, const node_config& b) {
   EXPECT_EQ(a.batch_max_delay_ms, b.batch_max_delay_ms);
   EXPECT_EQ(a.history_limit, b.history_limit);
   EXPECT_EQ(a.tail_cache_size, b.tail_cache_size);
+  EXPECT_EQ(a.redis_url, b.redis_url);
+  EXPECT_EQ(a.dev_mode, b.dev_mode);
+  EXPECT_EQ(a.access_token_ttl_s, b.access_token_ttl_s);
+  EXPECT_EQ(a.refresh_token_ttl_s, b.refresh_token_ttl_s);
+  EXPECT_EQ(a.max_body_bytes, b.max_body_bytes);
+  EXPECT_EQ(a.api_workers, b.api_workers);
+  EXPECT_EQ(a.login_attempts_per_minute, b.login_attempts_per_minute);
+  EXPECT_EQ(a.login_lockout_failures, b.login_lockout_failures);
+  EXPECT_EQ(a.login_lockout_s, b.login_lockout_s);
+  EXPECT_EQ(a.registrations_per_hour, b.registrations_per_hour);
+  EXPECT_EQ(a.api_requests_per_second, b.api_requests_per_second);
+  EXPECT_EQ(a.api_burst, b.api_burst);
+  EXPECT_EQ(a.sends_per_second, b.sends_per_second);
+  EXPECT_EQ(a.sends_burst, b.sends_burst);
 }
 
 // Written out here rather than derived from config.cpp, so a changed default or a dropped key fails a test.
 const std::vector<std::pair<std::string, std::string>> documented_defaults{
-    {"host", "\"127.0.0.1\""},       {"port", "8080"},
-    {"node_id", "\"node-1\""},       {"log_level", "\"info\""},
-    {"jwt_secret", "(none)"},        {"io_threads", "1"},
-    {"actor_threads", "0"},          {"max_frame_bytes", "65536"},
-    {"max_message_chars", "4000"},   {"send_queue_limit", "1024"},
-    {"idle_timeout_ms", "30000"},    {"auth_timeout_ms", "10000"},
-    {"ops_per_second", "20"},        {"ops_burst", "50"},
-    {"shutdown_timeout_ms", "5000"}, {"max_connections", "20000"},
-    {"request_timeout_ms", "5000"},  {"database_url", "(none)"},
-    {"writer_count", "2"},           {"batch_max_rows", "1000"},
-    {"batch_max_delay_ms", "2"},     {"history_limit", "100"},
+    {"host", "\"127.0.0.1\""},
+    {"port", "8080"},
+    {"node_id", "\"node-1\""},
+    {"log_level", "\"info\""},
+    {"jwt_secret", "(none)"},
+    {"io_threads", "1"},
+    {"actor_threads", "0"},
+    {"max_frame_bytes", "65536"},
+    {"max_message_chars", "4000"},
+    {"send_queue_limit", "1024"},
+    {"idle_timeout_ms", "30000"},
+    {"auth_timeout_ms", "10000"},
+    {"ops_per_second", "20"},
+    {"ops_burst", "50"},
+    {"shutdown_timeout_ms", "5000"},
+    {"max_connections", "20000"},
+    {"request_timeout_ms", "5000"},
+    {"database_url", "(none)"},
+    {"writer_count", "2"},
+    {"batch_max_rows", "1000"},
+    {"batch_max_delay_ms", "2"},
+    {"history_limit", "100"},
     {"tail_cache_size", "256"},
+    {"redis_url", "\"\""},
+    {"dev_mode", "0"},
+    {"access_token_ttl_s", "900"},
+    {"refresh_token_ttl_s", "2592000"},
+    {"max_body_bytes", "65536"},
+    {"api_workers", "2"},
+    {"login_attempts_per_minute", "10"},
+    {"login_lockout_failures", "5"},
+    {"login_lockout_s", "300"},
+    {"registrations_per_hour", "20"},
+    {"api_requests_per_second", "20"},
+    {"api_burst", "40"},
+    {"sends_per_second", "10"},
+    {"sends_burst", "30"},
 };
 
 std::string upper(std::string s) {
@@ -202,6 +241,7 @@ INSTANTIATE_TEST_SUITE_P(
     Config, ValidateRule,
     ::testing::Values(rule_case{"host", [](node_config& c) { c.host = ""; }},
                       rule_case{"log_level", [](node_config& c) { c.log_level = "loud"; }},
+                      rule_case{"redis_url", [](node_config& c) { c.redis_url = "http://127.0.0.1:6379"; }},
                       rule_case{"log_level", [](node_config& c) { c.log_level = "INFO"; }},
                       rule_case{"io_threads", [](node_config& c) { c.io_threads = 0; }},
                       rule_case{"io_threads", [](node_config& c) { c.io_threads = 65; }},
@@ -325,7 +365,21 @@ TEST(Config, EveryKeyCanBeSetByFlagAndByEnvironment) {
                                                           {"batch_max_rows", "10"},
                                                           {"batch_max_delay_ms", "7"},
                                                           {"history_limit", "20"},
-                                                          {"tail_cache_size", "30"}};
+                                                          {"tail_cache_size", "30"},
+                                                          {"redis_url", "redis://127.0.0.1:1"},
+                                                          {"dev_mode", "1"},
+                                                          {"access_token_ttl_s", "60"},
+                                                          {"refresh_token_ttl_s", "600"},
+                                                          {"max_body_bytes", "4096"},
+                                                          {"api_workers", "4"},
+                                                          {"login_attempts_per_minute", "3"},
+                                                          {"login_lockout_failures", "2"},
+                                                          {"login_lockout_s", "9"},
+                                                          {"registrations_per_hour", "8"},
+                                                          {"api_requests_per_second", "6"},
+                                                          {"api_burst", "12"},
+                                                          {"sends_per_second", "4"},
+                                                          {"sends_burst", "5"}};
   ASSERT_EQ(values.size(), documented_defaults.size());
   node_config want;
   want.host = "0.0.0.0";
@@ -351,6 +405,20 @@ TEST(Config, EveryKeyCanBeSetByFlagAndByEnvironment) {
   want.batch_max_delay_ms = 7;
   want.history_limit = 20;
   want.tail_cache_size = 30;
+  want.redis_url = "redis://127.0.0.1:1";
+  want.dev_mode = 1;
+  want.access_token_ttl_s = 60;
+  want.refresh_token_ttl_s = 600;
+  want.max_body_bytes = 4096;
+  want.api_workers = 4;
+  want.login_attempts_per_minute = 3;
+  want.login_lockout_failures = 2;
+  want.login_lockout_s = 9;
+  want.registrations_per_hour = 8;
+  want.api_requests_per_second = 6;
+  want.api_burst = 12;
+  want.sends_per_second = 4;
+  want.sends_burst = 5;
 
   std::vector<std::string> flags;
   environment env;

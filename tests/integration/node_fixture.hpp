@@ -36,9 +36,11 @@ using settings = std::map<std::string, std::string>;
 
 class node_test : public ::testing::Test {
  protected:
-  /// Starts the node; `extra` overrides or adds CHORUS_* settings.
+  /// Starts the node; `extra` overrides or adds CHORUS_* settings. These tests exercise messaging with
+  /// minted tokens and rooms made on first join, which is dev_mode; the accounts tests turn it off.
   void start(settings extra = {}) {
     settings env{{"CHORUS_JWT_SECRET", secret},
+                 {"CHORUS_DEV_MODE", "1"},
                  {"CHORUS_LOG_LEVEL", "info"},
                  {"CHORUS_NODE_ID", "it-node"},
                  {"CHORUS_DATABASE_URL", test_database::instance().url()}};
