@@ -7,10 +7,12 @@
 #include <cstdio>
 #include <memory>
 
+#include "actors/account_worker.hpp"
 #include "actors/batch_writer.hpp"
 #include "actors/history_reader.hpp"
 #include "actors/jwt.hpp"
 #include "actors/presence_actor.hpp"
+#include "actors/send_limiter.hpp"
 #include "actors/session_actor.hpp"
 #include "cluster/room_directory.hpp"
 #include "config/config.hpp"
@@ -51,13 +53,35 @@ int serve(const config::node_config& cfg) {
     writers.push_back(system->spawn<caf::detached>(actors::batch_writer, cfg.database_url, batching));
   auto reader = system->spawn<caf::detached>(actors::history_reader, cfg.database_url);
   auto presence = system->spawn(actors::presence, cfg.node_id);
-  auto directory = system->spawn(cluster::local_directory, cfg.node_id, writers,
-                                 actors::room_services{{},
-                                                       reader,
-                                                       cfg.tail_cache_size,
-                                                       cfg.history_limit,
-                                                       std::chrono::milliseconds(cfg.request_timeout_ms)});
+  // Rooms load their access rules through an account worker of their own, so that a room activating never
+  // waits behind the password hashing of logins. It serves no HTTP, so it needs no directory to notify.
+  auto room_accounts = system->spawn<caf::detached>(actors::account_worker, cfg, actors::room_directory{});
+  actors::room_services room_services{{},
+                                      reader,
+                                      room_accounts,
+                                      cfg.dev_mode == 1,
+                                      cfg.tail_cache_size,
+                                      cfg.history_limit,
+                                      std::chrono::milliseconds(cfg.request_timeout_ms)};
+  auto directory = system->spawn(cluster::local_directory, cfg.node_id, writers, room_services);
+  // The HTTP API: workers block on PostgreSQL, Redis and password hashing, so each gets a thread (detached).
+  std::vector<actors::account_worker_actor> account_workers;
+  for (std::uint32_t i = 0; i < cfg.api_workers; ++i)
+    account_workers.push_back(system->spawn<caf::detached>(actors::account_worker, cfg, directory));
+  actors::actor_http_handler api(*system, account_workers, std::chrono::milliseconds(cfg.request_timeout_ms));
+  // Message rates per user, shared by every node through Redis; blocks on Redis, hence detached.
+  auto send_limiter = system->spawn<caf::detached>(
+      actors::send_limiter, cfg.redis_url,
+      storage::bucket{static_cast<double>(cfg.sends_per_second), static_cast<double>(cfg.sends_burst)});
   auto stop_actors = [&] {
+    caf::anon_send_exit(send_limiter, caf::exit_reason::user_shutdown);
+    send_limiter = nullptr;
+    for (auto& w : account_workers) caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+    account_workers.clear();
+    caf::anon_send_exit(room_accounts, caf::exit_reason::user_shutdown);
+    room_accounts = nullptr;
+    room_services = {};
+    api.drop_workers();
     caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(presence, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(reader, caf::exit_reason::user_shutdown);
@@ -66,8 +90,9 @@ int serve(const config::node_config& cfg) {
     writers.clear();
     reader = nullptr;
   };
-  actors::actor_session_factory sessions(*system, actors::make_session_context(directory, presence, cfg));
-  net::server server(cfg, sessions);
+  actors::actor_session_factory sessions(
+      *system, actors::make_session_context(directory, presence, send_limiter, cfg));
+  net::server server(cfg, sessions, &api);
 
   std::uint16_t port = 0;
   try {
@@ -84,6 +109,7 @@ int serve(const config::node_config& cfg) {
   spdlog::info("shutting down: closing connections (up to {} ms)", cfg.shutdown_timeout_ms);
   auto cut = server.stop();
   if (cut > 0) spdlog::warn("{} connections did not close in time and were cut off", cut);
+  sessions.close();
   stop_actors();
   system.reset();  // waits for every actor, sessions included, to finish
   spdlog::info("stopped");

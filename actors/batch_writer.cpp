@@ -36,16 +36,16 @@ bool backing_off(writer_pointer self) {
   return !self->state.database_up && clock::now() < self->state.retry_at;
 }
 
+/// Commits the gathered batch and answers every request in it, once each.
 void flush(writer_pointer self) {
   auto& st = self->state;
-  st.flush_scheduled = false;
   if (st.rows.empty()) return;
   auto rows = std::move(st.rows);
   auto waiting = std::move(st.waiting);
   st.rows.clear();
   st.waiting.clear();
   auto fail_all = [&] {
-    for (auto& rp : waiting) rp.deliver(make_error(protocol::error_code::unavailable));
+    for (auto& w : waiting) w.promise.deliver(make_error(protocol::error_code::unavailable));
   };
   if (backing_off(self)) {
     fail_all();
@@ -61,13 +61,16 @@ void flush(writer_pointer self) {
   auto& out = std::get<storage::append_outcome>(outcome);
   std::unordered_map<std::size_t, storage::message_row*> originals;
   for (auto& [index, original] : out.duplicates) originals.emplace(index, &original);
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    if (auto it = originals.find(i); it != originals.end())
-      waiting[i].deliver(store_result{true, std::move(*it->second)});
-    else if (!out.written(rows[i].room))
-      waiting[i].deliver(make_error(protocol::error_code::unavailable));
-    else
-      waiting[i].deliver(store_result{false, std::move(rows[i])});
+  for (auto& w : waiting) {
+    std::vector<store_result> results(w.count);
+    for (std::size_t k = 0; k < w.count; ++k) {
+      auto i = w.first + k;
+      if (auto it = originals.find(i); it != originals.end())
+        results[k] = store_result{store_status::duplicate, std::move(*it->second)};
+      else if (!out.unwritten.empty() && !out.written(rows[i].room))
+        results[k].status = store_status::refused;
+    }
+    w.promise.deliver(std::move(results));
   }
 }
 
@@ -78,23 +81,20 @@ batch_writer_actor::behavior_type batch_writer(writer_pointer self, std::string 
   self->state.store = std::make_unique<storage::message_store>(std::move(database_url));
   self->state.settings = settings;
   return {
-      [self](atom::store, storage::message_row& row) -> caf::result<store_result> {
+      [self](atom::store, std::vector<storage::message_row>& rows) -> caf::result<std::vector<store_result>> {
         auto& st = self->state;
-        st.rows.push_back(std::move(row));
-        auto rp = self->make_response_promise<store_result>();
-        st.waiting.push_back(rp);
-        if (st.rows.size() >= st.settings.max_rows) {
+        if (rows.empty()) return std::vector<store_result>{};
+        auto now = clock::now();
+        if (st.rows.empty()) st.oldest = now;
+        auto rp = self->make_response_promise<std::vector<store_result>>();
+        st.waiting.push_back(pending_store{st.rows.size(), rows.size(), rp});
+        st.rows.insert(st.rows.end(), std::make_move_iterator(rows.begin()),
+                       std::make_move_iterator(rows.end()));
+        // Commit once nothing else is queued: everything that arrived during the previous commit goes into
+        // this one. (Only store, activate and flush can follow, and the latter two commit too.)
+        if (self->mailbox().empty() || st.rows.size() >= st.settings.max_rows ||
+            now - st.oldest >= st.settings.max_delay)
           flush(self);
-        } else if (!st.flush_scheduled) {
-          st.flush_scheduled = true;
-          auto me = caf::actor_cast<batch_writer_actor>(self);
-          // With no delay the flush queues behind whatever is already in the mailbox, so a busy writer
-          // still batches everything that arrived while it was committing the previous batch.
-          if (st.settings.max_delay.count() == 0)
-            self->send(me, atom::flush_v);
-          else
-            self->delayed_send(me, st.settings.max_delay, atom::flush_v);
-        }
         return rp;
       },
       [self](atom::flush) { flush(self); },

@@ -17,13 +17,21 @@ struct batch_settings {
   std::chrono::milliseconds max_backoff{2000};  ///< longest pause between reconnection attempts
 };
 
+/// One `store` request in the batch being gathered: its rows are `rows[first, first + count)`.
+struct pending_store {
+  std::size_t first = 0;
+  std::size_t count = 0;
+  caf::typed_response_promise<std::vector<store_result>> promise;
+};
+
 struct batch_writer_state {
   std::unique_ptr<storage::message_store> store;
   batch_settings settings;
-  std::vector<storage::message_row> rows;
-  std::vector<caf::typed_response_promise<store_result>> waiting;
-  bool flush_scheduled = false;
-  bool database_up = true;  ///< as last seen; a change is logged once
+  std::vector<storage::message_row>
+      rows;  ///< the batch being gathered, every request's rows in arrival order
+  std::vector<pending_store> waiting;
+  std::chrono::steady_clock::time_point oldest{};  ///< when the batch's first row arrived
+  bool database_up = true;                         ///< as last seen; a change is logged once
   std::chrono::steady_clock::time_point retry_at{};
   std::chrono::milliseconds backoff{0};
 
@@ -31,8 +39,16 @@ struct batch_writer_state {
 };
 
 /// Behaviour of one writer with its own connection to `database_url`. Spawn it `caf::detached`: its
-/// handlers block on PostgreSQL. While PostgreSQL is unreachable every store and activation fails at once
-/// with `unavailable`, and a reconnection is tried no more often than an exponential backoff allows.
+/// handlers block on PostgreSQL.
+///
+/// Batching: the writer commits as soon as its mailbox is drained, so a batch holds every `store` that
+/// arrived while the previous commit ran: batches stay small (and latency low) when idle and grow with
+/// load, with no timer. It commits earlier when a batch reaches `max_rows`, or when its first row has
+/// waited `max_delay` (checked as further requests arrive, so a mailbox that never drains cannot hold
+/// rows back for long).
+///
+/// While PostgreSQL is unreachable every store and activation fails at once with `unavailable`, and a
+/// reconnection is tried no more often than an exponential backoff allows.
 batch_writer_actor::behavior_type batch_writer(batch_writer_actor::stateful_pointer<batch_writer_state> self,
                                                std::string database_url, batch_settings settings);
 

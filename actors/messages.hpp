@@ -10,8 +10,11 @@
 #include <string>
 #include <vector>
 
+#include "actors/http_port.hpp"
 #include "actors/protocol.hpp"
+#include "actors/room_notice.hpp"
 #include "actors/session_port.hpp"
+#include "storage/account_store.hpp"
 #include "storage/message_store.hpp"
 
 // Atoms tag messages. (In CAF 0.17 they take no type ID, so they can precede the types that use them.)
@@ -32,6 +35,10 @@ CAF_ADD_ATOM(chorus, chorus::atom, store, "store")
 CAF_ADD_ATOM(chorus, chorus::atom, activate, "activate")
 CAF_ADD_ATOM(chorus, chorus::atom, flush, "flush")
 CAF_ADD_ATOM(chorus, chorus::atom, history, "history")
+CAF_ADD_ATOM(chorus, chorus::atom, api, "api")
+CAF_ADD_ATOM(chorus, chorus::atom, notice, "notice")
+CAF_ADD_ATOM(chorus, chorus::atom, access, "access")
+CAF_ADD_ATOM(chorus, chorus::atom, limit, "limit")
 
 namespace chorus::actors {
 
@@ -75,10 +82,18 @@ struct history_query {
   std::uint64_t max_seq = 0;  ///< set by the room: nothing newer than what it has committed and delivered
 };
 
-/// What the batch writer says about one stored message: written, or already there (the original).
+/// What became of one row of a `store` request.
+enum class store_status : std::uint8_t {
+  stored,     ///< committed
+  duplicate,  ///< its (author, client_msg_id) was stored before; nothing of its room was written
+  refused,    ///< not written: its room's rows did not continue the stored sequence, or one was a duplicate
+};
+
+/// What the batch writer says about one row of a `store` request, in the request's order. The rows of one
+/// room in one request are committed all together or not at all.
 struct store_result {
-  bool duplicate = false;
-  storage::message_row row;  ///< the row as stored; for a duplicate, the original
+  store_status status = store_status::stored;
+  storage::message_row original;  ///< for a duplicate: the row as stored before; otherwise empty
 };
 
 /// A message a user wants posted to a room.
@@ -97,6 +112,8 @@ CAF_ADD_TYPE_ID(chorus, (chorus::actors::join_request))
 CAF_ADD_TYPE_ID(chorus, (chorus::actors::join_result))
 CAF_ADD_TYPE_ID(chorus, (chorus::actors::history_query))
 CAF_ADD_TYPE_ID(chorus, (chorus::actors::store_result))
+CAF_ADD_TYPE_ID(chorus, (std::vector<chorus::actors::store_result>))
+CAF_ADD_TYPE_ID(chorus, (std::vector<chorus::storage::message_row>))
 CAF_ADD_TYPE_ID(chorus, (chorus::storage::message_row))
 CAF_ADD_TYPE_ID(chorus, (chorus::storage::room_snapshot))
 CAF_ADD_TYPE_ID(chorus, (std::vector<chorus::protocol::chat_message>))
@@ -104,6 +121,11 @@ CAF_ADD_TYPE_ID(chorus, (chorus::actors::post_request))
 CAF_ADD_TYPE_ID(chorus, (chorus::protocol::chat_message))
 CAF_ADD_TYPE_ID(chorus, (chorus::protocol::member_info))
 CAF_ADD_TYPE_ID(chorus, (std::vector<chorus::protocol::member_info>))
+CAF_ADD_TYPE_ID(chorus, (chorus::actors::http_request))
+CAF_ADD_TYPE_ID(chorus, (chorus::actors::http_response))
+CAF_ADD_TYPE_ID(chorus, (chorus::actors::room_notice))
+CAF_ADD_TYPE_ID(chorus, (chorus::storage::member_row))
+CAF_ADD_TYPE_ID(chorus, (chorus::storage::room_access_row))
 CAF_END_TYPE_ID_BLOCK(chorus)
 
 namespace chorus::actors {
@@ -118,23 +140,39 @@ using room_actor = caf::typed_actor<
     caf::replies_to<atom::leave, member_ref>::with<bool>,
     caf::replies_to<atom::post, post_request>::with<protocol::chat_message>,
     caf::reacts_to<atom::typing, member_ref>, caf::reacts_to<atom::presence, std::string, bool>,
+    caf::reacts_to<atom::notice, room_notice>,  ///< a change the HTTP API committed (see room_notice)
     caf::replies_to<atom::history, history_query>::with<std::vector<protocol::chat_message>>,
     caf::reacts_to<atom::activate>>;  ///< (to itself) try loading its state from the database again
 
 /// Persists messages in batches, one PostgreSQL transaction per batch, and answers each `store` only after
-/// its batch committed. `activate` first writes everything queued, so a room reloading its state sees
-/// all it sent before. Every room always uses the same writer, which keeps its rows in order.
-using batch_writer_actor =
-    caf::typed_actor<caf::replies_to<atom::store, storage::message_row>::with<store_result>,
-                     caf::replies_to<atom::activate, std::string>::with<storage::room_snapshot>,
-                     caf::reacts_to<atom::flush>>;
+/// its batch committed. A `store` carries consecutive rows of one room (what the room assigned during one
+/// drain of its mailbox) and is answered once, one store_result per row; a batch holds every `store` that
+/// arrived while the writer was busy. `activate` first writes everything queued, so a room reloading its
+/// state sees all it sent before. Every room always uses the same writer, which keeps its rows in order.
+using batch_writer_actor = caf::typed_actor<
+    caf::replies_to<atom::store, std::vector<storage::message_row>>::with<std::vector<store_result>>,
+    caf::replies_to<atom::activate, std::string>::with<storage::room_snapshot>,
+    caf::reacts_to<atom::flush>>;  ///< write what is queued now
 
 /// Serves history pages that a room's in-memory tail cannot.
 using history_reader_actor = caf::typed_actor<
     caf::replies_to<atom::history, history_query>::with<std::vector<protocol::chat_message>>>;
 
+/// Serves the HTTP API (api_routes) and the access rules rooms load on activation, on connections of its own
+/// to PostgreSQL and Redis. `access` answers not_found for a room that does not exist.
+using account_worker_actor =
+    caf::typed_actor<caf::replies_to<atom::api, http_request>::with<http_response>,
+                     caf::replies_to<atom::access, std::string>::with<storage::room_access_row>>;
+
+/// Per-user message rate across the cluster: `limit` answers 0 (send now) or the milliseconds to wait.
+using send_limiter_actor = caf::typed_actor<caf::replies_to<atom::limit, std::string>::with<std::uint32_t>,
+                                            caf::reacts_to<atom::flush>>;
+
 /// Finds (in this version: creates on first use) the actor of a room by its id.
-using room_directory = caf::typed_actor<caf::replies_to<atom::lookup, std::string>::with<room_actor>>;
+/// `notice` passes a committed change on to the room's actor, if the room is active (else there is nobody to
+/// tell: the room loads the change with its rules when it next starts).
+using room_directory = caf::typed_actor<caf::replies_to<atom::lookup, std::string>::with<room_actor>,
+                                        caf::reacts_to<atom::notice, room_notice>>;
 
 /// Counts each user's connections on this node: `connected` answers whether this is the user's first,
 /// `gone` whether it was the last.
@@ -191,12 +229,44 @@ typename Inspector::result_type inspect(Inspector& f, history_query& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, store_result& x) {
-  return f(caf::meta::type_name("store_result"), x.duplicate, x.row);
+  auto status = static_cast<std::uint8_t>(x.status);
+  return f(caf::meta::type_name("store_result"), status, x.original,
+           caf::meta::load_callback([&]() -> caf::error {
+             x.status = static_cast<store_status>(status);
+             return caf::none;
+           }));
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, post_request& x) {
   return f(caf::meta::type_name("post_request"), x.user, x.text, x.client_msg_id);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, http_request& x) {
+  // CAF 0.17 cannot inspect std::optional: the token travels as a flag and a string.
+  bool has_token = x.bearer_token.has_value();
+  std::string token = x.bearer_token.value_or(std::string{});
+  return f(caf::meta::type_name("http_request"), x.method, x.path, x.query, x.body, x.content_type, has_token,
+           token, x.remote_ip, caf::meta::load_callback([&]() -> caf::error {
+             x.bearer_token = has_token ? std::optional<std::string>(std::move(token)) : std::nullopt;
+             return caf::none;
+           }));
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, http_response& x) {
+  return f(caf::meta::type_name("http_response"), x.status, x.body, x.headers);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, room_notice& x) {
+  auto what = static_cast<std::uint8_t>(x.what);
+  return f(caf::meta::type_name("room_notice"), what, x.room, x.user, x.frame, x.member, x.access,
+           caf::meta::load_callback([&]() -> caf::error {
+             x.what = static_cast<room_notice::kind>(what);
+             return caf::none;
+           }));
 }
 
 }  // namespace chorus::actors
@@ -222,6 +292,27 @@ template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, message_row& x) {
   return f(caf::meta::type_name("message_row"), x.id, x.room, x.seq, x.author, x.text, x.client_msg_id,
            x.created_at_ms);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, member_row& x) {
+  auto role = static_cast<std::uint8_t>(x.role);
+  return f(caf::meta::type_name("member_row"), x.room_id, x.user_id, role, x.granted, x.revoked, x.muted,
+           x.archived, x.pinned, x.last_read_seq, x.joined_at_ms,
+           caf::meta::load_callback([&]() -> caf::error {
+             x.role = static_cast<member_role>(role);
+             return caf::none;
+           }));
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, room_access_row& x) {
+  auto kind = static_cast<std::uint8_t>(x.kind);
+  return f(caf::meta::type_name("room_access_row"), x.room_id, kind, x.is_public, x.deleted, x.last_seq,
+           x.members, caf::meta::load_callback([&]() -> caf::error {
+             x.kind = static_cast<room_kind>(kind);
+             return caf::none;
+           }));
 }
 
 template <class Inspector>

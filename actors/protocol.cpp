@@ -51,6 +51,18 @@ std::string_view to_string(error_code code) {
       return "unavailable";
     case error_code::not_found:
       return "not_found";
+    case error_code::forbidden:
+      return "forbidden";
+    case error_code::conflict:
+      return "conflict";
+    case error_code::invalid_credentials:
+      return "invalid_credentials";
+    case error_code::account_locked:
+      return "account_locked";
+    case error_code::payload_too_large:
+      return "payload_too_large";
+    case error_code::method_not_allowed:
+      return "method_not_allowed";
     case error_code::internal:
       return "internal";
   }
@@ -730,6 +742,30 @@ std::string encode_member_joined(std::string_view room, std::string_view user) {
 
 std::string encode_member_left(std::string_view room, std::string_view user) {
   return user_event("member_left", room, user);
+}
+
+std::string encode_member_updated(std::string_view room, std::string_view user, std::string_view role) {
+  std::string out = event_head("member_updated", room, user.size() + role.size() + 32);
+  out.append(",\"d\":{\"user\":");
+  append_string(out, user);
+  out.append(",\"role\":");
+  append_string(out, role);
+  out.append("}}");
+  return out;
+}
+
+std::string encode_room_updated(std::string_view room, std::string_view room_json) {
+  std::string out = event_head("room_updated", room, room_json.size() + 16);
+  out.append(",\"d\":");
+  out.append(room_json);
+  out.append("}");
+  return out;
+}
+
+std::string encode_room_deleted(std::string_view room) {
+  std::string out = event_head("room_deleted", room, 16);
+  out.append(",\"d\":{}}");
+  return out;
 }
 
 std::string encode_typing(std::string_view room, std::string_view user) {

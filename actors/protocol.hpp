@@ -29,7 +29,13 @@ enum class error_code {
   token_expired,          ///< the token's exp has passed
   rate_limited,           ///< too many operations; retry after retry_after_ms
   unavailable,            ///< the server cannot do it right now; safe to retry
-  not_found,              ///< the named resource does not exist (reserved: no v1 op returns it yet)
+  not_found,              ///< the named room, user or member does not exist, or is private to its members
+  forbidden,              ///< the caller's role and permissions do not allow this action
+  conflict,               ///< the name, pair or membership is already taken
+  invalid_credentials,    ///< login: no such account, or a wrong password (deliberately not told apart)
+  account_locked,         ///< login: too many failed attempts; retry after retry_after_ms
+  payload_too_large,      ///< HTTP request body over max_body_bytes
+  method_not_allowed,     ///< HTTP method the route does not serve
   internal,               ///< a bug; reported, never expected
 };
 
@@ -181,6 +187,12 @@ std::string encode_error_event(error_code code, std::string_view message,
 std::string encode_message_event(const chat_message& msg);
 std::string encode_member_joined(std::string_view room, std::string_view user);
 std::string encode_member_left(std::string_view room, std::string_view user);
+/// {"ev":"member_updated","room":ROOM,"d":{"user":USER,"role":ROLE}}: a role or permission change.
+std::string encode_member_updated(std::string_view room, std::string_view user, std::string_view role);
+/// {"ev":"room_updated","room":ROOM,"d":ROOM_JSON}; `room_json` is the room object, already encoded.
+std::string encode_room_updated(std::string_view room, std::string_view room_json);
+/// {"ev":"room_deleted","room":ROOM,"d":{}}: the room is gone; its members are no longer joined to it.
+std::string encode_room_deleted(std::string_view room);
 std::string encode_typing(std::string_view room, std::string_view user);
 std::string encode_presence(std::string_view user, presence_status status);
 

@@ -18,6 +18,8 @@ using protocol::chat_message;
 using protocol::error_code;
 
 constexpr std::chrono::milliseconds max_load_backoff{5000};
+/// Most rows one `store` request carries; a longer drain sends several.
+constexpr std::size_t max_rows_per_store = 1000;
 
 std::int64_t now_ms() {
   using namespace std::chrono;
@@ -105,10 +107,16 @@ void deliver_committed(room_pointer self, const chat_message& msg,
 
 // ---- loading and resyncing ----
 
+void send_unsent(room_pointer self);
+
 void run_deferred(room_pointer self) {
   auto deferred = std::move(self->state.deferred);
   self->state.deferred.clear();
+  // Sends waiting for the load go to the writer together, not one `store` each.
+  self->state.replaying = true;
   for (auto& run : deferred) run();
+  self->state.replaying = false;
+  send_unsent(self);
 }
 
 void load(room_pointer self);
@@ -150,10 +158,60 @@ void on_load_failed(room_pointer self, const caf::error& err) {
 }
 
 /// Reads the room's stored sequence and recent messages. Answers from before this call no longer count.
+void load_messages(room_pointer self, std::uint32_t generation);
+void on_gone(room_pointer self);
+
+/// Loads the room's access rules (once), then its messages.
 void load(room_pointer self) {
   auto& st = self->state;
   st.syncing = true;
   auto generation = ++st.generation;
+  if (!st.services.accounts || st.access_loaded) {
+    load_messages(self, generation);
+    return;
+  }
+  self->request(st.services.accounts, st.services.request_timeout, atom::access_v, st.id)
+      .then(
+          [self, generation](storage::room_access_row& row) {
+            auto& st = self->state;
+            if (generation != st.generation) return;
+            // dev_mode: a room that the message path made on a first join has no members; it stays open.
+            bool made_on_join = st.services.create_unknown && row.members.empty();
+            st.access = made_on_join ? room_access::open_room() : room_access::from(row);
+            st.access_loaded = true;
+            if (st.access.deleted())
+              on_gone(self);
+            else
+              load_messages(self, generation);
+          },
+          [self, generation](caf::error& err) {
+            auto& st = self->state;
+            if (generation != st.generation) return;
+            if (to_protocol_error(err) != error_code::not_found) {
+              on_load_failed(self, err);
+            } else if (st.services.create_unknown) {
+              st.access = room_access::open_room();  // dev_mode: made on first join
+              st.access_loaded = true;
+              load_messages(self, generation);
+            } else {
+              on_gone(self);
+            }
+          });
+}
+
+/// The room does not exist (or no longer does): whatever waits is refused, and the actor stops so that
+/// the directory forgets it.
+void on_gone(room_pointer self) {
+  auto& st = self->state;
+  st.gone = true;
+  st.syncing = false;
+  st.loaded = false;
+  run_deferred(self);
+  self->quit();
+}
+
+void load_messages(room_pointer self, std::uint32_t generation) {
+  auto& st = self->state;
   self->request(st.services.writer, st.services.request_timeout, atom::activate_v, st.id)
       .then(
           [self, generation](storage::room_snapshot& snapshot) {
@@ -172,32 +230,122 @@ void resync(room_pointer self) {
     for (auto& rp : entry.waiting) rp.deliver(make_error(error_code::unavailable));
   st.in_flight.clear();
   st.in_flight_ids.clear();
+  st.unsent.clear();
+  st.stores.clear();
   st.assigned_seq = st.committed_seq;
   load(self);
 }
 
-void on_stored(room_pointer self, std::uint64_t seq, store_result& result) {
+// ---- the write path: one `store` per mailbox drain, one answer per `store`, a watchdog per room ----
+
+/// Makes sure a watchdog message is on its way for the oldest unanswered `store`.
+void arm_watchdog(room_pointer self) {
   auto& st = self->state;
-  auto node = st.in_flight.extract(seq);
-  if (node.empty()) return;
-  auto& entry = node.mapped();
-  if (!entry.msg.client_msg_id.empty())
-    st.in_flight_ids.erase(id_key(entry.msg.user, entry.msg.client_msg_id));
-  if (result.duplicate) {
+  if (st.watchdog_at || st.stores.empty()) return;
+  auto due = st.stores.front().second + st.services.request_timeout;
+  st.watchdog_at = due;
+  auto delay = std::max(caf::actor_clock::duration_type::zero(), due - self->clock().now());
+  self->delayed_send(caf::actor_cast<room_actor>(self), delay, atom::activate_v);
+}
+
+/// On every `activate`: when the watchdog is due, a `store` the writer left unanswered for
+/// request_timeout resyncs the room (its senders get `unavailable`; retries are idempotent).
+void check_watchdog(room_pointer self) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  if (!st.watchdog_at || now < *st.watchdog_at) return;  // not the watchdog (or no longer needed)
+  st.watchdog_at.reset();
+  if (st.stores.empty()) return;
+  if (now - st.stores.front().second >= st.services.request_timeout) {
+    spdlog::warn("room {}: the writer left seqs up to {} unanswered; resyncing", st.id,
+                 st.stores.front().first);
+    resync(self);
+    return;
+  }
+  arm_watchdog(self);
+}
+
+/// The writer answered the `store` of seqs [first, first + count): all committed, or none.
+void on_stored(room_pointer self, std::uint64_t first, std::size_t count,
+               std::vector<store_result>& results) {
+  auto& st = self->state;
+  auto last = first + count - 1;
+  while (!st.stores.empty() && st.stores.front().first <= last) st.stores.pop_front();
+  if (results.size() != count) {
+    spdlog::error("room {}: writer answered {} rows for {}; resyncing", st.id, results.size(), count);
+    resync(self);
+    return;
+  }
+  auto take = [&](std::uint64_t seq) {
+    auto node = st.in_flight.extract(seq);
+    if (!node.empty() && !node.mapped().msg.client_msg_id.empty())
+      st.in_flight_ids.erase(id_key(node.mapped().msg.user, node.mapped().msg.client_msg_id));
+    return node;
+  };
+  bool all_stored = true;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (results[i].status == store_status::stored) continue;
+    all_stored = false;
+    if (results[i].status != store_status::duplicate) continue;
     // Sent before (through another room actor, before a restart, or on another node): the sender gets
-    // the original. Nothing of this room in that batch was written, so the room resyncs.
-    auto original = to_message(std::move(result.row));
-    for (auto& rp : entry.waiting) rp.deliver(original);
-    resync(self);
+    // the original. Nothing of this room in that batch was written, so the room resyncs below.
+    auto node = take(first + i);
+    if (node.empty()) continue;
+    auto original = to_message(std::move(results[i].original));
+    for (auto& rp : node.mapped().waiting) rp.deliver(original);
+  }
+  if (!all_stored) {
+    resync(self);  // the rest of the batch was refused: those senders get `unavailable`
     return;
   }
-  if (seq != st.committed_seq + 1) {
-    spdlog::error("room {}: writer acknowledged seq {} after {}; resyncing", st.id, seq, st.committed_seq);
-    for (auto& rp : entry.waiting) rp.deliver(make_error(error_code::unavailable));
-    resync(self);
-    return;
+  for (auto seq = first; seq <= last; ++seq) {
+    auto node = take(seq);
+    if (node.empty() || seq != st.committed_seq + 1) {
+      spdlog::error("room {}: writer acknowledged seq {} after {}; resyncing", st.id, seq, st.committed_seq);
+      if (!node.empty())
+        for (auto& rp : node.mapped().waiting) rp.deliver(make_error(error_code::unavailable));
+      resync(self);
+      return;
+    }
+    deliver_committed(self, node.mapped().msg, node.mapped().waiting);
   }
-  deliver_committed(self, entry.msg, entry.waiting);
+}
+
+/// Hands every row assigned since the last call to the writer, as one request answered once.
+void send_unsent(room_pointer self) {
+  auto& st = self->state;
+  if (st.unsent.empty()) return;
+  auto rows = std::move(st.unsent);
+  st.unsent.clear();
+  auto first = rows.front().seq;
+  auto count = rows.size();
+  auto generation = st.generation;
+  st.stores.emplace_back(rows.back().seq, self->clock().now());
+  arm_watchdog(self);
+  // No timeout per request (each would cost the actor clock an insertion and a cancellation): the
+  // writer answers every store, and the watchdog covers one that never answers.
+  self->request(st.services.writer, caf::infinite, atom::store_v, std::move(rows))
+      .then(
+          [self, generation, first, count](std::vector<store_result>& results) {
+            if (generation == self->state.generation) on_stored(self, first, count, results);
+          },
+          [self, generation](caf::error&) {
+            if (generation == self->state.generation) resync(self);
+          });
+}
+
+/// A row was assigned: send at the end of this mailbox drain, so that every send that arrived together
+/// travels in one `store` (an `activate` to itself marks the end when more messages are queued).
+void queue_for_writer(room_pointer self, storage::message_row row) {
+  auto& st = self->state;
+  st.unsent.push_back(std::move(row));
+  if (st.replaying) return;
+  if (st.unsent.size() >= max_rows_per_store || self->mailbox().empty()) {
+    send_unsent(self);
+  } else if (!st.drain_end_queued) {
+    st.drain_end_queued = true;
+    self->send(caf::actor_cast<room_actor>(self), atom::activate_v);
+  }
 }
 
 // ---- requests ----
@@ -206,6 +354,14 @@ void post(room_pointer self, post_request req, caf::typed_response_promise<chat_
   auto& st = self->state;
   if (st.syncing) {
     st.deferred.push_back([self, req = std::move(req), rp]() mutable { post(self, std::move(req), rp); });
+    return;
+  }
+  if (st.gone) {
+    rp.deliver(make_error(error_code::not_found));
+    return;
+  }
+  if (!st.access.check(req.user, action::post)) {
+    rp.deliver(make_error(error_code::forbidden));
     return;
   }
   if (!req.client_msg_id.empty()) {
@@ -235,15 +391,7 @@ void post(room_pointer self, post_request req, caf::typed_response_promise<chat_
   if (!msg.client_msg_id.empty()) st.in_flight_ids.emplace(id_key(msg.user, msg.client_msg_id), seq);
   auto row = to_row(msg);
   st.in_flight.emplace(seq, in_flight_message{std::move(msg), {rp}});
-  auto generation = st.generation;
-  self->request(st.services.writer, st.services.request_timeout, atom::store_v, std::move(row))
-      .then(
-          [self, generation, seq](store_result& result) {
-            if (generation == self->state.generation) on_stored(self, seq, result);
-          },
-          [self, generation](caf::error&) {
-            if (generation == self->state.generation) resync(self);
-          });
+  queue_for_writer(self, std::move(row));
 }
 
 void join(room_pointer self, join_request req, caf::typed_response_promise<join_result> rp) {
@@ -253,6 +401,11 @@ void join(room_pointer self, join_request req, caf::typed_response_promise<join_
     return;
   }
   auto& ref = req.member;
+  // A private room the user is not in does not exist for it; so does a room that is gone.
+  if (st.gone || !st.access.check(ref.user, action::read)) {
+    rp.deliver(make_error(error_code::not_found));
+    return;
+  }
   auto addr = ref.session.address();
   if (!st.sessions.count(addr)) {
     bool first_of_user = st.sessions_per_user[ref.user]++ == 0;
@@ -286,6 +439,10 @@ void history(room_pointer self, history_query q, caf::typed_response_promise<std
     st.deferred.push_back([self, q = std::move(q), rp]() mutable { history(self, std::move(q), rp); });
     return;
   }
+  if (st.gone) {
+    rp.deliver(make_error(error_code::not_found));
+    return;
+  }
   q.room = st.id;
   q.limit = std::min(q.limit, st.services.history_limit);
   q.max_seq = st.committed_seq;
@@ -309,6 +466,53 @@ void history(room_pointer self, history_query q, caf::typed_response_promise<std
   self->request(st.services.reader, st.services.request_timeout, atom::history_v, std::move(q))
       .then([rp](std::vector<chat_message>& rows) mutable { rp.deliver(std::move(rows)); },
             [rp](caf::error& err) mutable { rp.deliver(std::move(err)); });
+}
+
+/// Drops every session of the users `keep` refuses; they are told nothing more (they got the event that
+/// explains it) and later sends, typing and history from them are not_joined.
+template <class Keep>
+void drop_sessions(room_pointer self, Keep keep) {
+  auto& st = self->state;
+  for (auto it = st.sessions.begin(); it != st.sessions.end();) {
+    if (keep(it->second.user)) {
+      ++it;
+      continue;
+    }
+    self->demonitor(it->second.session.address());
+    auto count = st.sessions_per_user.find(it->second.user);
+    if (count != st.sessions_per_user.end() && --count->second == 0) st.sessions_per_user.erase(count);
+    it = st.sessions.erase(it);
+  }
+}
+
+/// A change the HTTP API committed: the rules change first, then every connection hears of it, then those
+/// who may no longer be here are dropped.
+void apply_notice(room_pointer self, room_notice& n) {
+  auto& st = self->state;
+  if (st.gone) return;
+  switch (n.what) {
+    case room_notice::member_joined:
+    case room_notice::member_updated:
+      st.access.put_member(n.member);
+      break;
+    case room_notice::member_left:
+      st.access.remove_member(n.user);
+      break;
+    case room_notice::room_updated:
+      st.access.update_room(n.access);
+      break;
+    case room_notice::room_deleted:
+      st.access.mark_deleted();
+      break;
+  }
+  fan_out(self, shared(std::move(n.frame), traffic::essential));
+  if (n.what == room_notice::room_deleted) {
+    drop_sessions(self, [](const std::string&) { return false; });
+    on_gone(self);
+    return;
+  }
+  drop_sessions(
+      self, [self](const std::string& user) { return self->state.access.check(user, action::read).allowed; });
 }
 
 }  // namespace
@@ -340,6 +544,7 @@ room_actor::behavior_type room(room_pointer self, std::string id, room_services 
       },
       [self](atom::typing, const member_ref& ref) {
         if (!self->state.sessions.count(ref.session.address())) return;
+        if (!self->state.access.check(ref.user, action::post)) return;  // readers do not type
         fan_out(self, shared(protocol::encode_typing(self->state.id, ref.user), traffic::droppable),
                 &ref.user);
       },
@@ -352,9 +557,15 @@ room_actor::behavior_type room(room_pointer self, std::string id, room_services 
         history(self, std::move(q), rp);
         return rp;
       },
+      // To itself: the end of a mailbox drain (send what was assigned), the writer watchdog, or a retry of
+      // a failed load. Any of them may find the others' work; each does only what is due.
       [self](atom::activate) {
-        if (!self->state.loaded && !self->state.syncing) load(self);
+        self->state.drain_end_queued = false;
+        send_unsent(self);
+        check_watchdog(self);
+        if (!self->state.loaded && !self->state.syncing && !self->state.gone) load(self);
       },
+      [self](atom::notice, room_notice& notice) { apply_notice(self, notice); },
   };
 }
 

@@ -4,16 +4,23 @@
 // failed write: reload what is really stored, then carry on) — and unavailable when loading fails
 // (retried with backoff; sends fail at once, live events and cached history still work). Requests that
 // arrive while loading or resyncing wait and run, in order, once the room is ready.
+//
+// Write path: post → seq assigned → row queued in `unsent` → at the end of the mailbox drain every queued
+// row goes to the writer as one `store` → the writer answers once, after the commit → each sender gets its
+// message, then every member gets the event. The room's `activate` to itself marks the end of a drain
+// (and carries the writer watchdog and load retries).
 #pragma once
 
 #include <chrono>
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <unordered_map>
 
 #include "actors/messages.hpp"
+#include "actors/room_access.hpp"
 
 namespace chorus::actors {
 
@@ -21,6 +28,12 @@ namespace chorus::actors {
 struct room_services {
   batch_writer_actor writer;    ///< the same writer for every message of the room, so rows stay in order
   history_reader_actor reader;  ///< for history older than the tail cache
+  /// Where the room's access rules come from (kind, public flag, members). Null: every joiner may read and
+  /// post (unit tests).
+  account_worker_actor accounts;
+  /// dev_mode: a room the database does not know is made on first join, public, open to everyone. Otherwise
+  /// it is not_found and the actor stops.
+  bool create_unknown = false;
   std::size_t tail_cache_size = 256;
   std::uint32_t history_limit = 100;
   std::chrono::milliseconds request_timeout{5000};
@@ -45,6 +58,9 @@ struct room_state {
   std::unordered_map<caf::actor_addr, member_ref> sessions;
   std::unordered_map<std::string, std::size_t> sessions_per_user;
   std::uint64_t id_entropy = 0;  ///< mixed into message ids so two rooms never mint the same one
+  room_access access = room_access::open_room();
+  bool access_loaded = false;  ///< `access` holds the stored rules (loaded once; notices keep it current)
+  bool gone = false;           ///< the room does not exist or was deleted: everything is not_found
 
   bool loaded = false;              ///< the stored sequence is known
   bool syncing = false;             ///< a load is in flight; requests wait in `deferred`
@@ -58,6 +74,15 @@ struct room_state {
   std::unordered_map<std::string, std::uint64_t> tail_ids;       ///< user + '\0' + client_msg_id → seq
   std::deque<std::function<void()>> deferred;
   std::chrono::milliseconds load_backoff{0};
+
+  // The write path: rows assigned while draining the mailbox go to the writer together, as one `store`.
+  std::vector<storage::message_row> unsent;  ///< assigned (and in `in_flight`), not yet sent to the writer
+  bool drain_end_queued = false;             ///< an `activate` to itself is queued behind the mailbox
+  bool replaying = false;                    ///< running `deferred`: send once they all have run
+  /// Every `store` the writer has not answered (oldest first): its last seq and when it was sent. One
+  /// watchdog per room, not a timeout per request, resyncs the room if the oldest goes unanswered.
+  std::deque<std::pair<std::uint64_t, caf::actor_clock::time_point>> stores;
+  std::optional<caf::actor_clock::time_point> watchdog_at;  ///< when the pending watchdog fires
 
   static inline const char* name = "room";
 };

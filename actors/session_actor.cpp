@@ -124,14 +124,31 @@ void handle(session_pointer self, std::int64_t re, protocol::leave_op& op) {
             });
 }
 
+void post_to(session_pointer self, std::int64_t re, room_actor room, post_request req) {
+  self->request(room, timeout(self), atom::post_v, std::move(req))
+      .then(
+          [self, re](protocol::chat_message& msg) { push(self, protocol::encode_send_ok(re, msg)); },
+          [self, re](caf::error& err) { reply_error(self, re, to_protocol_error(err), "message not sent"); });
+}
+
 void handle(session_pointer self, std::int64_t re, protocol::send_op& op) {
   auto& st = self->state;
   auto* room = joined(self, re, op.room, "sending to it");
   if (room == nullptr) return;
-  self->request(*room, timeout(self), atom::post_v,
-                post_request{st.user, std::move(op.text), std::move(op.client_msg_id)})
+  post_request req{st.user, std::move(op.text), std::move(op.client_msg_id)};
+  if (!st.ctx->send_limiter) {
+    post_to(self, re, *room, std::move(req));
+    return;
+  }
+  // The user's rate across every node first; answers come back in the order asked, so sends stay in order.
+  self->request(st.ctx->send_limiter, timeout(self), atom::limit_v, st.user)
       .then(
-          [self, re](protocol::chat_message& msg) { push(self, protocol::encode_send_ok(re, msg)); },
+          [self, re, room = *room, req = std::move(req)](std::uint32_t retry_after_ms) mutable {
+            if (retry_after_ms > 0)
+              reply_error(self, re, error_code::rate_limited, "too many messages", retry_after_ms);
+            else
+              post_to(self, re, room, std::move(req));
+          },
           [self, re](caf::error& err) { reply_error(self, re, to_protocol_error(err), "message not sent"); });
 }
 
@@ -283,14 +300,15 @@ std::unique_ptr<session_handle> actor_session_factory::open(std::shared_ptr<clie
 }
 
 std::shared_ptr<const session_context> make_session_context(room_directory directory, presence_actor presence,
+                                                            send_limiter_actor send_limiter,
                                                             config::node_config cfg) {
   protocol::hello_event hello{cfg.node_id,
                               cfg.idle_timeout_ms / 2,
                               {cfg.max_frame_bytes, cfg.max_message_chars, cfg.ops_per_second, cfg.ops_burst,
                                cfg.send_queue_limit, cfg.history_limit}};
   auto bytes = std::make_shared<const std::string>(protocol::encode_hello(hello));
-  return std::make_shared<const session_context>(
-      session_context{std::move(directory), std::move(presence), std::move(cfg), std::move(bytes)});
+  return std::make_shared<const session_context>(session_context{
+      std::move(directory), std::move(presence), std::move(send_limiter), std::move(cfg), std::move(bytes)});
 }
 
 }  // namespace chorus::actors

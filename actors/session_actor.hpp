@@ -18,6 +18,7 @@ namespace chorus::actors {
 struct session_context {
   room_directory directory;
   presence_actor presence;
+  send_limiter_actor send_limiter;  ///< each user's message rate across nodes
   config::node_config cfg;
   frame_ptr hello;  ///< encoded once per node, sent first on every connection
 };
@@ -46,6 +47,9 @@ class actor_session_factory final : public session_factory {
  public:
   actor_session_factory(caf::actor_system& system, std::shared_ptr<const session_context> ctx);
   std::unique_ptr<session_handle> open(std::shared_ptr<client_link> link, connection_info info) override;
+  /// Drops the shared context once the server has stopped (no open() after that), so that the handles it
+  /// holds to detached actors go away with the last session and the actor system can shut down.
+  void close() { ctx_.reset(); }
 
  private:
   caf::actor_system& system_;
@@ -54,6 +58,7 @@ class actor_session_factory final : public session_factory {
 
 /// Builds the context: encodes the hello frame from `cfg`.
 std::shared_ptr<const session_context> make_session_context(room_directory directory, presence_actor presence,
+                                                            send_limiter_actor send_limiter,
                                                             config::node_config cfg);
 
 }  // namespace chorus::actors

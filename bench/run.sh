@@ -124,7 +124,7 @@ start_server() {  # start_server chorus|reference LOG
   port=$(free_port)
   if [ "$kind" = chorus ]; then
     "${prio[@]}" taskset -c "$server_cpu" "$chorusd" --host 127.0.0.1 --port "$port" --jwt_secret "$secret" \
-      "${chorusd_flags[@]}" 2>"$log" &
+      --dev_mode 1 --sends_per_second 1000000 --sends_burst 1000000 "${chorusd_flags[@]}" 2>"$log" &
   else
     "${prio[@]}" taskset -c "$server_cpu" node bench/reference/server.js --host 127.0.0.1 --port "$port" \
       2>"$log" &

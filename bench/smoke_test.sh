@@ -60,7 +60,7 @@ fi
 
 # The default rate limit (20 ops/s per connection) is plenty for this scenario: 4 senders at 25 msg/s would
 # not be, so the senders are 10 at 10 msg/s.
-"$chorusd" --port 0 --jwt_secret "$secret" --log_level info "${db_flags[@]}" 2>"$work/chorusd.log" &
+"$chorusd" --port 0 --jwt_secret "$secret" --log_level info --dev_mode 1 "${db_flags[@]}" 2>"$work/chorusd.log" &
 node_pid=$!
 
 port=""

@@ -12,6 +12,16 @@ actors::room_directory::behavior_type local_directory(
   st.node_id = std::move(node_id);
   st.writers = std::move(writers);
   st.services = std::move(services);
+  // A room stops by itself when it turns out not to exist or is deleted; forget it, so the next lookup
+  // starts afresh. (Linked rooms stop with the directory; a room that ends normally does not stop it.)
+  self->set_down_handler([self](const caf::down_msg& msg) {
+    auto& rooms = self->state.rooms;
+    for (auto it = rooms.begin(); it != rooms.end(); ++it)
+      if (it->second.address() == msg.source) {
+        rooms.erase(it);
+        break;
+      }
+  });
   return {
       [self](atom::lookup, const std::string& id) {
         auto& st = self->state;
@@ -19,9 +29,15 @@ actors::room_directory::behavior_type local_directory(
         if (it == st.rooms.end()) {
           auto services = st.services;
           services.writer = st.writers[std::hash<std::string>{}(id) % st.writers.size()];
-          it = st.rooms.emplace(id, self->spawn<caf::linked>(actors::room, id, std::move(services))).first;
+          auto room = self->spawn<caf::linked>(actors::room, id, std::move(services));
+          self->monitor(room);
+          it = st.rooms.emplace(id, std::move(room)).first;
         }
         return it->second;
+      },
+      [self](atom::notice, actors::room_notice& notice) {
+        if (auto it = self->state.rooms.find(notice.room); it != self->state.rooms.end())
+          self->send(it->second, atom::notice_v, std::move(notice));
       },
   };
 }

@@ -13,6 +13,7 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/websocket.hpp>
@@ -49,12 +50,19 @@ using strand_t = asio::strand<asio::io_context::executor_type>;
 using namespace std::chrono_literals;
 namespace close_code = protocol::close_code;
 
-// Small on purpose: the only requests served are /healthz and the upgrade, and a peer must not be able
-// to make an HTTP connection expensive.
+// Small on purpose: a peer must not be able to make an HTTP connection expensive. kBodyLimit applies
+// outside /api/ (where only /healthz and the upgrade are served); /api/ bodies may be max_body_bytes.
+// Bodies are read in pieces through the buffer, so its limit does not bound max_body_bytes.
 constexpr std::size_t kHeaderLimit = 8 * 1024;
 constexpr std::size_t kBodyLimit = 8 * 1024;
 constexpr std::size_t kHttpBufferLimit = kHeaderLimit + kBodyLimit + 4 * 1024;
 constexpr auto kRequestTimeout = 10s;
+// After an error answer (400, 413, ...) the rest of the request is read and thrown away, this many bytes
+// at a time, for at most this long and this much, so that closing does not reset the connection before
+// the client has read the answer.
+constexpr std::size_t kLingerChunk = 4 * 1024;
+constexpr std::size_t kLingerBytes = 1024 * 1024;
+constexpr auto kLingerTimeout = 2s;
 constexpr auto kHandshakeTimeout = 10s;
 // A client that stopped reading can block a write forever; after asking it to close we wait this long.
 constexpr auto kCloseDeadline = 2s;
@@ -123,14 +131,16 @@ class connection : public std::enable_shared_from_this<connection> {
 /// What the listener and every connection share. Counters are atomics; the registry and the slot count
 /// are guarded by `mu`. Sessions hold it by shared_ptr so that it outlives the last of them.
 struct server_state {
-  server_state(const config::node_config& c, actors::session_factory& f) : cfg(c), factory(f) {}
+  server_state(const config::node_config& c, actors::session_factory& f, actors::http_handler* a)
+      : cfg(c), factory(f), api(a) {}
 
   const config::node_config cfg;
   actors::session_factory& factory;
+  actors::http_handler* const api;  // null: /api/... is 404
 
   std::atomic<bool> stopping{false};
-  // Held shared around factory.open(); stop() takes it exclusively once, after which no open() can
-  // still be running or start.
+  // Held shared around factory.open() and api->handle(); stop() takes it exclusively once, after which
+  // neither can still be running or start.
   std::shared_mutex open_mu;
 
   std::atomic<std::uint64_t> next_id{1};
@@ -633,10 +643,15 @@ class ws_session final : public connection, public actors::client_link {
   std::vector<queued> queue_;
 };
 
-/// An accepted socket before (or instead of) the upgrade: keep-alive HTTP requests, /healthz, 404s,
-/// and the 503 for connections over max_connections.
+/// An accepted socket before (or instead of) the upgrade: keep-alive HTTP requests, /healthz, the API
+/// under /api/, 404s, and the 503 for connections over max_connections.
 ///
-/// Threading: runs on its strand; go_away() and force_close() post to it; detach() as in connection.
+/// One request at a time: the header is read first (so the body limit can depend on the target and an
+/// oversized Content-Length is refused before any of the body is read), then the body, then the answer
+/// is written, and only then is the next request read.
+///
+/// Threading: runs on its strand; go_away() and force_close() post to it; deliver() may be called from
+/// any thread (it touches only `mu_`-guarded state and posts); detach() as in connection.
 class http_session final : public connection {
  public:
   http_session(std::shared_ptr<server_state> st, std::uint64_t id, tcp::socket&& socket, strand_t strand,
@@ -644,9 +659,10 @@ class http_session final : public connection {
       : st_(std::move(st)),
         id_(id),
         strand_(std::move(strand)),
-        stream_(std::move(socket)),
         buf_(kHttpBufferLimit),
-        slot_(std::move(slot)) {}
+        slot_(std::move(slot)) {
+    stream_.emplace(std::move(socket));
+  }
   ~http_session() override { st_->remove_expired(id_); }
 
   /// Called from the acceptor's strand; the work starts on this connection's own.
@@ -658,65 +674,204 @@ class http_session final : public connection {
   void go_away() override {
     asio::post(strand_, [self = self()] {
       self->going_away_ = true;
-      if (self->reading_) self->stream_.cancel();
+      if (self->reading_ && self->stream_) self->stream_->cancel();
     });
   }
   void force_close() override {
-    asio::post(strand_, [self = self()] {
-      if (!self->upgraded_) self->stream_.close();
-    });
+    asio::post(strand_, [self = self()] { self->close_stream(); });
   }
   void detach() override {
-    if (!upgraded_) stream_.close();
+    {
+      std::lock_guard lk(mu_);
+      detached_ = true;
+      // Moving out releases the strand's implementation, which must not outlive the io_context; a late
+      // API reply sees detached_ first and never posts to it.
+      [[maybe_unused]] auto released = std::move(strand_);
+    }
+    if (stream_ && !upgraded_) {
+      beast::error_code ignored;
+      stream_->socket().close(ignored);
+    }
+    stream_.reset();
     slot_.release();
   }
 
  private:
-  std::shared_ptr<http_session> self() { return std::static_pointer_cast<http_session>(shared_from_this()); }
-
-  void do_read() {
-    if (going_away_) {
-      stream_.close();
-      return;
+  /// The API handler's `reply`: delivers at most once. If every copy is dropped unanswered (a handler bug),
+  /// its destructor answers 500 so the connection does not wait forever. Holds the session alive until then.
+  class api_reply {
+   public:
+    explicit api_reply(std::shared_ptr<http_session> s) : session_(std::move(s)) {}
+    api_reply(const api_reply&) = delete;
+    api_reply& operator=(const api_reply&) = delete;
+    ~api_reply() {
+      if (!answered_.exchange(true)) {
+        spdlog::error("connection {}: the API handler dropped a request without answering", session_->id_);
+        session_->deliver(internal_error());
+      }
     }
-    parser_.emplace();
-    parser_->header_limit(kHeaderLimit);
-    parser_->body_limit(kBodyLimit);
-    stream_.expires_after(kRequestTimeout);
-    reading_ = true;
-    http::async_read(stream_, buf_, *parser_,
-                     [self = self()](beast::error_code ec, std::size_t) { self->on_read(ec); });
+    void answer(actors::http_response res) {
+      if (answered_.exchange(true)) {
+        spdlog::error("connection {}: the API handler answered a request twice; the second is ignored",
+                      session_->id_);
+        return;
+      }
+      session_->deliver(std::move(res));
+    }
+
+   private:
+    std::shared_ptr<http_session> session_;
+    std::atomic<bool> answered_{false};
+  };
+
+  static actors::http_response internal_error() {
+    return {500, error_body("internal", "internal error"), {}};
   }
 
-  void on_read(beast::error_code ec) {
+  std::shared_ptr<http_session> self() { return std::static_pointer_cast<http_session>(shared_from_this()); }
+
+  /// Any thread: hands the answer to the strand, unless the server is gone.
+  void deliver(actors::http_response res) noexcept {
+    try {
+      std::lock_guard lk(mu_);
+      if (detached_) return;
+      // Posted under the lock so that detach() cannot release the strand between the check and the post.
+      asio::post(strand_,
+                 [self = self(), res = std::move(res)]() mutable { self->on_reply(std::move(res)); });
+    } catch (const std::exception& e) {
+      spdlog::error("connection {}: cannot deliver an API reply: {}", id_, e.what());
+    }
+  }
+
+  /// Closes the socket (if still ours) and gives the slot back; safe to call more than once.
+  void close_stream() {
+    if (stream_ && !upgraded_) stream_->close();
+    slot_.release();
+  }
+
+  std::chrono::steady_clock::duration idle_timeout() const {
+    if (st_->cfg.idle_timeout_ms == 0) return kRequestTimeout;
+    return std::chrono::milliseconds(st_->cfg.idle_timeout_ms);
+  }
+
+  void do_read() {
+    if (going_away_ || !stream_) {
+      close_stream();
+      return;
+    }
+    version_ = 11;
+    parser_.emplace();
+    parser_->header_limit(kHeaderLimit);
+    // Decided per target once the header is in (on_header); a Content-Length is only checked at the end of
+    // the header, so no limit applies before then.
+    parser_->body_limit(boost::none);
+    // Waiting for the next request on a keep-alive connection is idle time.
+    stream_->expires_after(idle_timeout());
+    reading_ = true;
+    http::async_read_header(*stream_, buf_, *parser_,
+                            [self = self()](beast::error_code ec, std::size_t) { self->on_header(ec); });
+  }
+
+  void on_header(beast::error_code ec) {
     reading_ = false;
+    if (ec) {
+      on_read_error(ec);
+      return;
+    }
+    auto& req = parser_->get();
+    version_ = req.version();
+    if (refuse_ || st_->stopping.load()) {
+      const char* why = refuse_ ? "too many connections" : "server shutting down";
+      respond(http::status::service_unavailable, error_body("unavailable", why), false, {}, true);
+      return;
+    }
+    const std::string_view target(req.target().data(), req.target().size());
+    body_limit_ = is_api(target) ? st_->cfg.max_body_bytes : kBodyLimit;
+    if (const auto length = parser_->content_length(); length && *length > body_limit_) {
+      too_large();
+      return;
+    }
+    parser_->body_limit(body_limit_);
+    if (parser_->is_done()) {
+      on_request();
+      return;
+    }
+    const auto expect = req[http::field::expect];
+    if (version_ >= 11 && beast::iequals(expect, "100-continue")) {
+      // The client waits for this before sending the body (curl does for larger bodies).
+      static constexpr std::string_view continue_line = "HTTP/1.1 100 Continue\r\n\r\n";
+      stream_->expires_after(kRequestTimeout);
+      asio::async_write(*stream_, asio::buffer(continue_line.data(), continue_line.size()),
+                        [self = self()](beast::error_code ec, std::size_t) {
+                          if (ec) {
+                            fail(ec, "http write", self->id_);
+                            self->close_stream();
+                            return;
+                          }
+                          self->read_body();
+                        });
+      return;
+    }
+    read_body();
+  }
+
+  void read_body() {
+    stream_->expires_after(kRequestTimeout);
+    reading_ = true;
+    http::async_read(*stream_, buf_, *parser_,
+                     [self = self()](beast::error_code ec, std::size_t) { self->on_body(ec); });
+  }
+
+  void on_body(beast::error_code ec) {
+    reading_ = false;
+    if (ec == http::error::body_limit) {  // chunked, so only found out while reading
+      too_large();
+      return;
+    }
+    if (ec) {
+      on_read_error(ec);
+      return;
+    }
+    on_request();
+  }
+
+  void on_read_error(beast::error_code ec) {
     if (ec == http::error::end_of_stream) {
-      stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-      stream_.close();
+      stream_->socket().shutdown(tcp::socket::shutdown_send, ec);
+      close_stream();
       return;
     }
     if (ec == beast::error::timeout || ec == asio::error::operation_aborted ||
         ec == asio::error::connection_reset || ec == asio::error::eof || ec == http::error::partial_message) {
       fail(ec, "http read", id_);
-      stream_.close();
+      close_stream();
       return;
     }
-    if (ec) {
-      fail(ec, "http read", id_);
-      respond(http::status::bad_request, error_body("bad_request", ec.message()), false, 11);
+    fail(ec, "http read", id_);
+    if (ec == http::error::header_limit) {
+      respond(http::status::request_header_fields_too_large,
+              error_body("headers_too_large", fmt::format("request headers over {} bytes", kHeaderLimit)),
+              false, {}, true);
       return;
     }
+    respond(http::status::bad_request, error_body("bad_request", "malformed HTTP request: " + ec.message()),
+            false, {}, true);
+  }
 
+  void too_large() {
+    respond(http::status::payload_too_large,
+            error_body("payload_too_large", fmt::format("the request body is over {} bytes", body_limit_)),
+            false, {}, true);
+  }
+
+  static bool is_api(std::string_view target) { return target.starts_with("/api/"); }
+
+  void on_request() {
     auto& req = parser_->get();
-    const unsigned version = req.version();
-    if (refuse_ || st_->stopping.load()) {
-      const char* why = refuse_ ? "too many connections" : "server shutting down";
-      respond(http::status::service_unavailable, error_body("unavailable", why), false, version);
-      return;
-    }
     const std::string_view target(req.target().data(), req.target().size());
-    const std::string_view path = target.substr(0, target.find('?'));
-    const bool keep = req.keep_alive() && !going_away_;
+    const auto q = target.find('?');
+    const std::string_view path = target.substr(0, q);
+    keep_ = req.keep_alive() && !going_away_;
 
     if (path == "/ws") {
       if (websocket::is_upgrade(req)) {
@@ -724,81 +879,215 @@ class http_session final : public connection {
         return;
       }
       if (req.method() != http::verb::get) {
-        respond(http::status::method_not_allowed, error_body("method_not_allowed", "/ws takes GET"), keep,
-                version, "GET");
+        respond(http::status::method_not_allowed, error_body("method_not_allowed", "/ws takes GET"), keep_,
+                "GET");
       } else {
         respond(http::status::upgrade_required,
-                error_body("upgrade_required", "/ws needs a WebSocket upgrade"), keep, version);
+                error_body("upgrade_required", "/ws needs a WebSocket upgrade"), keep_);
       }
       return;
     }
     if (path == "/healthz") {
       if (req.method() != http::verb::get) {
         respond(http::status::method_not_allowed, error_body("method_not_allowed", "/healthz takes GET"),
-                keep, version, "GET");
+                keep_, "GET");
         return;
       }
       json::value body = {{"status", "ok"},
                           {"node", st_->cfg.node_id},
                           {"connections", st_->ws_open.load(std::memory_order_relaxed)}};
-      respond(http::status::ok, json::serialize(body), keep, version);
+      respond(http::status::ok, json::serialize(body), keep_);
       return;
     }
-    respond(http::status::not_found, error_body("not_found", "no such target: " + std::string(path)), keep,
-            version);
+    if (is_api(path)) {
+      serve_api(path, q == std::string_view::npos ? std::string_view{} : target.substr(q + 1));
+      return;
+    }
+    respond(http::status::not_found, error_body("not_found", "no such target: " + std::string(path)), keep_);
+  }
+
+  void serve_api(std::string_view path, std::string_view query) {
+    if (st_->api == nullptr) {
+      respond(http::status::not_found, error_body("not_found", "this node serves no HTTP API"), keep_);
+      return;
+    }
+    auto& req = parser_->get();
+    actors::http_request r;
+    r.method = std::string(req.method_string());
+    r.path = std::string(path);
+    r.query = std::string(query);
+    r.content_type = std::string(req[http::field::content_type]);
+    r.bearer_token = bearer_token(req[http::field::authorization]);
+    r.remote_ip = remote_ip();
+    r.body = std::move(req.body());
+
+    // Held like open_mu around factory.open(): once stop() has taken it, no handle() is running or starts.
+    std::shared_lock lk(st_->open_mu);
+    if (st_->stopping.load()) {
+      lk.unlock();
+      respond(http::status::service_unavailable, error_body("unavailable", "server shutting down"), false);
+      return;
+    }
+    auto reply = std::make_shared<api_reply>(self());
+    try {
+      st_->api->handle(std::move(r), [reply](actors::http_response res) { reply->answer(std::move(res)); });
+    } catch (const std::exception& e) {
+      spdlog::error("connection {}: the API handler threw: {}", id_, e.what());
+      reply->answer(internal_error());
+    }
+    // Nothing is read until on_reply(): the next request waits for this answer.
+  }
+
+  std::string remote_ip() const {
+    beast::error_code ec;
+    const auto ep = stream_->socket().remote_endpoint(ec);
+    if (ec) return {};
+    const auto addr = ep.address();
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+      return asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6()).to_string();
+    return addr.to_string();
+  }
+
+  /// A header the API may add: a valid name that does not touch the framing, and a value that cannot
+  /// smuggle a line break into the response.
+  static bool header_allowed(std::string_view name, std::string_view value) {
+    if (name.empty()) return false;
+    for (unsigned char c : name) {
+      if (!(std::isalnum(c) ||
+            std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos))
+        return false;
+    }
+    for (std::string_view framing :
+         {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"}) {
+      if (beast::iequals(name, framing)) return false;
+    }
+    return value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+  }
+
+  /// On the strand: writes the API's answer, unless the connection was cut while it was being prepared.
+  void on_reply(actors::http_response r) {
+    if (!stream_ || upgraded_ || !stream_->socket().is_open()) {
+      close_stream();
+      return;
+    }
+    if (r.status < 200 || r.status > 599) {
+      spdlog::error("connection {}: the API answered with status {}; sending 500", id_, r.status);
+      r = internal_error();
+    }
+    if ((r.status == 204 || r.status == 304) && !r.body.empty()) {
+      spdlog::error("connection {}: the API gave a body with status {}; dropped", id_, r.status);
+      r.body.clear();
+    }
+    res_.emplace();
+    res_->version(version_);
+    res_->result(r.status);
+    res_->set(http::field::cache_control, "no-store");
+    if (!r.body.empty()) res_->set(http::field::content_type, "application/json");
+    for (const auto& [name, value] : r.headers) {
+      if (!header_allowed(name, value)) {
+        spdlog::error("connection {}: the API set header '{}', which is not allowed; dropped", id_, name);
+        continue;
+      }
+      res_->set(name, value);
+    }
+    res_->keep_alive(keep_ && !going_away_);
+    res_->body() = std::move(r.body);
+    res_->prepare_payload();
+    write_response(false);
   }
 
   void upgrade() {
     upgraded_ = true;
     // The WebSocket runs on the bare socket: its stream has its own timers, and tcp_stream's would cost
     // about 500 bytes per idle connection.
-    auto ws = std::make_shared<ws_session>(st_, id_, stream_.release_socket(), strand_, std::move(slot_));
+    auto ws = std::make_shared<ws_session>(st_, id_, stream_->release_socket(), strand_, std::move(slot_));
     st_->add(id_, ws);
     ws->run(parser_->get());
   }
 
-  void respond(http::status status, std::string body, bool keep_alive, unsigned version,
-               std::string_view allow = {}) {
-    res_.emplace(status, version);
+  /// `linger`: the request may not have been read to its end (an error answer), so after the response the
+  /// rest is read and discarded for a moment before closing; closing with unread input would make the
+  /// kernel reset the connection, and the client could lose the response.
+  void respond(http::status status, std::string body, bool keep_alive, std::string_view allow = {},
+               bool linger = false) {
+    res_.emplace(status, version_);
     res_->set(http::field::content_type, "application/json");
     res_->set(http::field::cache_control, "no-store");
     if (!allow.empty()) res_->set(http::field::allow, allow);
     res_->keep_alive(keep_alive);
     res_->body() = std::move(body);
     res_->prepare_payload();
-    stream_.expires_after(kRequestTimeout);
-    http::async_write(stream_, *res_,
+    write_response(linger);
+  }
+
+  void write_response(bool linger) {
+    linger_ = linger;
+    stream_->expires_after(kRequestTimeout);
+    http::async_write(*stream_, *res_,
                       [self = self()](beast::error_code ec, std::size_t) { self->on_write(ec); });
   }
 
   void on_write(beast::error_code ec) {
     if (ec) {
       fail(ec, "http write", id_);
-      stream_.close();
+      close_stream();
       return;
     }
-    if (!res_->keep_alive() || going_away_) {
-      stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
-      stream_.close();
-      return;
-    }
+    const bool keep = res_->keep_alive() && !going_away_;
     res_.reset();
-    do_read();
+    if (keep) {
+      do_read();
+      return;
+    }
+    stream_->socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (!linger_) {
+      close_stream();
+      return;
+    }
+    drained_ = 0;
+    stream_->expires_after(kLingerTimeout);
+    drain();
+  }
+
+  /// Discards input until the client closes, kLingerBytes have gone, or kLingerTimeout passes.
+  void drain() {
+    buf_.clear();
+    reading_ = true;
+    stream_->async_read_some(buf_.prepare(kLingerChunk),
+                             [self = self()](beast::error_code ec, std::size_t n) {
+                               self->reading_ = false;
+                               self->drained_ += n;
+                               if (ec || self->going_away_ || self->drained_ > kLingerBytes) {
+                                 self->close_stream();
+                                 return;
+                               }
+                               self->drain();
+                             });
   }
 
   const std::shared_ptr<server_state> st_;
   const std::uint64_t id_;
   // A copy, because the socket is handed away on upgrade while go_away() may still be posting to it.
-  const strand_t strand_;
-  beast::tcp_stream stream_;
+  // Replaced only by detach(), under mu_.
+  strand_t strand_;
+  std::optional<beast::tcp_stream> stream_;  // reset by detach()
   beast::flat_buffer buf_;
   conn_slot slot_;
   std::optional<http::request_parser<http::string_body>> parser_;
   std::optional<http::response<http::string_body>> res_;
+  std::uint64_t body_limit_ = kBodyLimit;
+  std::size_t drained_ = 0;
+  unsigned version_ = 11;
   bool refuse_ = false;
   bool reading_ = false;
   bool going_away_ = false;
   bool upgraded_ = false;
+  bool keep_ = false;    // the request being answered allows keep-alive
+  bool linger_ = false;  // see respond()
+
+  // Guarded by mu_ (with strand_, see above).
+  std::mutex mu_;
+  bool detached_ = false;
 };
 
 /// Accepts connections, each onto its own strand. Threading: runs on the acceptor's strand.
@@ -892,8 +1181,8 @@ class listener : public std::enable_shared_from_this<listener> {
 // Member order matters: I/O objects (signal set, listener) go before the io_context that owns their
 // services. The shared state is held by every session too, so it outlives whichever goes last.
 struct server::impl {
-  impl(const config::node_config& cfg, actors::session_factory& sessions)
-      : state(std::make_shared<server_state>(cfg, sessions)),
+  impl(const config::node_config& cfg, actors::session_factory& sessions, actors::http_handler* api)
+      : state(std::make_shared<server_state>(cfg, sessions, api)),
         ioc(static_cast<int>(std::max<std::uint32_t>(1, cfg.io_threads))) {}
 
   std::shared_ptr<server_state> state;
@@ -964,7 +1253,8 @@ struct server::impl {
     wake_cv.notify_all();
 
     state->stopping.store(true);
-    // Wait out any factory.open() that began before the flag was set; none can start after this.
+    // Wait out any factory.open() or api->handle() that began before the flag was set; none can start after
+    // this.
     { std::unique_lock open_lock(state->open_mu); }
     lst->close();
     for (auto& c : state->snapshot()) c->go_away();
@@ -995,8 +1285,8 @@ struct server::impl {
   }
 };
 
-server::server(const config::node_config& cfg, actors::session_factory& sessions)
-    : impl_(std::make_unique<impl>(cfg, sessions)) {}
+server::server(const config::node_config& cfg, actors::session_factory& sessions, actors::http_handler* api)
+    : impl_(std::make_unique<impl>(cfg, sessions, api)) {}
 
 server::~server() {
   try {

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 
+#include "actors/http_port.hpp"
 #include "actors/session_port.hpp"
 #include "config/config.hpp"
 
@@ -16,14 +17,23 @@ struct server_stats {
   std::uint64_t accepted_total = 0;
 };
 
-/// Serves `GET /healthz` and the WebSocket upgrade at `/ws`; every other target gets 404.
-/// Each upgraded connection is handed to `sessions.open()`.
+/// Serves `GET /healthz`, the WebSocket upgrade at `/ws` and the HTTP API under `/api/`; every other
+/// target gets 404. Each upgraded connection is handed to `sessions.open()`; each request whose path starts
+/// with `/api/` goes to `api->handle()` (404 when there is no handler).
+///
+/// HTTP: persistent connections (one request at a time: the next is read once the answer is written),
+/// bodies up to `cfg.max_body_bytes` under /api/ (8 KiB elsewhere; larger gets 413 without the body being
+/// read), a keep-alive connection idle for `cfg.idle_timeout_ms` is closed. Every error body is
+/// `{"error":{"code":"...","message":"..."}}`.
 ///
 /// Threading: start(), wait_for_signal() and stop() are called from one controlling thread;
 /// the server runs `cfg.io_threads` threads of its own between start() and stop().
+/// Lifetimes: `sessions` and `api` must outlive stop() (or the destructor); once stop() has returned,
+/// neither is called again, and a `reply` still held by the API is safe to call: it does nothing.
 class server {
  public:
-  server(const config::node_config& cfg, actors::session_factory& sessions);
+  server(const config::node_config& cfg, actors::session_factory& sessions,
+         actors::http_handler* api = nullptr);
   ~server();  ///< stops if still running
   server(const server&) = delete;
   server& operator=(const server&) = delete;

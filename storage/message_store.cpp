@@ -25,9 +25,14 @@ namespace {
 // Prepared on every new connection. The two append statements take arrays so a batch of any size is one
 // statement each, with every value a bound parameter rather than SQL text.
 const std::pair<const char*, const char*> statements[] = {
-    {"chorus_duplicates", "SELECT " CHORUS_MESSAGE_COLUMNS
-                          " FROM messages m JOIN unnest($1::text[], $2::text[]) AS k (author, client_msg_id)"
-                          " ON m.author = k.author AND m.client_msg_id = k.client_msg_id"},
+    // One index probe per key, whatever the table's statistics say. A plain join was planned (and the plan
+    // cached) while `messages` was still small: a hash join over a sequential scan, which then read the whole
+    // growing table once per batch (38 ms for 500 keys at 200k rows, against 2 ms for the probes). LIMIT
+    // keeps the planner from flattening the subquery back into a join; the unique key allows one row anyway.
+    {"chorus_duplicates",
+     "SELECT m.* FROM unnest($1::text[], $2::text[]) AS k (author, client_msg_id)"
+     " CROSS JOIN LATERAL (SELECT " CHORUS_MESSAGE_COLUMNS
+     " FROM messages m WHERE m.author = k.author AND m.client_msg_id = k.client_msg_id LIMIT 1) m"},
     // A room advances only if its first new seq continues last_seq. Under READ COMMITTED a concurrent
     // writer of the same room blocks on the row lock and then re-checks against the committed last_seq.
     {"chorus_advance",

@@ -19,7 +19,8 @@ usage: chorus-bench --secret SECRET [--scenario NAME] [options]
   --url URL                ws://HOST:PORT/PATH of a node; repeat for several (connections go round-robin)
                            default ws://127.0.0.1:8080/ws
   --secret S               the node's jwt_secret (dev tokens are minted with it); or CHORUS_JWT_SECRET
-  --scenario NAME          preset: fanout, big-room, dm, idle, churn (flags given too override it)
+  --scenario NAME          preset: fanout, big-room, dm, durable, idle, churn (flags given too override it)
+                           (durable: the dm shape at 50,000 msg/s, issue 4's target; 5 s after 1 s warm-up)
   --connections N          WebSocket connections (0 = as many as the open-files limit allows)
   --rooms N                rooms, named PREFIX0..PREFIX(N-1)
   --members-per-room N     connections per room; member slots go round-robin over the connections
@@ -65,6 +66,13 @@ const std::vector<preset>& presets() {
       {"dm",
        [](scenario& s) {
          s.connections = 5000, s.rooms = 2500, s.members_per_room = 2, s.senders = 5000, s.rate = 5000;
+       }},
+      // Issue 4's durable-send target: the dm shape (every send acknowledged only after its commit) at
+      // 50,000 messages/s; judge it by ack p99 (target <= 25 ms).
+      {"durable",
+       [](scenario& s) {
+         s.connections = 5000, s.rooms = 2500, s.members_per_room = 2, s.senders = 5000, s.rate = 50000,
+         s.duration_s = 5, s.warmup_s = 1, s.p99_bound_ms = 25;
        }},
       {"idle",
        [](scenario& s) {

@@ -87,8 +87,8 @@ caf::actor_system_config& configure(caf::actor_system_config& cfg, std::size_t t
 /// (the batch writer has its own numbers in BENCHMARKS.md).
 batch_writer_actor::behavior_type instant_writer(batch_writer_actor::pointer, std::string /*label*/) {
   return {
-      [](atom::store, storage::message_row& row) {
-        return store_result{false, std::move(row)};
+      [](atom::store, const std::vector<storage::message_row>& rows) {
+        return std::vector<store_result>(rows.size(), store_result{store_status::stored, {}});
       },
       [](atom::activate, const std::string&) { return storage::room_snapshot{}; },
       [](atom::flush) {},
@@ -103,8 +103,9 @@ void bm_room_fanout(benchmark::State& state) {
   caf::actor_system sys{configure(cfg, static_cast<std::size_t>(state.range(2)))};
   auto sync = std::make_shared<round_sync>();
   auto writer = sys.spawn(instant_writer, std::string("bench"));
-  auto room_handle = sys.spawn(room, std::string("general"),
-                               room_services{writer, {}, 256, 100, std::chrono::milliseconds(10000)});
+  auto room_handle =
+      sys.spawn(room, std::string("general"),
+                room_services{writer, {}, {}, false, 256, 100, std::chrono::milliseconds(10000)});
 
   // Distinct users, as in a real room; their join announcements are not counted.
   std::vector<caf::actor> sessions;

@@ -656,6 +656,12 @@ TEST(ProtocolErrorCode, NamesMatchEnumerators) {
       {error_code::rate_limited, "rate_limited"},
       {error_code::unavailable, "unavailable"},
       {error_code::not_found, "not_found"},
+      {error_code::forbidden, "forbidden"},
+      {error_code::conflict, "conflict"},
+      {error_code::invalid_credentials, "invalid_credentials"},
+      {error_code::account_locked, "account_locked"},
+      {error_code::payload_too_large, "payload_too_large"},
+      {error_code::method_not_allowed, "method_not_allowed"},
       {error_code::internal, "internal"},
   };
   EXPECT_EQ(std::size(names), static_cast<std::size_t>(error_code::internal) + 1);
@@ -952,6 +958,18 @@ TEST(ProtocolEncode, MemberAndTypingEvents) {
     EXPECT_EQ(obj.at("d").as_object().size(), 1u);
     EXPECT_EQ(str(obj.at("d").at("user")), "bob");
   }
+}
+
+TEST(ProtocolEncode, RoomManagementEvents) {
+  EXPECT_EQ(encode_member_updated("general", "bob", "moderator"),
+            R"({"ev":"member_updated","room":"general","d":{"user":"bob","role":"moderator"}})");
+  EXPECT_EQ(encode_room_deleted("general"), R"({"ev":"room_deleted","room":"general","d":{}})");
+  const auto updated = parsed(encode_room_updated("general", R"({"id":"general","name":"Gen \"eral\""})"));
+  EXPECT_EQ(str(updated.at("ev")), "room_updated");
+  EXPECT_EQ(str(updated.at("d").at("name")), "Gen \"eral\"");
+  // Escaping of the user and role strings, as for every event.
+  const auto odd = parsed(encode_member_updated("general", "a\"b\n", "member"));
+  EXPECT_EQ(str(odd.at("d").at("user")), "a\"b\n");
 }
 
 TEST(ProtocolEncode, Presence) {

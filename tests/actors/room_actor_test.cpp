@@ -31,22 +31,53 @@ struct fake_db {
   bool down = false;
   std::map<std::string, std::uint64_t> last_seq;
   std::vector<storage::message_row> rows;
-  std::size_t stores = 0;  ///< store requests that reached the writer
+  std::size_t stores = 0;                ///< store requests that reached the writer
+  std::vector<std::size_t> store_sizes;  ///< rows per store request, in arrival order
+  std::size_t refuse_next = 0;           ///< refuse this many coming requests (out of sequence)
+  bool hold = false;                     ///< take requests but never answer them (a hung PostgreSQL)
+  std::vector<caf::typed_response_promise<std::vector<store_result>>> held;
 };
 
-/// A writer that stores at once (no batching) and applies the same rules as message_store::append.
-batch_writer_actor::behavior_type fake_writer(batch_writer_actor::pointer, std::shared_ptr<fake_db> db) {
+/// A writer that stores each request at once (one room's rows, all or nothing) and applies the same
+/// rules as message_store::append.
+batch_writer_actor::behavior_type fake_writer(batch_writer_actor::pointer self, std::shared_ptr<fake_db> db) {
   return {
-      [db](atom::store, storage::message_row& row) -> caf::result<store_result> {
+      [self, db](atom::store,
+                 std::vector<storage::message_row>& rows) -> caf::result<std::vector<store_result>> {
         ++db->stores;
+        db->store_sizes.push_back(rows.size());
+        if (db->hold) {
+          auto rp = self->make_response_promise<std::vector<store_result>>();
+          db->held.push_back(rp);
+          return rp;
+        }
         if (db->down) return make_error(protocol::error_code::unavailable);
-        for (const auto& r : db->rows)
-          if (!row.client_msg_id.empty() && r.author == row.author && r.client_msg_id == row.client_msg_id)
-            return store_result{true, r};
-        if (row.seq != db->last_seq[row.room] + 1) return make_error(protocol::error_code::unavailable);
-        db->last_seq[row.room] = row.seq;
-        db->rows.push_back(row);
-        return store_result{false, row};
+        std::vector<store_result> out(rows.size());
+        bool written = true;
+        if (db->refuse_next > 0) {
+          --db->refuse_next;
+          written = false;
+        }
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+          const auto& row = rows[i];
+          for (const auto& r : db->rows)
+            if (!row.client_msg_id.empty() && r.author == row.author &&
+                r.client_msg_id == row.client_msg_id) {
+              out[i] = store_result{store_status::duplicate, r};
+              written = false;
+            }
+          if (row.seq != db->last_seq[row.room] + 1 + i) written = false;
+        }
+        if (!written) {
+          for (auto& r : out)
+            if (r.status != store_status::duplicate) r.status = store_status::refused;
+          return out;
+        }
+        for (const auto& row : rows) {
+          db->last_seq[row.room] = row.seq;
+          db->rows.push_back(row);
+        }
+        return out;
       },
       [db](atom::activate, const std::string& room) -> caf::result<storage::room_snapshot> {
         if (db->down) return make_error(protocol::error_code::unavailable);
@@ -55,7 +86,10 @@ batch_writer_actor::behavior_type fake_writer(batch_writer_actor::pointer, std::
           if (r.room == room) snap.tail.push_back(r);
         return snap;
       },
-      [](atom::flush) {},
+      [db](atom::flush) {  // answers held requests, late
+        for (auto& rp : db->held) rp.deliver(make_error(protocol::error_code::unavailable));
+        db->held.clear();
+      },
   };
 }
 
@@ -156,8 +190,9 @@ class room_actor_test : public ::testing::Test {
 
   /// Starts the room; tests that preload the database do so first.
   void open_room(std::size_t tail_cache_size = 4) {
-    room_ = sys_.spawn(room, std::string("general"),
-                       room_services{writer_, reader_, tail_cache_size, 3, std::chrono::milliseconds(1000)});
+    room_ = sys_.spawn(
+        room, std::string("general"),
+        room_services{writer_, reader_, {}, false, tail_cache_size, 3, std::chrono::milliseconds(1000)});
     run();
   }
 
@@ -177,6 +212,15 @@ class room_actor_test : public ::testing::Test {
   }
 
   void run() { sched_.run(); }
+
+  /// Lets each probe handle its next command (and so send its request to the room) while the room runs
+  /// nothing: the requests then wait in the room's mailbox and arrive in one drain.
+  void step_probes(const std::vector<caf::actor>& probes) {
+    for (const auto& p : probes) {
+      ASSERT_TRUE(sched_.prioritize(p));
+      sched_.run_once();
+    }
+  }
 
   std::pair<caf::actor, std::shared_ptr<probe_log>> member(const std::string& user) {
     auto log = std::make_shared<probe_log>();
@@ -516,6 +560,105 @@ TEST_F(room_actor_test, history_comes_from_the_cache_when_it_can_and_from_the_re
   run();
   EXPECT_EQ(replies(*log).back(), "reply:page:5,6,");
   EXPECT_EQ(*reads_, 2);
+}
+
+// ---- the write path: one store request per mailbox drain, answered once ----
+
+TEST_F(room_actor_test, sends_arriving_together_go_to_the_writer_as_one_store_and_each_gets_its_seq) {
+  open_room();
+  auto [alice, alice_log] = member("alice");
+  auto [bob, bob_log] = member("bob");
+  auto [carol, carol_log] = member("carol");
+  bob_log->entries.clear();
+  auto stores_before = db_->stores;
+  caf::anon_send(alice, atom::post_v, std::string("a"));
+  caf::anon_send(bob, atom::post_v, std::string("b"));
+  caf::anon_send(carol, atom::post_v, std::string("c"));
+  step_probes({alice, bob, carol});
+  run();
+  EXPECT_EQ(db_->stores, stores_before + 1);
+  EXPECT_EQ(db_->store_sizes.back(), 3u);
+  EXPECT_EQ(replies(*alice_log).back(), "reply:posted:1:a");
+  EXPECT_EQ(replies(*bob_log).back(), "reply:posted:2:b");
+  EXPECT_EQ(replies(*carol_log).back(), "reply:posted:3:c");
+  EXPECT_EQ(message_events(*bob_log), 3u);
+  ASSERT_EQ(db_->rows.size(), 3u);
+  EXPECT_EQ(db_->rows.back().seq, 3u);
+
+  // A lone send still goes at once: the end of a drain is not a timer.
+  caf::anon_send(alice, atom::post_v, std::string("d"));
+  run();
+  EXPECT_EQ(db_->store_sizes.back(), 1u);
+  EXPECT_EQ(replies(*alice_log).back(), "reply:posted:4:d");
+}
+
+TEST_F(room_actor_test, a_refused_store_fails_every_send_in_it_and_the_room_resyncs) {
+  open_room();
+  auto [alice, alice_log] = member("alice");
+  auto [bob, bob_log] = member("bob");
+  bob_log->entries.clear();
+  db_->refuse_next = 1;
+  caf::anon_send(alice, atom::post_v, std::string("x"));
+  caf::anon_send(bob, atom::post_v, std::string("y"));
+  step_probes({alice, bob});
+  run();
+  EXPECT_EQ(db_->store_sizes.back(), 2u);
+  EXPECT_EQ(replies(*alice_log).back(), "reply:error:unavailable");
+  EXPECT_EQ(replies(*bob_log).back(), "reply:error:unavailable");
+  EXPECT_EQ(message_events(*bob_log), 0u);
+  EXPECT_TRUE(db_->rows.empty());
+
+  // After the resync the sequence carries on from what is stored; a retry of the same client_msg_id is
+  // stored once.
+  caf::anon_send(alice, atom::post_v, std::string("x"));
+  run();
+  EXPECT_EQ(replies(*alice_log).back(), "reply:posted:1:x");
+  ASSERT_EQ(db_->rows.size(), 1u);
+}
+
+TEST_F(room_actor_test, a_duplicate_in_a_store_gets_its_original_and_the_others_are_retried_safely) {
+  auto original = stored(1, "alice", "c-old");
+  original.room = "elsewhere";
+  db_->rows.push_back(original);
+  open_room();
+  auto [alice, alice_log] = member("alice");
+  auto [bob, bob_log] = member("bob");
+  caf::anon_send(bob, atom::post_v, std::string("first"));
+  caf::anon_send(alice, atom::post_v, std::string("again"), std::string("c-old"));
+  step_probes({bob, alice});
+  run();
+  EXPECT_EQ(db_->store_sizes.back(), 2u);
+  EXPECT_EQ(replies(*alice_log).back(), "reply:posted:1:old 1");
+  EXPECT_EQ(replies(*bob_log).back(), "reply:error:unavailable");
+  caf::anon_send(bob, atom::post_v, std::string("first"));
+  run();
+  EXPECT_EQ(replies(*bob_log).back(), "reply:posted:1:first");
+}
+
+TEST_F(room_actor_test, a_store_the_writer_never_answers_is_failed_by_the_watchdog) {
+  open_room();
+  auto [alice, alice_log] = member("alice");
+  auto [bob, bob_log] = member("bob");
+  bob_log->entries.clear();
+  db_->hold = true;
+  caf::anon_send(alice, atom::post_v, std::string("stuck"));
+  run();
+  EXPECT_EQ(replies(*alice_log).size(), 1u) << "no answer before the commit";
+  // request_timeout (1 s here) later the room gives up on it, fails the send and reloads what is stored.
+  sched_.trigger_timeouts();
+  run();
+  EXPECT_EQ(replies(*alice_log).back(), "reply:error:unavailable");
+  EXPECT_EQ(message_events(*bob_log), 0u);
+  db_->hold = false;
+  caf::anon_send(alice, atom::post_v, std::string("later"));
+  run();
+  EXPECT_EQ(replies(*alice_log).back(), "reply:posted:1:later");
+  // The stuck store's answer, should it come after all, is ignored: it belongs to an older generation.
+  caf::anon_send(writer_, atom::flush_v);
+  run();
+  EXPECT_TRUE(db_->held.empty());
+  EXPECT_EQ(replies(*alice_log).back(), "reply:posted:1:later");
+  EXPECT_EQ(message_events(*bob_log), 1u);
 }
 
 }  // namespace

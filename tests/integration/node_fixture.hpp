@@ -41,6 +41,9 @@ class node_test : public ::testing::Test {
   void start(settings extra = {}) {
     settings env{{"CHORUS_JWT_SECRET", secret},
                  {"CHORUS_DEV_MODE", "1"},
+                 // Per-user send limits have tests of their own; here they would only slow the bursts down.
+                 {"CHORUS_SENDS_PER_SECOND", "100000"},
+                 {"CHORUS_SENDS_BURST", "100000"},
                  {"CHORUS_LOG_LEVEL", "info"},
                  {"CHORUS_NODE_ID", "it-node"},
                  {"CHORUS_DATABASE_URL", test_database::instance().url()}};

@@ -10,8 +10,10 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <cerrno>
 #include <condition_variable>
 #include <csignal>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <stdexcept>
@@ -20,6 +22,7 @@
 #include <vector>
 
 #include "actors/protocol.hpp"
+#include "tests/support/http_client.hpp"
 #include "tests/support/ws_client.hpp"
 
 namespace {
@@ -28,8 +31,12 @@ using namespace std::chrono_literals;
 using chorus::actors::client_link;
 using chorus::actors::connection_info;
 using chorus::actors::frame_ptr;
+using chorus::actors::http_request;
+using chorus::actors::http_response;
 using chorus::actors::session_handle;
 using chorus::actors::traffic;
+using chorus::testing::http_call;
+using chorus::testing::http_connection;
 using chorus::testing::ws_client;
 namespace json = boost::json;
 namespace close_code = chorus::protocol::close_code;
@@ -130,6 +137,68 @@ class fake_factory final : public chorus::actors::session_factory {
   int binaries_ = 0;
 };
 
+/// Records every API request. By default answers at once (on the connection's strand) with the request's
+/// fields as JSON; with hold(true) it keeps each `reply` for the test to call later from its own thread.
+class fake_api final : public chorus::actors::http_handler {
+ public:
+  using reply_fn = std::function<void(http_response)>;
+
+  void handle(http_request req, reply_fn reply) override {
+    std::unique_lock lk(mu_);
+    requests_.push_back(req);
+    cv_.notify_all();
+    if (drop_) return;  // `reply` goes away unanswered
+    if (hold_) {
+      held_.push_back(std::move(reply));
+      return;
+    }
+    lk.unlock();
+    reply(http_response{200, echo(req), {}});
+  }
+
+  static std::string echo(const http_request& r) {
+    json::object o{{"method", r.method},
+                   {"path", r.path},
+                   {"query", r.query},
+                   {"body", r.body},
+                   {"content_type", r.content_type},
+                   {"remote_ip", r.remote_ip}};
+    o["bearer"] = r.bearer_token ? json::value(*r.bearer_token) : json::value(nullptr);
+    return json::serialize(o);
+  }
+
+  void hold(bool on) {
+    std::lock_guard lk(mu_);
+    hold_ = on;
+  }
+  void drop(bool on) {
+    std::lock_guard lk(mu_);
+    drop_ = on;
+  }
+  /// Waits up to 5 s until `count` requests have arrived.
+  bool wait_requests(std::size_t count) {
+    std::unique_lock lk(mu_);
+    return cv_.wait_for(lk, 5s, [&] { return requests_.size() >= count; });
+  }
+  std::vector<http_request> requests() {
+    std::lock_guard lk(mu_);
+    return requests_;
+  }
+  /// The `index`-th held reply (the request must have arrived).
+  reply_fn held(std::size_t index) {
+    std::lock_guard lk(mu_);
+    return index < held_.size() ? held_[index] : reply_fn{};
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<http_request> requests_;
+  std::vector<reply_fn> held_;
+  bool hold_ = false;
+  bool drop_ = false;
+};
+
 /// A plain blocking HTTP exchange, for what the test client cannot send (other methods, keep-alive).
 class raw_http {
  public:
@@ -149,9 +218,23 @@ class raw_http {
 
   /// Sends `request` and returns the status code and body of one response (0 on failure).
   std::pair<int, std::string> exchange(const std::string& request) {
-    if (::send(fd_, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) {
-      return {0, ""};
-    }
+    if (!send(request)) return {0, ""};
+    return read_response();
+  }
+
+  bool send(const std::string& bytes) {
+    return ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(bytes.size());
+  }
+
+  /// True once the server has closed the connection (within the 5 s receive timeout); input is discarded.
+  bool closed_by_server() {
+    in_.clear();
+    while (fill()) in_.clear();
+    return errno != EAGAIN && errno != EWOULDBLOCK;
+  }
+
+  /// Reads one response: its status code and body (0 on failure).
+  std::pair<int, std::string> read_response() {
     std::size_t header_end;
     while ((header_end = in_.find("\r\n\r\n")) == std::string::npos) {
       if (!fill()) return {0, ""};
@@ -171,6 +254,7 @@ class raw_http {
  private:
   bool fill() {
     char buf[4096];
+    errno = 0;
     const auto n = ::recv(fd_, buf, sizeof buf, 0);
     if (n <= 0) return false;
     in_.append(buf, static_cast<std::size_t>(n));
@@ -191,16 +275,21 @@ class server_test : public ::testing::Test {
     return c;
   }
 
-  void start(const chorus::config::node_config& c = base_config()) {
-    server_ = std::make_unique<chorus::net::server>(c, factory_);
+  void start(const chorus::config::node_config& c = base_config(),
+             chorus::actors::http_handler* api = nullptr) {
+    server_ = std::make_unique<chorus::net::server>(c, factory_, api);
     port_ = server_->start();
     ASSERT_NE(port_, 0);
   }
 
   std::unique_ptr<ws_client> connect(ws_client::options opts = {}) { return ws_client::connect(port_, opts); }
 
-  // Declared before the server: links the factory keeps must outlive it harmlessly.
+  void start_with_api(chorus::config::node_config c = base_config()) { start(c, &api_); }
+
+  // Declared before the server: links the factory keeps must outlive it harmlessly, and so must replies
+  // the API still holds.
   fake_factory factory_;
+  fake_api api_;
   std::unique_ptr<chorus::net::server> server_;
   std::uint16_t port_ = 0;
 };
@@ -578,6 +667,286 @@ TEST_F(server_test, links_outliving_the_server_refuse_pushes) {
   EXPECT_FALSE(link->push(frame("{}"), traffic::essential));
   link->close(close_code::normal, "late");
   EXPECT_TRUE(factory_.wait_closed(1));
+}
+
+// ---- the HTTP API under /api/ ----
+
+json::object parse_object(const std::string& text) {
+  auto v = json::parse(text);
+  EXPECT_TRUE(v.is_object()) << text;
+  return v.is_object() ? v.as_object() : json::object{};
+}
+
+std::string error_code_of(const std::string& body) {
+  auto o = parse_object(body);
+  if (!o.contains("error")) return "(no error in " + body + ")";
+  EXPECT_TRUE(o.at("error").at("message").is_string()) << body;
+  return std::string(o.at("error").at("code").as_string());
+}
+
+TEST_F(server_test, api_request_fields_arrive_as_sent) {
+  start_with_api();
+  auto res = http_call(
+      port_, "PATCH", "/api/v1/rooms/r%201?limit=5&before=x%2Fy", R"({"topic":"hi"})",
+      {{"Content-Type", "application/json; charset=utf-8"}, {"Authorization", "Bearer abc.def.ghi"}});
+  ASSERT_EQ(res.status, 200u) << res.body;
+  EXPECT_EQ(res.headers["content-type"], "application/json");
+  EXPECT_EQ(res.headers["content-length"], std::to_string(res.body.size()));
+
+  ASSERT_TRUE(api_.wait_requests(1));
+  const auto r = api_.requests().at(0);
+  EXPECT_EQ(r.method, "PATCH");
+  EXPECT_EQ(r.path, "/api/v1/rooms/r%201");
+  EXPECT_EQ(r.query, "limit=5&before=x%2Fy");
+  EXPECT_EQ(r.body, R"({"topic":"hi"})");
+  EXPECT_EQ(r.content_type, "application/json; charset=utf-8");
+  ASSERT_TRUE(r.bearer_token.has_value());
+  EXPECT_EQ(*r.bearer_token, "abc.def.ghi");
+  EXPECT_EQ(r.remote_ip, "127.0.0.1");
+  EXPECT_EQ(res.body, fake_api::echo(r));
+}
+
+TEST_F(server_test, api_request_without_query_body_or_token_has_empty_fields) {
+  start_with_api();
+  auto res = http_call(port_, "GET", "/api/v1/users/me", {}, {{"Authorization", "Basic dXNlcjpwdw=="}});
+  ASSERT_EQ(res.status, 200u) << res.body;
+  ASSERT_TRUE(api_.wait_requests(1));
+  const auto r = api_.requests().at(0);
+  EXPECT_EQ(r.method, "GET");
+  EXPECT_EQ(r.path, "/api/v1/users/me");
+  EXPECT_EQ(r.query, "");
+  EXPECT_EQ(r.body, "");
+  EXPECT_EQ(r.content_type, "");
+  EXPECT_FALSE(r.bearer_token.has_value());
+  // Only /api/ and below is the API.
+  EXPECT_EQ(http_call(port_, "GET", "/api").status, 404u);
+  EXPECT_EQ(http_call(port_, "GET", "/apis/x").status, 404u);
+  EXPECT_EQ(api_.requests().size(), 1u);
+}
+
+TEST_F(server_test, api_reply_later_from_another_thread_with_extra_headers) {
+  start_with_api();
+  api_.hold(true);
+  auto pending =
+      std::async(std::launch::async, [&] { return http_call(port_, "POST", "/api/v1/auth/login", "{}"); });
+  ASSERT_TRUE(api_.wait_requests(1));
+  EXPECT_EQ(pending.wait_for(0s), std::future_status::timeout) << "answered before the handler replied";
+
+  std::thread([reply = api_.held(0)] {
+    reply(http_response{429,
+                        R"({"error":{"code":"rate_limited","message":"slow down"}})",
+                        {{"Retry-After", "3"}, {"X-Chorus-Test", "yes"}}});
+  }).join();
+  ASSERT_EQ(pending.wait_for(5s), std::future_status::ready);
+  auto res = pending.get();
+  EXPECT_EQ(res.status, 429u);
+  EXPECT_EQ(res.headers["retry-after"], "3");
+  EXPECT_EQ(res.headers["x-chorus-test"], "yes");
+  EXPECT_EQ(res.headers["content-type"], "application/json");
+  EXPECT_EQ(error_code_of(res.body), "rate_limited");
+}
+
+TEST_F(server_test, api_empty_reply_has_no_content_type_and_bad_headers_are_dropped) {
+  start_with_api();
+  api_.hold(true);
+  auto pending =
+      std::async(std::launch::async, [&] { return http_call(port_, "DELETE", "/api/v1/users/me"); });
+  ASSERT_TRUE(api_.wait_requests(1));
+  api_.held(0)(http_response{204,
+                             {},
+                             {{"Content-Length", "99"},
+                              {"X-Injected", "a\r\nSet-Cookie: evil=1"},
+                              {"Bad Name", "x"},
+                              {"X-Fine", "ok"}}});
+  auto res = pending.get();
+  EXPECT_EQ(res.status, 204u);
+  EXPECT_EQ(res.body, "");
+  EXPECT_EQ(res.headers.count("content-type"), 0u);
+  EXPECT_EQ(res.headers.count("x-injected"), 0u);
+  EXPECT_EQ(res.headers.count("set-cookie"), 0u);
+  EXPECT_EQ(res.headers["x-fine"], "ok");
+}
+
+TEST_F(server_test, api_keep_alive_serves_several_requests_in_order) {
+  start_with_api();
+  http_connection conn(port_);
+  for (int i = 0; i < 5; ++i) {
+    const auto path = "/api/v1/n/" + std::to_string(i);
+    auto res = conn.call("POST", path, "{\"i\":" + std::to_string(i) + "}");
+    ASSERT_EQ(res.status, 200u) << i;
+    auto o = parse_object(res.body);
+    EXPECT_EQ(o.at("path").as_string(), path);
+    EXPECT_EQ(o.at("body").as_string(), "{\"i\":" + std::to_string(i) + "}");
+  }
+  EXPECT_EQ(conn.call("GET", "/healthz").status, 200u);
+  EXPECT_EQ(conn.call("GET", "/api/v1/last").status, 200u);
+  EXPECT_EQ(api_.requests().size(), 6u);
+}
+
+TEST_F(server_test, api_next_pipelined_request_is_read_only_after_the_reply) {
+  start_with_api();
+  api_.hold(true);
+  raw_http http(port_);
+  ASSERT_TRUE(http.send("GET /api/one HTTP/1.1\r\nHost: x\r\n\r\nGET /api/two HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(api_.wait_requests(1));
+  EXPECT_EQ(api_.requests().size(), 1u) << "the second request was handled before the first was answered";
+  api_.held(0)(http_response{200, R"({"n":1})", {}});
+  auto [s1, b1] = http.read_response();
+  EXPECT_EQ(s1, 200);
+  EXPECT_EQ(b1, R"({"n":1})");
+  ASSERT_TRUE(api_.wait_requests(2));
+  EXPECT_EQ(api_.requests().at(1).path, "/api/two");
+  api_.held(1)(http_response{200, R"({"n":2})", {}});
+  auto [s2, b2] = http.read_response();
+  EXPECT_EQ(s2, 200);
+  EXPECT_EQ(b2, R"({"n":2})");
+}
+
+TEST_F(server_test, api_body_over_max_body_bytes_is_413_and_never_reaches_the_handler) {
+  auto cfg = base_config();
+  cfg.max_body_bytes = 1024;
+  start_with_api(cfg);
+  auto at_limit = http_call(port_, "POST", "/api/v1/x", std::string(1024, 'a'));
+  EXPECT_EQ(at_limit.status, 200u);
+  ASSERT_TRUE(api_.wait_requests(1));
+
+  auto res = http_call(port_, "POST", "/api/v1/x", std::string(1025, 'a'));
+  EXPECT_EQ(res.status, 413u);
+  EXPECT_EQ(error_code_of(res.body), "payload_too_large");
+  EXPECT_EQ(res.headers["connection"], "close");
+  // Far more than the server will read: the answer still arrives.
+  auto huge = http_call(port_, "POST", "/api/v1/x", std::string(8 * 1024 * 1024, 'b'));
+  EXPECT_EQ(huge.status, 413u);
+  EXPECT_EQ(api_.requests().size(), 1u);
+  EXPECT_EQ(http_call(port_, "GET", "/healthz").status, 200u);
+}
+
+TEST_F(server_test, api_chunked_body_over_the_limit_is_413) {
+  auto cfg = base_config();
+  cfg.max_body_bytes = 100;
+  start_with_api(cfg);
+  raw_http http(port_);
+  auto [status, body] = http.exchange(
+      "POST /api/v1/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "40\r\n" +
+      std::string(64, 'a') + "\r\n40\r\n" + std::string(64, 'a') + "\r\n0\r\n\r\n");
+  EXPECT_EQ(status, 413);
+  EXPECT_EQ(error_code_of(body), "payload_too_large");
+  EXPECT_TRUE(http.closed_by_server());
+  EXPECT_EQ(api_.requests().size(), 0u);
+}
+
+TEST_F(server_test, expect_100_continue_is_answered_before_the_body) {
+  auto cfg = base_config();
+  cfg.max_body_bytes = 100;
+  start_with_api(cfg);
+  raw_http http(port_);
+  auto [interim, none] = http.exchange(
+      "POST /api/v1/x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+  EXPECT_EQ(interim, 100);
+  auto [status, body] = http.exchange("{}");
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(parse_object(body).at("body"), "{}");
+
+  raw_http refused(port_);
+  auto [too_big, err] = refused.exchange(
+      "POST /api/v1/x HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 101\r\n\r\n");
+  EXPECT_EQ(too_big, 413);
+  EXPECT_EQ(error_code_of(err), "payload_too_large");
+}
+
+TEST_F(server_test, api_without_handler_is_404_json) {
+  start();
+  auto res = http_call(port_, "POST", "/api/v1/auth/login", "{}");
+  EXPECT_EQ(res.status, 404u);
+  EXPECT_EQ(res.headers["content-type"], "application/json");
+  EXPECT_EQ(error_code_of(res.body), "not_found");
+}
+
+TEST_F(server_test, malformed_request_line_is_400_json_and_closes) {
+  start_with_api();
+  raw_http http(port_);
+  auto [status, body] = http.exchange("THIS IS NOT HTTP\r\n\r\n");
+  EXPECT_EQ(status, 400);
+  EXPECT_EQ(error_code_of(body), "bad_request");
+  EXPECT_TRUE(http.closed_by_server());
+  EXPECT_EQ(api_.requests().size(), 0u);
+}
+
+TEST_F(server_test, api_connection_closed_before_the_reply_is_harmless) {
+  start_with_api();
+  api_.hold(true);
+  {
+    raw_http http(port_);
+    ASSERT_TRUE(http.send("POST /api/v1/slow HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}"));
+    ASSERT_TRUE(api_.wait_requests(1));
+  }  // the client is gone
+  std::thread([reply = api_.held(0)] { reply(http_response{200, "{}", {}}); }).join();
+  api_.hold(false);
+  EXPECT_EQ(http_call(port_, "GET", "/api/v1/after").status, 200u);
+}
+
+TEST_F(server_test, api_reply_after_the_server_is_gone_is_dropped) {
+  auto cfg = base_config();
+  cfg.shutdown_timeout_ms = 200;
+  start_with_api(cfg);
+  api_.hold(true);
+  raw_http http(port_);
+  ASSERT_TRUE(http.send("GET /api/v1/slow HTTP/1.1\r\nHost: x\r\n\r\n"));
+  ASSERT_TRUE(api_.wait_requests(1));
+  // The connection waits for its answer, so stop() cuts it off at the deadline.
+  EXPECT_EQ(server_->stop(), 1u);
+  server_.reset();
+  auto reply = api_.held(0);
+  reply(http_response{200, "{}", {}});
+  reply(http_response{200, "{}", {}});  // a second call is ignored too
+}
+
+TEST_F(server_test, api_reply_dropped_unanswered_becomes_500) {
+  start_with_api();
+  api_.drop(true);
+  auto res = http_call(port_, "GET", "/api/v1/x");
+  EXPECT_EQ(res.status, 500u);
+  EXPECT_EQ(error_code_of(res.body), "internal");
+}
+
+TEST_F(server_test, api_stop_lets_a_pending_reply_finish_then_closes) {
+  start_with_api();
+  api_.hold(true);
+  http_connection conn(port_);
+  auto pending = std::async(std::launch::async, [&] { return conn.call("GET", "/api/v1/x"); });
+  ASSERT_TRUE(api_.wait_requests(1));
+  auto stopped = std::async(std::launch::async, [&] { return server_->stop(); });
+  api_.held(0)(http_response{200, R"({"done":true})", {}});
+  auto res = pending.get();
+  EXPECT_EQ(res.status, 200u);
+  EXPECT_EQ(parse_object(res.body).at("done"), true);
+  // Nothing had to be cut off: the connection closed once its answer was written.
+  ASSERT_EQ(stopped.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(stopped.get(), 0u);
+  EXPECT_TRUE(conn.wait_closed(5s));
+}
+
+TEST_F(server_test, idle_keep_alive_http_connection_is_closed_after_idle_timeout) {
+  auto cfg = base_config();
+  cfg.idle_timeout_ms = 300;
+  start_with_api(cfg);
+  http_connection conn(port_);
+  EXPECT_EQ(conn.call("GET", "/api/v1/x").status, 200u);
+  const auto before = std::chrono::steady_clock::now();
+  EXPECT_TRUE(conn.wait_closed(5s));
+  EXPECT_GE(std::chrono::steady_clock::now() - before, 250ms);
+}
+
+TEST_F(server_test, http_connections_count_toward_max_connections) {
+  auto cfg = base_config();
+  cfg.max_connections = 1;
+  start_with_api(cfg);
+  http_connection first(port_);
+  EXPECT_EQ(first.call("GET", "/api/v1/x").status, 200u);
+  auto refused = http_call(port_, "GET", "/api/v1/x");
+  EXPECT_EQ(refused.status, 503u);
+  EXPECT_EQ(error_code_of(refused.body), "unavailable");
 }
 
 }  // namespace

@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# Durable sends (issue 4): a rate sweep of the `durable` scenario (5,000 connections in 2,500 two-member
+# rooms, every connection sending; each send acknowledged only after the PostgreSQL commit holding it).
+# Prints, per offered rate, the acknowledged sends per second and the ack latency p50/p99.
+#
+# usage: bench/durable.sh [RATE...]        (default: 10000 20000 30000 40000 50000)
+# env:   DURABLE_DURATION=S  measured window per rate (default 5; 1 s warm-up before it)
+#        DURABLE_REPEAT=N    runs per rate (default 1), each against a fresh node
+#        DURABLE_FLAGS="..." extra chorusd flags, e.g. "--writer_count 4 --batch_max_delay_ms 0"
+#        DURABLE_PERF=RATE   record `perf record -g` of chorusd during the run at RATE (into $out/raw/perf-RATE.data)
+#        DURABLE_PG_PRIO=0   leave PostgreSQL at normal priority (default: the node's raised priority)
+#        BENCH_BUILD_DIR     Release build to use (default build/perf; built here unless BENCH_CHORUSD is set)
+#        BENCH_CHORUSD=PATH  benchmark this chorusd (e.g. an older commit's) with this tree's chorus-bench
+#        BENCH_OUT           where raw output goes (default bench/results/durable-DATE)
+#
+# Placement as in bench/run.sh: chorusd on CPU 0 (one actor thread, one io thread; its batch writers are
+# detached threads on the same CPU), chorus-bench on CPU 1, a throwaway PostgreSQL 15 with default settings
+# (fsync and synchronous_commit on: durability is the point) unpinned on both CPUs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rates=("$@")
+[ ${#rates[@]} -gt 0 ] || rates=(10000 20000 30000 40000 50000)
+duration=${DURABLE_DURATION:-5}
+repeat=${DURABLE_REPEAT:-1}
+build=${BENCH_BUILD_DIR:-build/perf}
+out=${BENCH_OUT:-bench/results/durable-$(date +%Y-%m-%d-%H%M)}
+extra_flags=${DURABLE_FLAGS:-}
+perf_rate=${DURABLE_PERF:-}
+
+for tool in cmake ninja taskset curl python3; do
+  command -v "$tool" >/dev/null || { echo "durable.sh: '$tool' is missing (run scripts/setup.sh)" >&2; exit 1; }
+done
+prio=()
+if nice -n -10 true 2>/dev/null; then prio=(nice -n -10); fi
+server_cpu=0 bench_cpu=1
+[ "$(nproc)" -ge 2 ] || server_cpu=0 bench_cpu=0
+
+export CCACHE_NOHASHDIR=1
+if [ -z "${BENCH_CHORUSD:-}" ] || [ ! -x "$build/bench/chorus-bench" ]; then
+  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCHORUS_BUILD_TESTS=OFF -DCHORUS_BUILD_BENCH=ON \
+    >/dev/null
+  if [ -n "${BENCH_CHORUSD:-}" ]; then
+    cmake --build "$build" -j2 --target chorus-bench
+  else
+    cmake --build "$build" -j2 --target chorusd chorus-bench
+  fi
+fi
+chorusd=${BENCH_CHORUSD:-$build/chorusd}
+bench=$build/bench/chorus-bench
+# shellcheck source=throwaway_postgres.sh
+. bench/throwaway_postgres.sh
+
+ulimit -n "$(ulimit -Hn)"
+mkdir -p "$out/raw"
+secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+server_pid="" pg_dir="" perf_pid=""
+stop_server() {
+  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  server_pid=""
+}
+stop_all() {
+  [ -z "$perf_pid" ] || kill -INT "$perf_pid" 2>/dev/null || true
+  stop_server
+  if [ -n "$pg_dir" ]; then
+    pg_throwaway_stop "$pg_dir"
+    rm -rf "$pg_dir"
+  fi
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  local p
+  for p in $(shuf -i 18000-28000 -n 50); do
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
+  done
+  echo "durable.sh: no free port found" >&2
+  return 1
+}
+
+pg_dir=$(mktemp -d)
+db_url=$(pg_throwaway_start "$pg_dir" "$(free_port)") || { echo "durable.sh: cannot start PostgreSQL" >&2; exit 1; }
+# PostgreSQL is half of what is measured: it gets the node's priority (its backends inherit the
+# postmaster's), so that other work on the machine slows both alike.
+if [ ${#prio[@]} -gt 0 ] && [ "${DURABLE_PG_PRIO:-1}" = 1 ]; then renice -n -10 -p "$(head -n 1 "$pg_dir/data/postmaster.pid")" >/dev/null || true; fi
+
+# The per-connection op rate limit would throttle senders: raised far above any per-sender rate here.
+# shellcheck disable=SC2206
+chorusd_flags=(--database_url "$db_url" --ops_per_second 1000000 --ops_burst 1000000 --log_level warn
+  --actor_threads 1 --io_threads 1 $extra_flags)
+
+start_server() {
+  local log=$1
+  port=$(free_port)
+  "${prio[@]}" taskset -c "$server_cpu" "$chorusd" --host 127.0.0.1 --port "$port" --jwt_secret "$secret" \
+    --dev_mode 1 --sends_per_second 1000000 --sends_burst 1000000 "${chorusd_flags[@]}" 2>"$log" &
+  server_pid=$!
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0
+    kill -0 "$server_pid" 2>/dev/null || { echo "durable.sh: chorusd exited at start:" >&2; cat "$log" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "durable.sh: chorusd did not answer /healthz on port $port" >&2
+  exit 1
+}
+
+echo "durable.sh: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "durable.sh: taskset -c $server_cpu $chorusd ${chorusd_flags[*]/$db_url/DB}"
+echo "durable.sh: taskset -c $bench_cpu $bench --scenario durable --rate R --duration $duration --warmup 1"
+# gen_stall: the generator's worst timer lateness; when it is large, the machine (not the node) was busy and
+# the latencies of that run are the generator's as much as the node's: repeat the point.
+printf '%9s %17s %10s %9s %9s %9s %8s %s\n' offered "acked/sent" "acked/s" "ack p50" "ack p99" "ack max" \
+  delivered "errors, node CPU (1 = one core), ..."
+for rate in "${rates[@]}"; do
+  for run in $(seq "$repeat"); do
+    raw=$out/raw/rate-$rate-$run
+    start_server "$raw.log"
+    if [ "$perf_rate" = "$rate" ] && [ "$run" = 1 ]; then
+      # From the end of connecting (about 1 s warm-up left) to the end of the window.
+      (sleep 4 && exec perf record -g -o "$out/raw/perf-$rate.data" -p "$server_pid" -- sleep "$duration" \
+        >/dev/null 2>&1) &
+      perf_pid=$!
+    fi
+    "${prio[@]}" taskset -c "$bench_cpu" "$bench" --url "ws://127.0.0.1:$port/ws" --secret "$secret" \
+      --server-pid "$server_pid" --scenario durable --rate "$rate" --duration "$duration" --warmup 1 \
+      --json >"$raw.json" 2>"$raw.err" || true
+    if [ -n "$perf_pid" ]; then wait "$perf_pid" 2>/dev/null || true; perf_pid=""; fi
+    stop_server
+    python3 - "$raw.json" <<'EOF' | tee -a "$out/summary.txt"
+import json, sys
+lines = [l for l in open(sys.argv[1]) if l.startswith('{')]
+if not lines:
+    print(f"{'?':>9} (no report: see {sys.argv[1][:-5]}.err)")
+    sys.exit(0)
+r = json.loads(lines[-1])
+s = r.get("result") or (r["steps"][-1] if r.get("steps") else {})
+a = s.get("ack_latency", {})
+errs = ",".join(f"{k}={v}" for k, v in s.get("errors", {}).items()) or "-"
+print(f"{s.get('offered_rate', 0):9.0f} {s.get('acknowledged', 0):>8}/{s.get('sent', 0):<8} "
+      f"{s.get('acknowledged', 0) / max(s.get('duration_s', 1), 1e-9):10.0f} {a.get('p50_ms', 0):7.1f}ms "
+      f"{a.get('p99_ms', 0):7.1f}ms {a.get('max_ms', 0):7.1f}ms {100 * s.get('delivery_ratio', 0):7.2f}% "
+      f"{errs} node_cpu={s.get('server_cpu')} gen_stall={s.get('max_pacer_lag_ms', 0):.0f}ms "
+      f"gaps={s.get('seq_gaps', 0)}")
+EOF
+  done
+done
+echo "durable.sh: per-rate lines in $out/summary.txt, raw output in $out/raw"

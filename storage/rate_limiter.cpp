@@ -1,0 +1,559 @@
+// Token buckets and lockouts as Lua scripts in Redis over one synchronous hiredis connection, and the
+// in-process equivalent used while Redis cannot be reached.
+#include "storage/rate_limiter.hpp"
+
+#include <hiredis/hiredis.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <unordered_map>
+#include <utility>
+
+namespace chorus::storage {
+namespace {
+
+// Refill accumulates in floating point, so "enough tokens" is judged with a little slack (as in
+// actors/token_bucket): a client that waits exactly the advertised time must not be refused again.
+constexpr double slack = 1e-9;
+constexpr std::uint32_t never = std::numeric_limits<std::uint32_t>::max();
+
+// KEYS[1] bucket; ARGV: tokens per millisecond, burst, cost. Returns {allowed 0|1, wait ms or -1 (never)}.
+// Redis's own clock (TIME) is the only clock, so the nodes' clocks need not agree. Redis 7 replicates a
+// script's effects, not the script, so reading TIME before writing is allowed. The key expires when the
+// bucket would be full again: a full bucket and a missing key mean the same.
+constexpr std::string_view take_script = R"lua(
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1])
+local ts = tonumber(state[2])
+if tokens == nil or ts == nil then
+  tokens = burst
+elseif now > ts then
+  tokens = math.min(burst, tokens + (now - ts) * rate)
+end
+local allowed, wait = 0, 0
+if tokens + 1e-9 >= cost then
+  tokens = math.max(0, tokens - cost)
+  allowed = 1
+elseif rate <= 0 or cost > burst + 1e-9 then
+  wait = -1
+else
+  wait = math.max(1, math.ceil((cost - 0.5e-9 - tokens) / rate))
+end
+local ttl = 86400000
+if rate > 0 then ttl = math.max(1, math.min(ttl, math.ceil((burst - tokens) / rate))) end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'ts', tostring(now))
+redis.call('PEXPIRE', KEYS[1], ttl)
+return {allowed, wait}
+)lua";
+
+// KEYS[1] failure count, KEYS[2] lock; ARGV: limit (0: never lock), window ms.
+// Returns {locked 0|1, ms left, failures}.
+constexpr std::string_view failure_script = R"lua(
+local left = redis.call('PTTL', KEYS[2])
+if left > 0 then return {1, left, 0} end
+local n = redis.call('INCR', KEYS[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local limit = tonumber(ARGV[1])
+if limit > 0 and n >= limit then
+  redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
+  redis.call('DEL', KEYS[1])
+  return {1, tonumber(ARGV[2]), n}
+end
+return {0, 0, n}
+)lua";
+
+std::uint32_t clamp_ms(double ms) {
+  if (!(ms < static_cast<double>(never))) return never;
+  return ms <= 0 ? 0 : static_cast<std::uint32_t>(ms);
+}
+
+std::uint32_t clamp_ms(long long ms) {
+  if (ms < 0) return 0;
+  return ms >= static_cast<long long>(never) ? never : static_cast<std::uint32_t>(ms);
+}
+
+std::string number(double v) {
+  char buf[64];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+  return ec == std::errc{} ? std::string(buf, end) : std::string("0");
+}
+
+// The wait until `cost` tokens are there, aiming half the slack short so round rates give exact waits.
+std::uint32_t wait_for(double tokens, double cost, double burst, double rate_per_ms) {
+  if (rate_per_ms <= 0 || cost > burst + slack) return never;
+  const double wait = std::ceil((cost - slack / 2 - tokens) / rate_per_ms);
+  return std::max<std::uint32_t>(1, clamp_ms(wait));
+}
+
+struct context_free {
+  void operator()(redisContext* c) const { redisFree(c); }
+};
+struct reply_free {
+  void operator()(redisReply* r) const { freeReplyObject(r); }
+};
+using context_ptr = std::unique_ptr<redisContext, context_free>;
+using reply_ptr = std::unique_ptr<redisReply, reply_free>;
+
+timeval to_timeval(std::chrono::milliseconds ms) {
+  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(ms).count();
+  timeval tv{};
+  tv.tv_sec = static_cast<decltype(tv.tv_sec)>(us / 1000000);
+  tv.tv_usec = static_cast<decltype(tv.tv_usec)>(us % 1000000);
+  return tv;
+}
+
+struct endpoint {
+  std::string host;
+  int port = 6379;
+  std::string user;
+  std::string password;
+  int db = 0;
+};
+
+std::string percent_decode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    unsigned v = 0;
+    if (s[i] == '%' && i + 2 < s.size() &&
+        std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16).ptr == s.data() + i + 3) {
+      out += static_cast<char>(v);
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+bool parse_int(std::string_view s, int& out) {
+  return !s.empty() && std::from_chars(s.data(), s.data() + s.size(), out).ptr == s.data() + s.size();
+}
+
+// redis://[[user]:password@]host[:port][/db]; IPv6 hosts in brackets.
+std::optional<endpoint> parse_url(std::string_view url) {
+  constexpr std::string_view scheme = "redis://";
+  if (!url.starts_with(scheme)) return std::nullopt;
+  url.remove_prefix(scheme.size());
+  endpoint ep;
+  std::string_view authority = url.substr(0, url.find('/'));
+  if (authority.size() < url.size()) {
+    std::string_view path = url.substr(authority.size() + 1);
+    if (!path.empty() && (!parse_int(path, ep.db) || ep.db < 0)) return std::nullopt;
+  }
+  if (auto at = authority.rfind('@'); at != std::string_view::npos) {
+    const std::string_view userinfo = authority.substr(0, at);
+    authority.remove_prefix(at + 1);
+    if (auto colon = userinfo.find(':'); colon != std::string_view::npos) {
+      ep.user = percent_decode(userinfo.substr(0, colon));
+      ep.password = percent_decode(userinfo.substr(colon + 1));
+    } else {
+      ep.user = percent_decode(userinfo);
+    }
+  }
+  std::string_view port;
+  if (authority.starts_with('[')) {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    ep.host = std::string(authority.substr(1, close - 1));
+    std::string_view rest = authority.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') return std::nullopt;
+      port = rest.substr(1);
+    }
+  } else if (auto colon = authority.rfind(':'); colon != std::string_view::npos) {
+    ep.host = std::string(authority.substr(0, colon));
+    port = authority.substr(colon + 1);
+  } else {
+    ep.host = std::string(authority);
+  }
+  if (!port.empty() && (!parse_int(port, ep.port) || ep.port <= 0 || ep.port > 65535)) return std::nullopt;
+  if (ep.host.empty()) ep.host = "127.0.0.1";
+  return ep;
+}
+
+// The in-process buckets and lockouts used while Redis is unreachable; same arithmetic as the scripts.
+class local_limits {
+ public:
+  explicit local_limits(std::size_t max_keys) : max_keys_(std::max<std::size_t>(max_keys, 1)) {}
+
+  verdict take(const std::string& key, bucket shape, double cost, std::int64_t now) {
+    const double rate = shape.per_second / 1000.0;
+    auto [it, fresh] = buckets_.try_emplace(key, entry{shape.burst, now, rate, shape.burst});
+    entry& e = it->second;
+    e.rate_per_ms = rate;
+    e.burst = shape.burst;
+    if (!fresh && now > e.last_ms)
+      e.tokens = std::min(shape.burst, e.tokens + double(now - e.last_ms) * rate);
+    e.last_ms = now;  // a clock that went backwards credits nothing
+    verdict v;
+    if (e.tokens + slack >= cost) {
+      e.tokens = std::max(0.0, e.tokens - cost);
+      v.allowed = true;
+    } else {
+      v.retry_after_ms = wait_for(e.tokens, cost, shape.burst, rate);
+    }
+    if (fresh && buckets_.size() > max_keys_) sweep(now);
+    return v;
+  }
+
+  lock_state record_failure(const std::string& key, std::uint32_t limit, std::int64_t window,
+                            std::int64_t now) {
+    lock& l = locks_[key];
+    if (l.locked_until > now) return {true, clamp_ms(static_cast<long long>(l.locked_until - now)), 0};
+    if (l.failures_expire <= now) l.failures = 0;
+    ++l.failures;
+    l.failures_expire = now + window;
+    lock_state s{false, 0, l.failures};
+    if (limit > 0 && l.failures >= limit) {
+      l.locked_until = now + window;
+      l.failures = 0;
+      s.locked = true;
+      s.retry_after_ms = clamp_ms(static_cast<long long>(window));
+    }
+    if (locks_.size() > max_keys_) sweep(now);
+    return s;
+  }
+
+  lock_state locked(const std::string& key, std::int64_t now) const {
+    auto it = locks_.find(key);
+    if (it == locks_.end() || it->second.locked_until <= now) return {};
+    return {true, clamp_ms(static_cast<long long>(it->second.locked_until - now)), 0};
+  }
+
+  void clear(const std::string& key) { locks_.erase(key); }
+
+ private:
+  struct entry {
+    double tokens;
+    std::int64_t last_ms;
+    double rate_per_ms;
+    double burst;
+  };
+  struct lock {
+    std::uint32_t failures = 0;
+    std::int64_t failures_expire = 0;
+    std::int64_t locked_until = 0;
+  };
+
+  // Drops what a missing key would mean anyway (full buckets, expired lockouts); if the table is still too
+  // big (an address scan), forgets everything rather than grow without bound.
+  void sweep(std::int64_t now) {
+    std::erase_if(buckets_, [now](const auto& kv) {
+      const entry& e = kv.second;
+      return e.rate_per_ms > 0 && e.tokens + double(now - e.last_ms) * e.rate_per_ms >= e.burst;
+    });
+    std::erase_if(locks_, [now](const auto& kv) {
+      return kv.second.locked_until <= now && kv.second.failures_expire <= now;
+    });
+    if (buckets_.size() > max_keys_) buckets_.clear();
+    if (locks_.size() > max_keys_) locks_.clear();
+  }
+
+  std::size_t max_keys_;
+  std::unordered_map<std::string, entry> buckets_;
+  std::unordered_map<std::string, lock> locks_;
+};
+
+bool is_noscript(const redisReply* r) {
+  return r != nullptr && r->type == REDIS_REPLY_ERROR &&
+         std::string_view(r->str, r->len).starts_with("NOSCRIPT");
+}
+
+// {int, int[, int]} as the scripts return it.
+bool int_array(const redisReply* r, std::size_t n) {
+  if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements < n) return false;
+  for (std::size_t i = 0; i < n; ++i)
+    if (r->element[i]->type != REDIS_REPLY_INTEGER) return false;
+  return true;
+}
+
+}  // namespace
+
+struct rate_limiter::impl {
+  impl(std::string url_in, options o)
+      : opts(std::move(o)), local(opts.max_local_keys), backoff(opts.min_backoff) {
+    if (!opts.now_ms) {
+      opts.now_ms = [] {
+        return std::chrono::duration_cast<std::chrono::milliseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch())
+            .count();
+      };
+    }
+    if (url_in.empty()) {
+      spdlog::debug("rate limits: no redis_url; counting locally");
+    } else if (!(ep = parse_url(url_in))) {
+      spdlog::error(
+          "rate limits: redis_url is not redis://[[user]:password@]host[:port][/db]; counting locally");
+    } else {
+      where = ep->host + ":" + std::to_string(ep->port);
+    }
+  }
+
+  options opts;
+  local_limits local;
+  std::optional<endpoint> ep;
+  std::string where;  // host:port for log lines; never the password
+  context_ptr ctx;
+  std::string take_sha;
+  std::string failure_sha;
+  enum class state { unknown, redis, local } mode = state::unknown;
+  std::int64_t next_attempt_ms = 0;
+  std::chrono::milliseconds backoff;
+  bool last_shared = false;
+
+  std::int64_t now() const { return opts.now_ms(); }
+
+  void down(std::string why) {  // by value: `why` often points into the context freed here
+    ctx.reset();
+    next_attempt_ms = now() + backoff.count();
+    backoff = std::min(backoff * 2, opts.max_backoff);
+    if (mode != state::local) {
+      spdlog::warn("rate limits: Redis at {} unreachable ({}); counting locally", where, why);
+      mode = state::local;
+    }
+  }
+
+  void up() {
+    backoff = opts.min_backoff;
+    if (mode == state::local) spdlog::info("rate limits: Redis at {} is back; counting there again", where);
+    if (mode == state::unknown) spdlog::debug("rate limits: counting in Redis at {}", where);
+    mode = state::redis;
+  }
+
+  std::string context_error() const { return ctx && ctx->err ? ctx->errstr : "no reply"; }
+
+  reply_ptr command(std::initializer_list<std::string_view> args) {
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lens;
+    for (auto a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    return reply_ptr(static_cast<redisReply*>(
+        redisCommandArgv(ctx.get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
+  }
+
+  // SCRIPT LOAD; false (and down) on failure.
+  bool load(std::string_view script, std::string& sha) {
+    reply_ptr r = command({"SCRIPT", "LOAD", script});
+    if (!r || r->type != REDIS_REPLY_STRING) {
+      down(r && r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len) : context_error());
+      return false;
+    }
+    sha.assign(r->str, r->len);
+    return true;
+  }
+
+  // A usable connection, or false (the caller counts locally). Reconnects no sooner than the backoff allows.
+  bool connect() {
+    if (!ep) return false;
+    if (ctx) return true;
+    if (mode == state::local && now() < next_attempt_ms) return false;
+    ctx.reset(redisConnectWithTimeout(ep->host.c_str(), ep->port, to_timeval(opts.connect_timeout)));
+    if (!ctx || ctx->err) {
+      down(ctx ? ctx->errstr : "cannot allocate a context");
+      return false;
+    }
+    if (redisSetTimeout(ctx.get(), to_timeval(opts.command_timeout)) != REDIS_OK) {
+      down(context_error());
+      return false;
+    }
+    if (!ep->password.empty()) {
+      reply_ptr r =
+          ep->user.empty() ? command({"AUTH", ep->password}) : command({"AUTH", ep->user, ep->password});
+      if (!r || r->type == REDIS_REPLY_ERROR) {
+        down(r ? std::string(r->str, r->len) : context_error());
+        return false;
+      }
+    }
+    if (ep->db != 0) {
+      reply_ptr r = command({"SELECT", std::to_string(ep->db)});
+      if (!r || r->type == REDIS_REPLY_ERROR) {
+        down(r ? std::string(r->str, r->len) : context_error());
+        return false;
+      }
+    }
+    if (!opts.client_name.empty()) {
+      reply_ptr r = command({"CLIENT", "SETNAME", opts.client_name});
+      if (!r || r->type == REDIS_REPLY_ERROR) {
+        down(r ? std::string(r->str, r->len) : context_error());
+        return false;
+      }
+    }
+    if (!load(take_script, take_sha) || !load(failure_script, failure_sha)) return false;
+    up();
+    return true;
+  }
+
+  // One pipelined batch of EVALSHA calls; each entry is (keys..., args...) after the sha and key count.
+  // Replies in order; a NOSCRIPT (script cache flushed) reloads the script and retries those entries once.
+  // Empty on a connection failure (already marked down).
+  std::vector<reply_ptr> eval_batch(std::string_view script, std::string& sha, int nkeys,
+                                    const std::vector<std::vector<std::string>>& calls) {
+    std::vector<reply_ptr> replies(calls.size());
+    std::vector<std::size_t> todo(calls.size());
+    for (std::size_t i = 0; i < calls.size(); ++i) todo[i] = i;
+    const std::string nkeys_text = std::to_string(nkeys);
+    for (int attempt = 0; attempt < 2 && !todo.empty(); ++attempt) {
+      for (std::size_t i : todo) {
+        std::vector<const char*> argv{"EVALSHA", sha.c_str(), nkeys_text.c_str()};
+        std::vector<std::size_t> lens{7, sha.size(), nkeys_text.size()};
+        for (const auto& a : calls[i]) {
+          argv.push_back(a.data());
+          lens.push_back(a.size());
+        }
+        if (redisAppendCommandArgv(ctx.get(), static_cast<int>(argv.size()), argv.data(), lens.data()) !=
+            REDIS_OK) {
+          down(context_error());
+          return {};
+        }
+      }
+      std::vector<std::size_t> again;
+      for (std::size_t i : todo) {
+        void* raw = nullptr;
+        if (redisGetReply(ctx.get(), &raw) != REDIS_OK || raw == nullptr) {
+          down(context_error());
+          return {};
+        }
+        replies[i].reset(static_cast<redisReply*>(raw));
+        if (is_noscript(replies[i].get())) again.push_back(i);
+      }
+      todo = std::move(again);
+      if (!todo.empty() && !load(script, sha)) return {};
+    }
+    return replies;
+  }
+
+  std::string bucket_key(std::string_view key) const { return opts.key_prefix + "tb:" + std::string(key); }
+  std::string fail_key(std::string_view key) const {
+    return opts.key_prefix + "fail:{" + std::string(key) + "}";
+  }
+  std::string lock_key(std::string_view key) const {
+    return opts.key_prefix + "lock:{" + std::string(key) + "}";
+  }
+
+  std::vector<verdict> take_many(std::span<const take_request> requests) {
+    std::vector<verdict> out;
+    out.reserve(requests.size());
+    if (connect()) {
+      std::vector<std::vector<std::string>> calls;
+      calls.reserve(requests.size());
+      for (const auto& r : requests) {
+        calls.push_back(
+            {bucket_key(r.key), number(r.shape.per_second / 1000.0), number(r.shape.burst), number(r.cost)});
+      }
+      auto replies = eval_batch(take_script, take_sha, 1, calls);
+      bool ok = !replies.empty() || requests.empty();
+      for (const auto& r : replies) ok = ok && int_array(r.get(), 2);
+      if (ok) {
+        for (const auto& r : replies) {
+          const long long wait = r->element[1]->integer;
+          out.push_back(verdict{r->element[0]->integer == 1, wait < 0 ? never : clamp_ms(wait)});
+        }
+        last_shared = true;
+        return out;
+      }
+      if (!replies.empty()) down(unexpected(replies));
+    }
+    last_shared = false;
+    const auto t = now();
+    for (const auto& r : requests) out.push_back(local.take(std::string(r.key), r.shape, r.cost, t));
+    return out;
+  }
+
+  static std::string unexpected(const std::vector<reply_ptr>& replies) {
+    for (const auto& r : replies)
+      if (r && r->type == REDIS_REPLY_ERROR) return std::string(r->str, r->len);
+    return "unexpected reply";
+  }
+
+  lock_state record_failure(std::string_view key, std::uint32_t limit, std::chrono::milliseconds window) {
+    const auto window_ms = std::max<std::int64_t>(1, window.count());
+    if (connect()) {
+      auto replies =
+          eval_batch(failure_script, failure_sha, 2,
+                     {{fail_key(key), lock_key(key), std::to_string(limit), std::to_string(window_ms)}});
+      if (replies.size() == 1 && int_array(replies[0].get(), 3)) {
+        last_shared = true;
+        const redisReply* r = replies[0].get();
+        return {r->element[0]->integer == 1, clamp_ms(r->element[1]->integer),
+                static_cast<std::uint32_t>(clamp_ms(r->element[2]->integer))};
+      }
+      if (!replies.empty()) down(unexpected(replies));
+    }
+    last_shared = false;
+    return local.record_failure(std::string(key), limit, window_ms, now());
+  }
+
+  lock_state locked(std::string_view key) {
+    if (connect()) {
+      reply_ptr r = command({"PTTL", lock_key(key)});
+      if (r && r->type == REDIS_REPLY_INTEGER) {
+        last_shared = true;
+        if (r->integer > 0) return {true, clamp_ms(r->integer), 0};
+        return {};
+      }
+      down(r && r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len) : context_error());
+    }
+    last_shared = false;
+    return local.locked(std::string(key), now());
+  }
+
+  void clear(std::string_view key) {
+    // Local state is cleared too, so that a lockout counted during an outage does not outlive a success.
+    local.clear(std::string(key));
+    if (connect()) {
+      reply_ptr r = command({"DEL", fail_key(key), lock_key(key)});
+      if (r && r->type == REDIS_REPLY_INTEGER) {
+        last_shared = true;
+        return;
+      }
+      down(r && r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len) : context_error());
+    }
+    last_shared = false;
+  }
+};
+
+rate_limiter::rate_limiter(std::string url) : rate_limiter(std::move(url), options{}) {}
+
+rate_limiter::rate_limiter(std::string url, options opts)
+    : impl_(std::make_unique<impl>(std::move(url), std::move(opts))) {}
+
+rate_limiter::~rate_limiter() = default;
+
+verdict rate_limiter::take(std::string_view key, bucket shape, double cost) {
+  const take_request one{key, shape, cost};
+  return impl_->take_many(std::span(&one, 1)).front();
+}
+
+std::vector<verdict> rate_limiter::take_many(std::span<const take_request> requests) {
+  return impl_->take_many(requests);
+}
+
+lock_state rate_limiter::record_failure(std::string_view key, std::uint32_t limit,
+                                        std::chrono::milliseconds window) {
+  return impl_->record_failure(key, limit, window);
+}
+
+lock_state rate_limiter::locked(std::string_view key) {
+  return impl_->locked(key);
+}
+
+void rate_limiter::clear(std::string_view key) {
+  impl_->clear(key);
+}
+
+bool rate_limiter::shared() const {
+  return impl_->last_shared;
+}
+
+}  // namespace chorus::storage
