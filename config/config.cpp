@@ -67,6 +67,10 @@ bool message_fits_frame(const node_config& c) {
   return c.max_message_chars <= c.max_frame_bytes;
 }
 
+bool ttl_exceeds_heartbeat(const node_config& c) {
+  return c.node_ttl_ms > c.node_heartbeat_ms;
+}
+
 bool redis_url_shape(const node_config& c) {
   return c.redis_url.empty() || c.redis_url.starts_with("redis://");
 }
@@ -265,6 +269,36 @@ constexpr std::array keys{
             .help = "chat messages a user may send at once before sends_per_second applies",
             .min = 1,
             .max = 1000000},
+    key_def{
+        .name = "cluster_port",
+        .member = &node_config::cluster_port,
+        .help = "port on which this node's CAF middleman accepts other nodes (0: a single node, no cluster)",
+        .min = 0,
+        .max = 65535},
+    key_def{.name = "node_ttl_ms",
+            .member = &node_config::node_ttl_ms,
+            .help = "a node whose Redis registration was not refreshed for this long is down",
+            .min = 500,
+            .max = 600000,
+            .allowed = "500..600000, more than node_heartbeat_ms",
+            .rule = ttl_exceeds_heartbeat},
+    key_def{.name = "node_heartbeat_ms",
+            .member = &node_config::node_heartbeat_ms,
+            .help = "how often a node refreshes its Redis registration",
+            .min = 50,
+            .max = 60000},
+    key_def{.name = "peer_heartbeat_ms",
+            .member = &node_config::peer_heartbeat_ms,
+            .help = "heartbeat interval of the middleman connections between nodes",
+            .min = 50,
+            .max = 60000},
+    key_def{
+        .name = "peer_timeout_ms",
+        .member = &node_config::peer_timeout_ms,
+        .help =
+            "a peer connection silent this long is dropped, so a hung node is noticed, not only a dead one",
+        .min = 100,
+        .max = 600000},
 };
 
 // A numeric range wider than its field would let a value wrap silently when stored; only strings can be

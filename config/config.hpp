@@ -51,6 +51,11 @@ struct node_config {
   std::uint32_t api_burst = 40;         ///< HTTP API requests allowed at once before the rate applies
   std::uint32_t sends_per_second = 10;  ///< sustained messages per user, across every node
   std::uint32_t sends_burst = 30;       ///< messages a user may send at once before the rate applies
+  std::uint16_t cluster_port = 0;    ///< port of this node's CAF middleman for other nodes; 0: not clustered
+  std::uint32_t node_ttl_ms = 3000;  ///< a node whose Redis entry is older than this is down
+  std::uint32_t node_heartbeat_ms = 1000;  ///< how often a node refreshes its Redis entry
+  std::uint32_t peer_heartbeat_ms = 500;   ///< middleman heartbeat between nodes
+  std::uint32_t peer_timeout_ms = 2000;    ///< a peer silent this long counts as gone (hung, not only dead)
 };
 
 /// Thrown for anything wrong with the configuration; the message names the offending key.

@@ -110,6 +110,11 @@ void expect_same(const node_config& a, const node_config& b) {
   EXPECT_EQ(a.api_burst, b.api_burst);
   EXPECT_EQ(a.sends_per_second, b.sends_per_second);
   EXPECT_EQ(a.sends_burst, b.sends_burst);
+  EXPECT_EQ(a.cluster_port, b.cluster_port);
+  EXPECT_EQ(a.node_ttl_ms, b.node_ttl_ms);
+  EXPECT_EQ(a.node_heartbeat_ms, b.node_heartbeat_ms);
+  EXPECT_EQ(a.peer_heartbeat_ms, b.peer_heartbeat_ms);
+  EXPECT_EQ(a.peer_timeout_ms, b.peer_timeout_ms);
 }
 
 // Written out here rather than derived from config.cpp, so a changed default or a dropped key fails a test.
@@ -151,6 +156,11 @@ const std::vector<std::pair<std::string, std::string>> documented_defaults{
     {"api_burst", "40"},
     {"sends_per_second", "10"},
     {"sends_burst", "30"},
+    {"cluster_port", "0"},
+    {"node_ttl_ms", "3000"},
+    {"node_heartbeat_ms", "1000"},
+    {"peer_heartbeat_ms", "500"},
+    {"peer_timeout_ms", "2000"},
 };
 
 std::string upper(std::string s) {
@@ -242,6 +252,7 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values(rule_case{"host", [](node_config& c) { c.host = ""; }},
                       rule_case{"log_level", [](node_config& c) { c.log_level = "loud"; }},
                       rule_case{"redis_url", [](node_config& c) { c.redis_url = "http://127.0.0.1:6379"; }},
+                      rule_case{"node_ttl_ms", [](node_config& c) { c.node_ttl_ms = c.node_heartbeat_ms; }},
                       rule_case{"log_level", [](node_config& c) { c.log_level = "INFO"; }},
                       rule_case{"io_threads", [](node_config& c) { c.io_threads = 0; }},
                       rule_case{"io_threads", [](node_config& c) { c.io_threads = 65; }},
@@ -379,7 +390,12 @@ TEST(Config, EveryKeyCanBeSetByFlagAndByEnvironment) {
                                                           {"api_requests_per_second", "6"},
                                                           {"api_burst", "12"},
                                                           {"sends_per_second", "4"},
-                                                          {"sends_burst", "5"}};
+                                                          {"sends_burst", "5"},
+                                                          {"cluster_port", "7001"},
+                                                          {"node_ttl_ms", "4000"},
+                                                          {"node_heartbeat_ms", "700"},
+                                                          {"peer_heartbeat_ms", "300"},
+                                                          {"peer_timeout_ms", "1500"}};
   ASSERT_EQ(values.size(), documented_defaults.size());
   node_config want;
   want.host = "0.0.0.0";
@@ -419,6 +435,11 @@ TEST(Config, EveryKeyCanBeSetByFlagAndByEnvironment) {
   want.api_burst = 12;
   want.sends_per_second = 4;
   want.sends_burst = 5;
+  want.cluster_port = 7001;
+  want.node_ttl_ms = 4000;
+  want.node_heartbeat_ms = 700;
+  want.peer_heartbeat_ms = 300;
+  want.peer_timeout_ms = 1500;
 
   std::vector<std::string> flags;
   environment env;
@@ -621,7 +642,7 @@ TEST(Config, HelpShowsUsageAndEveryKeyWithDefaultInAlignedColumns) {
     ASSERT_NE(line, lines.end()) << key;
     std::vector<std::string> words = words_of(*line);
     ASSERT_GE(words.size(), 5u) << *line;
-    EXPECT_EQ(words[1], key == "port"                              ? "uint16"
+    EXPECT_EQ(words[1], key == "port" || key == "cluster_port"     ? "uint16"
                         : def.starts_with("\"") || def == "(none)" ? "string"
                                                                    : "uint32")
         << *line;
