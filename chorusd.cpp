@@ -91,7 +91,9 @@ int serve(const config::node_config& cfg) {
     reader = nullptr;
   };
   actors::actor_session_factory sessions(
-      *system, actors::make_session_context(directory, presence, send_limiter, cfg));
+      *system,
+      actors::make_session_context(directory, presence, send_limiter,
+                                   cfg.dev_mode == 1 ? actors::account_worker_actor{} : room_accounts, cfg));
   net::server server(cfg, sessions, &api);
 
   std::uint16_t port = 0;

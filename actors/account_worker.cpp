@@ -58,6 +58,20 @@ account_worker_actor::behavior_type account_worker(
                                                wall_ms});
   return {
       [self](atom::api, const http_request& req) -> http_response { return self->state.routes->handle(req); },
+      [self](atom::lookup, const std::string& user) -> caf::result<std::string> {
+        auto& st = self->state;
+        auto found = st.store->get_user(user);
+        if (auto* f = std::get_if<storage::store_failure>(&found)) {
+          if (f->what == storage::store_failure::not_found)
+            return make_error(protocol::error_code::not_found);
+          note_database(self, false);
+          return make_error(protocol::error_code::unavailable);
+        }
+        note_database(self, true);
+        st.store->touch_last_seen(user);
+        return std::string(storage::to_string(std::get<storage::user_row>(found).status));
+      },
+      [self](atom::gone, const std::string& user) { self->state.store->touch_last_seen(user); },
       [self](atom::access, const std::string& room) -> caf::result<storage::room_access_row> {
         auto& st = self->state;
         auto row = st.store->room_access(room);

@@ -62,6 +62,7 @@ struct join_request {
   member_ref member;
   bool resume = false;
   std::uint64_t last_seen = 0;
+  bool invisible = false;  ///< the user's status is invisible: the room announces no presence for it
 };
 
 /// A room's answer to a join: where its sequence stands, who is in it, and what a resuming session missed.
@@ -162,7 +163,11 @@ using history_reader_actor = caf::typed_actor<
 /// to PostgreSQL and Redis. `access` answers not_found for a room that does not exist.
 using account_worker_actor =
     caf::typed_actor<caf::replies_to<atom::api, http_request>::with<http_response>,
-                     caf::replies_to<atom::access, std::string>::with<storage::room_access_row>>;
+                     caf::replies_to<atom::access, std::string>::with<storage::room_access_row>,
+                     /// A connection authenticated as this user: not_found if the account is gone, else its
+                     /// status ("online", "away", "busy", "invisible"); last seen becomes now.
+                     caf::replies_to<atom::lookup, std::string>::with<std::string>,
+                     caf::reacts_to<atom::gone, std::string>>;  ///< the user's last connection closed
 
 /// Per-user message rate across the cluster: `limit` answers 0 (send now) or the milliseconds to wait.
 using send_limiter_actor = caf::typed_actor<caf::replies_to<atom::limit, std::string>::with<std::uint32_t>,
@@ -214,7 +219,7 @@ typename Inspector::result_type inspect(Inspector& f, member_ref& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, join_request& x) {
-  return f(caf::meta::type_name("join_request"), x.member, x.resume, x.last_seen);
+  return f(caf::meta::type_name("join_request"), x.member, x.resume, x.last_seen, x.invisible);
 }
 
 template <class Inspector>

@@ -411,8 +411,9 @@ void join(room_pointer self, join_request req, caf::typed_response_promise<join_
     bool first_of_user = st.sessions_per_user[ref.user]++ == 0;
     if (first_of_user) {
       fan_out(self, shared(protocol::encode_member_joined(st.id, ref.user), traffic::essential));
-      fan_out(self, shared(protocol::encode_presence(ref.user, protocol::presence_status::online),
-                           traffic::droppable));
+      if (!req.invisible)
+        fan_out(self, shared(protocol::encode_presence(ref.user, protocol::presence_status::online),
+                             traffic::droppable));
     }
     self->monitor(ref.session);
     st.sessions.emplace(addr, ref);

@@ -52,6 +52,27 @@ member_ref me(session_pointer self) {
 
 /// Verifies `token`; on success the session is authenticated. On failure the client gets the reason and
 /// close code 4001, since no request it could send would succeed.
+void on_frame(session_pointer self, std::string_view text);
+
+/// Runs the frames held back while the account was checked, in the order they came.
+void release_held(session_pointer self) {
+  auto held = std::move(self->state.held);
+  self->state.held.clear();
+  for (auto& frame : held) on_frame(self, frame);
+}
+
+void authenticated(session_pointer self, std::optional<std::int64_t> re, std::string user,
+                   std::string_view status) {
+  auto& st = self->state;
+  st.verifying = false;
+  st.user = std::move(user);
+  st.invisible = status == "invisible";
+  self->request(st.ctx->presence, timeout(self), atom::connected_v, st.user)
+      .then([](bool) {}, [](caf::error&) {});
+  if (re) push(self, protocol::encode_auth_ok(*re, st.user));
+  release_held(self);
+}
+
 bool authenticate(session_pointer self, std::optional<std::int64_t> re, const std::string& token) {
   auto& st = self->state;
   auto now_s = wall_ms() / 1000;
@@ -62,10 +83,27 @@ bool authenticate(session_pointer self, std::optional<std::int64_t> re, const st
     close_link(self, protocol::close_code::unauthorized, std::string(jwt::describe(*failure)));
     return false;
   }
-  st.user = std::get<jwt::claims>(verdict).subject;
-  self->request(st.ctx->presence, timeout(self), atom::connected_v, st.user)
-      .then([](bool) {}, [](caf::error&) {});
-  if (re) push(self, protocol::encode_auth_ok(*re, st.user));
+  auto subject = std::get<jwt::claims>(verdict).subject;
+  if (!st.ctx->accounts) {
+    authenticated(self, re, std::move(subject), "online");
+    return true;
+  }
+  // A signed token may outlive its account: ask before trusting it. Frames that arrive meanwhile wait.
+  st.verifying = true;
+  self->request(st.ctx->accounts, timeout(self), atom::lookup_v, subject)
+      .then([self, re, subject](std::string& status) { authenticated(self, re, subject, status); },
+            [self, re](caf::error& err) {
+              auto& st = self->state;
+              st.verifying = false;
+              if (to_protocol_error(err) == error_code::not_found) {
+                reply_error(self, re, error_code::invalid_token, "the token's account no longer exists");
+                close_link(self, protocol::close_code::unauthorized, "account no longer exists");
+                return;
+              }
+              reply_error(self, re, error_code::unavailable,
+                          "cannot check the account now; authenticate again");
+              release_held(self);
+            });
   return true;
 }
 
@@ -89,7 +127,7 @@ void handle(session_pointer self, std::int64_t re, protocol::auth_op& op) {
 void handle(session_pointer self, std::int64_t re, protocol::join_op& op) {
   auto& st = self->state;
   auto room_id = op.room;
-  join_request req{me(self), op.last_seq.has_value(), op.last_seq.value_or(0)};
+  join_request req{me(self), op.last_seq.has_value(), op.last_seq.value_or(0), st.invisible};
   self->request(st.ctx->directory, timeout(self), atom::lookup_v, op.room)
       .then(
           [self, re, room_id, req](room_actor& room) {
@@ -189,6 +227,10 @@ void handle(session_pointer self, std::int64_t re, protocol::ping_op&) {
 void on_frame(session_pointer self, std::string_view text) {
   auto& st = self->state;
   if (st.closing) return;
+  if (st.verifying) {
+    st.held.emplace_back(text);
+    return;
+  }
   auto retry_ms = st.bucket.take(steady_ms());
   auto decoded = protocol::decode_request(text, {.max_message_chars = st.ctx->cfg.max_message_chars,
                                                  .max_history_limit = st.ctx->cfg.history_limit});
@@ -228,10 +270,11 @@ void on_closed(session_pointer self) {
     auto& st = self->state;
     auto ref = me(self);
     for (auto& [id, room] : st.rooms) {
-      if (last_connection) caf::anon_send(room, atom::presence_v, st.user, false);
+      if (last_connection && !st.invisible) caf::anon_send(room, atom::presence_v, st.user, false);
       caf::anon_send(room, atom::leave_v, ref);
     }
     st.rooms.clear();
+    if (last_connection && st.ctx->accounts) caf::anon_send(st.ctx->accounts, atom::gone_v, st.user);
     self->quit();
   };
   self->request(st.ctx->presence, timeout(self), atom::gone_v, st.user)
@@ -301,14 +344,16 @@ std::unique_ptr<session_handle> actor_session_factory::open(std::shared_ptr<clie
 
 std::shared_ptr<const session_context> make_session_context(room_directory directory, presence_actor presence,
                                                             send_limiter_actor send_limiter,
+                                                            account_worker_actor accounts,
                                                             config::node_config cfg) {
   protocol::hello_event hello{cfg.node_id,
                               cfg.idle_timeout_ms / 2,
                               {cfg.max_frame_bytes, cfg.max_message_chars, cfg.ops_per_second, cfg.ops_burst,
                                cfg.send_queue_limit, cfg.history_limit}};
   auto bytes = std::make_shared<const std::string>(protocol::encode_hello(hello));
-  return std::make_shared<const session_context>(session_context{
-      std::move(directory), std::move(presence), std::move(send_limiter), std::move(cfg), std::move(bytes)});
+  return std::make_shared<const session_context>(session_context{std::move(directory), std::move(presence),
+                                                                 std::move(send_limiter), std::move(accounts),
+                                                                 std::move(cfg), std::move(bytes)});
 }
 
 }  // namespace chorus::actors

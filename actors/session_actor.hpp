@@ -19,6 +19,7 @@ struct session_context {
   room_directory directory;
   presence_actor presence;
   send_limiter_actor send_limiter;  ///< each user's message rate across nodes
+  account_worker_actor accounts;    ///< checks that a token's account still exists; null in dev_mode
   config::node_config cfg;
   frame_ptr hello;  ///< encoded once per node, sent first on every connection
 };
@@ -27,7 +28,10 @@ struct session_state {
   std::shared_ptr<const session_context> ctx;
   std::shared_ptr<client_link> link;  ///< reset when the connection closes, breaking the link ↔ actor cycle
   connection_info info;
-  std::string user;  ///< empty until authenticated
+  std::string user;               ///< empty until authenticated
+  bool verifying = false;         ///< the token is good; its account is being checked
+  std::vector<std::string> held;  ///< frames that arrived while verifying, in order
+  bool invisible = false;         ///< the user's status hides its presence
   std::unordered_map<std::string, room_actor> rooms;
   token_bucket bucket{1, 1};
   bool closing = false;
@@ -59,6 +63,7 @@ class actor_session_factory final : public session_factory {
 /// Builds the context: encodes the hello frame from `cfg`.
 std::shared_ptr<const session_context> make_session_context(room_directory directory, presence_actor presence,
                                                             send_limiter_actor send_limiter,
+                                                            account_worker_actor accounts,
                                                             config::node_config cfg);
 
 }  // namespace chorus::actors

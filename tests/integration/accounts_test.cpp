@@ -445,6 +445,49 @@ TEST_F(accounts_test, member_changes_reach_connected_members_and_removal_ends_ac
   EXPECT_TRUE(deleted.has_value());
 }
 
+TEST_F(accounts_test, a_deleted_users_token_is_refused_on_the_websocket_too) {
+  auto a = make_account("del");
+  ASSERT_EQ(api("DELETE", "/api/v1/users/me", nullptr, a.access).status, 204u);
+  auto c = ws_client::connect(node_->port(), {});
+  ASSERT_TRUE(c->next());  // hello
+  // Frames sent right behind the auth wait for the account check, then are refused with the connection.
+  c->send_json({{"op", "auth"}, {"id", 1}, {"token", a.access}});
+  c->send_json({{"op", "ping"}, {"id", 2}});
+  auto reply = c->next_where([](const json::object& o) { return o.contains("re") && o.at("re") == 1; });
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(error_code_of(*reply), "invalid_token");
+  EXPECT_EQ(c->wait_closed(), 4001);
+}
+
+TEST_F(accounts_test, invisible_users_send_no_presence_and_last_seen_follows_disconnects) {
+  auto watcher = make_account("watch");
+  auto hidden = make_account("hide");
+  auto room = make_room(watcher, "group", {hidden.id});
+  ASSERT_EQ(api("PATCH", "/api/v1/users/me", json::object{{"status", "invisible"}}, hidden.access).status,
+            200u);
+  auto wc = ws_for(watcher);
+  join(*wc, room);
+  {
+    auto hc = ws_for(hidden);
+    join(*hc, room, 2);  // frames sent right after header auth are held until the account is checked
+    expect_ok(call(*hc, {{"op", "send"}, {"room", room}, {"text", "boo"}}, 3));
+  }
+  // The first presence or message event the watcher gets must be the message: no "online" before it...
+  auto first = wc->next_where([](const json::object& o) {
+    return o.contains("ev") && (o.at("ev") == "message" || o.at("ev") == "presence");
+  });
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(txt(first->at("ev")), "message") << json::serialize(*first);
+  // ...and no "offline" after the hidden user's connection closed.
+  auto presence =
+      wc->next_where([](const json::object& o) { return o.contains("ev") && o.at("ev") == "presence"; },
+                     std::chrono::milliseconds(500));
+  EXPECT_FALSE(presence.has_value()) << json::serialize(*presence);
+  auto seen = body_of(api("GET", "/api/v1/users/" + hidden.id, nullptr, watcher.access));
+  EXPECT_EQ(txt(seen.at("status")), "offline");
+  EXPECT_TRUE(seen.at("last_seen").is_int64()) << json::serialize(seen);
+}
+
 TEST_F(accounts_test, a_user_over_the_send_rate_gets_rate_limited_and_nothing_is_stored) {
   auto owner = make_account("zed");
   auto room = make_room(owner, "group");
