@@ -18,6 +18,7 @@
 #include "config/config.hpp"
 #include "net/server.hpp"
 #include "storage/message_store.hpp"
+#include "storage/rate_limiter.hpp"
 
 namespace {
 
@@ -55,7 +56,9 @@ int serve(const config::node_config& cfg) {
   auto presence = system->spawn(actors::presence, cfg.node_id);
   // Rooms load their access rules through an account worker of their own, so that a room activating never
   // waits behind the password hashing of logins. It serves no HTTP, so it needs no directory to notify.
-  auto room_accounts = system->spawn<caf::detached>(actors::account_worker, cfg, actors::room_directory{});
+  auto api_limits = std::make_shared<storage::rate_limiter>(cfg.redis_url);
+  auto room_accounts =
+      system->spawn<caf::detached>(actors::account_worker, cfg, actors::room_directory{}, api_limits);
   actors::room_services room_services{{},
                                       reader,
                                       room_accounts,
@@ -67,7 +70,8 @@ int serve(const config::node_config& cfg) {
   // The HTTP API: workers block on PostgreSQL, Redis and password hashing, so each gets a thread (detached).
   std::vector<actors::account_worker_actor> account_workers;
   for (std::uint32_t i = 0; i < cfg.api_workers; ++i)
-    account_workers.push_back(system->spawn<caf::detached>(actors::account_worker, cfg, directory));
+    account_workers.push_back(
+        system->spawn<caf::detached>(actors::account_worker, cfg, directory, api_limits));
   actors::actor_http_handler api(*system, account_workers, std::chrono::milliseconds(cfg.request_timeout_ms));
   // Message rates per user, shared by every node through Redis; blocks on Redis, hence detached.
   auto send_limiter = system->spawn<caf::detached>(

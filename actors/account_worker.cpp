@@ -44,11 +44,11 @@ void note_database(account_worker_actor::stateful_pointer<account_worker_state> 
 
 account_worker_actor::behavior_type account_worker(
     account_worker_actor::stateful_pointer<account_worker_state> self, config::node_config cfg,
-    room_directory directory) {
+    room_directory directory, std::shared_ptr<storage::rate_limiter> limits) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.store = std::make_unique<storage::account_store>(st.cfg.database_url);
-  st.limits = std::make_unique<storage::rate_limiter>(st.cfg.redis_url);
+  st.limits = std::move(limits);
   st.routes =
       std::make_unique<api_routes>(api_context{*st.store, *st.limits, st.cfg,
                                                [self, directory](room_notice notice) {

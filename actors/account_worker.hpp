@@ -15,19 +15,19 @@ namespace chorus::actors {
 struct account_worker_state {
   config::node_config cfg;
   std::unique_ptr<storage::account_store> store;
-  std::unique_ptr<storage::rate_limiter> limits;
+  std::shared_ptr<storage::rate_limiter> limits;  ///< the node's, shared by its workers
   std::unique_ptr<api_routes> routes;
   bool database_up = true;  ///< as last seen by a room's access read; a change is logged once
 
   static inline const char* name = "account_worker";
 };
 
-/// One worker: its own PostgreSQL connection (cfg.database_url) and Redis connection (cfg.redis_url). Spawn
-/// it `caf::detached`: requests block on both and on password hashing. Changes to rooms go to `directory`,
-/// which passes them to the room's actor if it is running.
+/// One worker: its own PostgreSQL connection (cfg.database_url); `limits` is the node's, shared by every
+/// worker. Spawn it `caf::detached`: requests block on PostgreSQL, Redis and password hashing. Changes to
+/// rooms go to `directory`, which passes them to the room's actor if it is running.
 account_worker_actor::behavior_type account_worker(
     account_worker_actor::stateful_pointer<account_worker_state> self, config::node_config cfg,
-    room_directory directory);
+    room_directory directory, std::shared_ptr<storage::rate_limiter> limits);
 
 /// What net calls for `/api/...`: each request goes to the next worker in turn; a worker that does not
 /// answer within `timeout` costs the client a 503, never a hung connection.

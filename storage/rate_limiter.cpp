@@ -9,6 +9,7 @@
 #include <charconv>
 #include <cmath>
 #include <limits>
+#include <mutex>
 #include <optional>
 #include <unordered_map>
 #include <utility>
@@ -279,6 +280,8 @@ bool int_array(const redisReply* r, std::size_t n) {
 }  // namespace
 
 struct rate_limiter::impl {
+  std::mutex mutex;  ///< one caller at a time: a node's HTTP workers share one limiter (and its local counts)
+
   impl(std::string url_in, options o)
       : opts(std::move(o)), local(opts.max_local_keys), backoff(opts.min_backoff) {
     if (!opts.now_ms) {
@@ -532,27 +535,33 @@ rate_limiter::~rate_limiter() = default;
 
 verdict rate_limiter::take(std::string_view key, bucket shape, double cost) {
   const take_request one{key, shape, cost};
+  std::lock_guard lock(impl_->mutex);
   return impl_->take_many(std::span(&one, 1)).front();
 }
 
 std::vector<verdict> rate_limiter::take_many(std::span<const take_request> requests) {
+  std::lock_guard lock(impl_->mutex);
   return impl_->take_many(requests);
 }
 
 lock_state rate_limiter::record_failure(std::string_view key, std::uint32_t limit,
                                         std::chrono::milliseconds window) {
+  std::lock_guard lock(impl_->mutex);
   return impl_->record_failure(key, limit, window);
 }
 
 lock_state rate_limiter::locked(std::string_view key) {
+  std::lock_guard lock(impl_->mutex);
   return impl_->locked(key);
 }
 
 void rate_limiter::clear(std::string_view key) {
+  std::lock_guard lock(impl_->mutex);
   impl_->clear(key);
 }
 
 bool rate_limiter::shared() const {
+  std::lock_guard lock(impl_->mutex);
   return impl_->last_shared;
 }
 

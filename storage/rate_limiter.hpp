@@ -40,11 +40,12 @@ struct lock_state {
 
 /// Token buckets and login lockouts, kept in Redis so that they hold across nodes.
 ///
-/// Not thread-safe: each owner (one actor or one HTTP worker) has its own, with its own synchronous hiredis
-/// connection. Redis calls are bounded by short connect/command timeouts. When Redis is unreachable (or
-/// the URL is empty) the limiter counts in process instead and logs the change once; it tries Redis again
-/// after a backoff that doubles up to `max_backoff`, and logs once when Redis is back. Nothing here throws
-/// because of Redis: limits never stop a node from serving.
+/// Thread-safe, one call at a time: a node's HTTP workers share one limiter, so that its local counts (when
+/// Redis is away) are the node's, not each worker's. It holds one synchronous hiredis connection. Redis calls
+/// are bounded by short connect/command timeouts. When Redis is unreachable (or the URL is empty) the limiter
+/// counts in process instead and logs the change once; it tries Redis again after a backoff that doubles up
+/// to `max_backoff`, and logs once when Redis is back. Nothing here throws because of Redis: limits never
+/// stop a node from serving.
 ///
 /// Keys are namespaced under `key_prefix` ("chorus:rl:" by default): a bucket is `<prefix>tb:<key>`, a
 /// lockout `<prefix>fail:{<key>}` and `<prefix>lock:{<key>}`. Bucket keys expire once they would be full.

@@ -488,6 +488,27 @@ TEST_F(accounts_test, invisible_users_send_no_presence_and_last_seen_follows_dis
   EXPECT_TRUE(seen.at("last_seen").is_int64()) << json::serialize(seen);
 }
 
+TEST_F(accounts_test, with_redis_unreachable_the_node_counts_locally_and_keeps_serving) {
+  start({{"CHORUS_DEV_MODE", "0"},
+         {"CHORUS_REDIS_URL", "redis://127.0.0.1:1"},  // nothing listens on port 1
+         {"CHORUS_LOGIN_LOCKOUT_FAILURES", "2"},
+         {"CHORUS_SENDS_PER_SECOND", "1"},
+         {"CHORUS_SENDS_BURST", "1"}});
+  auto a = make_account("nored");
+  auto room = make_room(a, "group");
+  auto c = ws_for(a);
+  join(*c, room);
+  expect_ok(call(*c, {{"op", "send"}, {"room", room}, {"text", "one"}}, 2));
+  EXPECT_EQ(error_code_of(call(*c, {{"op", "send"}, {"room", room}, {"text", "two"}}, 3)), "rate_limited");
+  // The lockout still holds, counted by this node alone.
+  for (int i = 0; i < 2; ++i)
+    api("POST", "/api/v1/auth/login", json::object{{"login", a.username}, {"password", "wrong password"}});
+  auto locked =
+      api("POST", "/api/v1/auth/login", json::object{{"login", a.username}, {"password", a.password}});
+  EXPECT_EQ(code_of(locked), "account_locked");
+  EXPECT_NE(node_->output().find("Redis"), std::string::npos) << "the fallback is logged";
+}
+
 TEST_F(accounts_test, a_user_over_the_send_rate_gets_rate_limited_and_nothing_is_stored) {
   auto owner = make_account("zed");
   auto room = make_room(owner, "group");
