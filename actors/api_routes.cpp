@@ -26,7 +26,6 @@ namespace json = boost::json;
 using protocol::error_code;
 using storage::member_role;
 using storage::room_kind;
-using room_kind_t = actors::room_kind;
 using storage::store_failure;
 
 // ---- responses ----
@@ -619,20 +618,11 @@ struct room_view {
 subject subject_of(const std::optional<storage::member_row>& m) {
   subject s;
   if (m) {
-    s.member_role = static_cast<role>(m->role);
+    s.member_role = m->role;
     s.granted = m->granted;
     s.revoked = m->revoked;
   }
   return s;
-}
-
-// The two enum families share order and names (authorization_test checks it), so the casts are exact.
-room_kind_t kind_of(storage::room_kind k) {
-  return static_cast<room_kind_t>(k);
-}
-
-role role_of(storage::member_role r) {
-  return static_cast<role>(r);
 }
 
 expected<room_view> view_room(api_context& ctx, const std::string& room_id, const caller& me) {
@@ -644,13 +634,13 @@ expected<room_view> view_room(api_context& ctx, const std::string& room_id, cons
     v.me = std::move(*m);
   else if (auto* f = std::get_if<store_failure>(&member); f->what != store_failure::not_found)
     return from_store(*f);
-  if (!decide(subject_of(v.me), kind_of(v.room.kind), v.room.is_public, action::read))
+  if (!decide(subject_of(v.me), v.room.kind, v.room.is_public, action::read))
     return fail(error_code::not_found, "room not found");
   return v;
 }
 
 std::optional<api_failure> require(const room_view& v, action a, const target* t = nullptr) {
-  auto d = decide(subject_of(v.me), kind_of(v.room.kind), v.room.is_public, a, t);
+  auto d = decide(subject_of(v.me), v.room.kind, v.room.is_public, a, t);
   if (d) return std::nullopt;
   return fail(error_code::forbidden, "not allowed: " + std::string(to_string(d.reason)));
 }
@@ -810,11 +800,11 @@ expected<http_response> add_member(request_scope& rq, const caller& me, const pa
     if (auto f = require(v, action::join_public)) return *f;
   } else {
     target t;
-    t.new_role = role_of(role);  // the rank the new member gets
+    t.new_role = role;  // the rank the new member gets
     if (auto f = require(v, action::add_member, &t)) return *f;
     if (role != member_role::member) {
       // Adding someone above plain member is adding and promoting: the adder must be allowed both.
-      t.member_role = role_of(member_role::member);
+      t.member_role = member_role::member;
       if (auto f = require(v, action::change_role, &t)) return *f;
     }
   }
@@ -842,7 +832,7 @@ expected<http_response> remove_member(request_scope& rq, const caller& me, const
     if (auto f = require(v, action::leave)) return *f;
   } else {
     target t;
-    t.member_role = role_of(member.role);
+    t.member_role = member.role;
     if (auto f = require(v, action::remove_member, &t)) return *f;
   }
   CHORUS_STORE(gone, ctx.store.remove_member(v.room.id, member.user_id));
@@ -892,10 +882,10 @@ expected<http_response> patch_member(request_scope& rq, const caller& me, const 
   CHORUS_TRY(revoked, mask_field(body, "revoked", member.revoked));
   if (!role && !masks) return fail(error_code::bad_request, "give role, granted or revoked");
   target t;
-  t.member_role = role_of(member.role);
+  t.member_role = member.role;
   t.is_self = member.user_id == me.user_id;
   if (role) {
-    t.new_role = role_of(*role);
+    t.new_role = *role;
     if (auto f = require(v, action::change_role, &t)) return *f;
   }
   if (masks) {

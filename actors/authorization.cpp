@@ -40,8 +40,6 @@ std::optional<decision> check_member_target(const target* on) {
   return std::nullopt;
 }
 
-constexpr std::array<std::string_view, 3> kind_names{"direct", "group", "channel"};
-constexpr std::array<std::string_view, 4> role_names{"owner", "admin", "moderator", "member"};
 constexpr std::array<std::string_view, permission_count> permission_names{
     "add_users",     "remove_users",      "create_messages", "delete_messages", "delete_own_messages",
     "edit_messages", "edit_own_messages", "edit_room",       "delete_room"};
@@ -175,12 +173,6 @@ decision decide(const subject& who, room_kind kind, bool is_public, action what,
   return decision::deny(deny_reason::not_permitted);
 }
 
-std::string_view to_string(room_kind k) {
-  return name_of(kind_names, k);
-}
-std::string_view to_string(role r) {
-  return name_of(role_names, r);
-}
 std::string_view to_string(permission p) {
   return name_of(permission_names, p);
 }
@@ -191,12 +183,6 @@ std::string_view to_string(deny_reason r) {
   return name_of(reason_names, r);
 }
 
-std::optional<room_kind> parse_room_kind(std::string_view s) {
-  return parse<room_kind>(kind_names, s);
-}
-std::optional<role> parse_role(std::string_view s) {
-  return parse<role>(role_names, s);
-}
 std::optional<permission> parse_permission(std::string_view s) {
   return parse<permission>(permission_names, s);
 }

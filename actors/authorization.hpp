@@ -6,40 +6,23 @@
 #include <optional>
 #include <string_view>
 
+#include "storage/account_store.hpp"
+
 namespace chorus::actors {
 
-/// What kind of room. Same order and names as storage::room_kind.
-enum class room_kind : std::uint8_t { direct, group, channel };
+// The vocabulary is storage's: kinds, roles and permission bits are stored exactly as they are named there.
+using storage::all_permissions;
+using storage::mask_of;
+using storage::permission;
+using storage::permission_count;
+using storage::permission_mask;
+using storage::room_kind;
+using role = storage::member_role;
 
-/// A member's role. Same order and names as storage::member_role (owner first), so a static_cast between the
-/// two is exact; compare ranks with rank(), never with the enum values.
-enum class role : std::uint8_t { owner, admin, moderator, member };
-
-/// owner 3 > admin 2 > moderator 1 > member 0.
+/// owner 3 > admin 2 > moderator 1 > member 0. Compare ranks with this, never with the enum values.
 constexpr int rank(role r) {
   return 3 - static_cast<int>(r);
 }
-
-/// Per-member permission overrides. The value is the bit index in a permission_mask, identical to
-/// storage::permission (storage/account_store.hpp; tests/actors/authorization_test.cpp checks every bit).
-/// Never reorder: masks are stored.
-enum class permission : std::uint8_t {
-  add_users = 0,
-  remove_users = 1,
-  create_messages = 2,
-  delete_messages = 3,
-  delete_own_messages = 4,
-  edit_messages = 5,
-  edit_own_messages = 6,
-  edit_room = 7,
-  delete_room = 8,
-};
-using permission_mask = std::uint32_t;
-inline constexpr unsigned permission_count = 9;
-constexpr permission_mask mask_of(permission p) {
-  return permission_mask{1} << static_cast<unsigned>(p);
-}
-inline constexpr permission_mask all_permissions = (permission_mask{1} << permission_count) - 1;
 
 /// Everything a user may ask to do in or to a room.
 enum class action : std::uint8_t {
@@ -111,15 +94,11 @@ permission_mask effective_permissions(const subject& who, room_kind kind);
 decision decide(const subject& who, room_kind kind, bool is_public, action what, const target* on = nullptr);
 
 /// Names on the wire and in the database.
-std::string_view to_string(room_kind k);    ///< "direct", "group", "channel"
-std::string_view to_string(role r);         ///< "owner", "admin", "moderator", "member"
 std::string_view to_string(permission p);   ///< "add_users", …, "delete_room"
 std::string_view to_string(action a);       ///< "read", "join_public", …
 std::string_view to_string(deny_reason r);  ///< "not_member", "not_permitted", …
 
 /// The enum for its exact lower-case name, or nullopt.
-std::optional<room_kind> parse_room_kind(std::string_view s);
-std::optional<role> parse_role(std::string_view s);
 std::optional<permission> parse_permission(std::string_view s);
 std::optional<action> parse_action(std::string_view s);
 

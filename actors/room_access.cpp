@@ -6,8 +6,7 @@ namespace chorus::actors {
 namespace {
 
 subject subject_of(const storage::member_row& m) {
-  // storage and authorization share the order of roles and permission bits (authorization_test checks it).
-  return subject{static_cast<role>(m.role), m.granted, m.revoked};
+  return subject{m.role, m.granted, m.revoked};
 }
 
 }  // namespace
@@ -22,7 +21,7 @@ room_access room_access::open_room() {
 room_access room_access::from(const storage::room_access_row& row) {
   room_access a;
   a.deleted_ = row.deleted;
-  a.kind_ = static_cast<room_kind>(row.kind);
+  a.kind_ = row.kind;
   a.is_public_ = row.is_public;
   for (const auto& m : row.members) a.members_.emplace(m.user_id, subject_of(m));
   return a;
@@ -49,7 +48,7 @@ void room_access::remove_member(std::string_view user) {
 }
 
 void room_access::update_room(const storage::room_access_row& row) {
-  kind_ = static_cast<room_kind>(row.kind);
+  kind_ = row.kind;
   is_public_ = row.is_public;
 }
 

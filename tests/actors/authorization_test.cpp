@@ -15,28 +15,7 @@ namespace {
 
 using namespace chorus::actors;
 
-// The bit order is the stored format: it must match storage::permission exactly, and the role and kind
-// enums must match storage's so that converting between them is a cast.
 namespace st = chorus::storage;
-#define CHORUS_SAME_BIT(p) static_assert(mask_of(permission::p) == st::mask_of(st::permission::p))
-CHORUS_SAME_BIT(add_users);
-CHORUS_SAME_BIT(remove_users);
-CHORUS_SAME_BIT(create_messages);
-CHORUS_SAME_BIT(delete_messages);
-CHORUS_SAME_BIT(delete_own_messages);
-CHORUS_SAME_BIT(edit_messages);
-CHORUS_SAME_BIT(edit_own_messages);
-CHORUS_SAME_BIT(edit_room);
-CHORUS_SAME_BIT(delete_room);
-#undef CHORUS_SAME_BIT
-static_assert(permission_count == st::permission_count && all_permissions == st::all_permissions);
-static_assert(static_cast<int>(role::owner) == static_cast<int>(st::member_role::owner));
-static_assert(static_cast<int>(role::admin) == static_cast<int>(st::member_role::admin));
-static_assert(static_cast<int>(role::moderator) == static_cast<int>(st::member_role::moderator));
-static_assert(static_cast<int>(role::member) == static_cast<int>(st::member_role::member));
-static_assert(static_cast<int>(room_kind::direct) == static_cast<int>(st::room_kind::direct));
-static_assert(static_cast<int>(room_kind::group) == static_cast<int>(st::room_kind::group));
-static_assert(static_cast<int>(room_kind::channel) == static_cast<int>(st::room_kind::channel));
 
 constexpr std::optional<role> none = std::nullopt;
 
@@ -406,17 +385,17 @@ TEST(Authorization, NamesRoundTrip) {
   EXPECT_EQ(to_string(permission::delete_room), "delete_room");
   EXPECT_EQ(to_string(action::join_public), "join_public");
   EXPECT_EQ(to_string(deny_reason::owner_cannot_leave), "owner_cannot_leave");
-  for (auto r : all_roles) EXPECT_EQ(parse_role(to_string(r)), r);
-  for (auto k : {D, G, C}) EXPECT_EQ(parse_room_kind(to_string(k)), k);
+  for (auto r : all_roles) EXPECT_EQ(st::parse_member_role(to_string(r)), r);
+  for (auto k : {D, G, C}) EXPECT_EQ(st::parse_room_kind(to_string(k)), k);
   for (unsigned i = 0; i < permission_count; ++i) {
     const auto p = static_cast<permission>(i);
     EXPECT_EQ(parse_permission(to_string(p)), p);
   }
   for (auto a : columns) EXPECT_EQ(parse_action(to_string(a)), a);
-  EXPECT_EQ(parse_role("Owner"), std::nullopt);
-  EXPECT_EQ(parse_role(""), std::nullopt);
+  EXPECT_EQ(st::parse_member_role("Owner"), std::nullopt);
+  EXPECT_EQ(st::parse_member_role(""), std::nullopt);
   EXPECT_EQ(parse_permission("post"), std::nullopt);
-  EXPECT_EQ(parse_room_kind("dm"), std::nullopt);
+  EXPECT_EQ(st::parse_room_kind("dm"), std::nullopt);
 }
 
 }  // namespace
