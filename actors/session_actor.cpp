@@ -179,7 +179,9 @@ void handle(session_pointer self, std::int64_t re, protocol::send_op& op) {
     return;
   }
   // The user's rate across every node first; answers come back in the order asked, so sends stay in order.
-  self->request(st.ctx->send_limiter, timeout(self), atom::limit_v, st.user)
+  // No timeout: the limiter answers every request (Redis calls are bounded inside it) and a request to it
+  // after it stopped fails at once, so a per-send timer would only cost time on the hot path.
+  self->request(st.ctx->send_limiter, caf::infinite, atom::limit_v, st.user)
       .then(
           [self, re, room = *room, req = std::move(req)](std::uint32_t retry_after_ms) mutable {
             if (retry_after_ms > 0)
