@@ -1,6 +1,7 @@
 // Token buckets and lockouts as Lua scripts in Redis over one synchronous hiredis connection, and the
 // in-process equivalent used while Redis cannot be reached.
 #include "storage/rate_limiter.hpp"
+#include "storage/redis_endpoint.hpp"
 
 #include <hiredis/hiredis.h>
 #include <spdlog/spdlog.h>
@@ -93,92 +94,6 @@ std::uint32_t wait_for(double tokens, double cost, double burst, double rate_per
   if (rate_per_ms <= 0 || cost > burst + slack) return never;
   const double wait = std::ceil((cost - slack / 2 - tokens) / rate_per_ms);
   return std::max<std::uint32_t>(1, clamp_ms(wait));
-}
-
-struct context_free {
-  void operator()(redisContext* c) const { redisFree(c); }
-};
-struct reply_free {
-  void operator()(redisReply* r) const { freeReplyObject(r); }
-};
-using context_ptr = std::unique_ptr<redisContext, context_free>;
-using reply_ptr = std::unique_ptr<redisReply, reply_free>;
-
-timeval to_timeval(std::chrono::milliseconds ms) {
-  const auto us = std::chrono::duration_cast<std::chrono::microseconds>(ms).count();
-  timeval tv{};
-  tv.tv_sec = static_cast<decltype(tv.tv_sec)>(us / 1000000);
-  tv.tv_usec = static_cast<decltype(tv.tv_usec)>(us % 1000000);
-  return tv;
-}
-
-struct endpoint {
-  std::string host;
-  int port = 6379;
-  std::string user;
-  std::string password;
-  int db = 0;
-};
-
-std::string percent_decode(std::string_view s) {
-  std::string out;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    unsigned v = 0;
-    if (s[i] == '%' && i + 2 < s.size() &&
-        std::from_chars(s.data() + i + 1, s.data() + i + 3, v, 16).ptr == s.data() + i + 3) {
-      out += static_cast<char>(v);
-      i += 2;
-    } else {
-      out += s[i];
-    }
-  }
-  return out;
-}
-
-bool parse_int(std::string_view s, int& out) {
-  return !s.empty() && std::from_chars(s.data(), s.data() + s.size(), out).ptr == s.data() + s.size();
-}
-
-// redis://[[user]:password@]host[:port][/db]; IPv6 hosts in brackets.
-std::optional<endpoint> parse_url(std::string_view url) {
-  constexpr std::string_view scheme = "redis://";
-  if (!url.starts_with(scheme)) return std::nullopt;
-  url.remove_prefix(scheme.size());
-  endpoint ep;
-  std::string_view authority = url.substr(0, url.find('/'));
-  if (authority.size() < url.size()) {
-    std::string_view path = url.substr(authority.size() + 1);
-    if (!path.empty() && (!parse_int(path, ep.db) || ep.db < 0)) return std::nullopt;
-  }
-  if (auto at = authority.rfind('@'); at != std::string_view::npos) {
-    const std::string_view userinfo = authority.substr(0, at);
-    authority.remove_prefix(at + 1);
-    if (auto colon = userinfo.find(':'); colon != std::string_view::npos) {
-      ep.user = percent_decode(userinfo.substr(0, colon));
-      ep.password = percent_decode(userinfo.substr(colon + 1));
-    } else {
-      ep.user = percent_decode(userinfo);
-    }
-  }
-  std::string_view port;
-  if (authority.starts_with('[')) {
-    const auto close = authority.find(']');
-    if (close == std::string_view::npos) return std::nullopt;
-    ep.host = std::string(authority.substr(1, close - 1));
-    std::string_view rest = authority.substr(close + 1);
-    if (!rest.empty()) {
-      if (rest.front() != ':') return std::nullopt;
-      port = rest.substr(1);
-    }
-  } else if (auto colon = authority.rfind(':'); colon != std::string_view::npos) {
-    ep.host = std::string(authority.substr(0, colon));
-    port = authority.substr(colon + 1);
-  } else {
-    ep.host = std::string(authority);
-  }
-  if (!port.empty() && (!parse_int(port, ep.port) || ep.port <= 0 || ep.port > 65535)) return std::nullopt;
-  if (ep.host.empty()) ep.host = "127.0.0.1";
-  return ep;
 }
 
 // The in-process buckets and lockouts used while Redis is unreachable; same arithmetic as the scripts.
@@ -293,7 +208,7 @@ struct rate_limiter::impl {
     }
     if (url_in.empty()) {
       spdlog::debug("rate limits: no redis_url; counting locally");
-    } else if (!(ep = parse_url(url_in))) {
+    } else if (!(ep = parse_redis_url(url_in))) {
       spdlog::error(
           "rate limits: redis_url is not redis://[[user]:password@]host[:port][/db]; counting locally");
     } else {
@@ -303,9 +218,9 @@ struct rate_limiter::impl {
 
   options opts;
   local_limits local;
-  std::optional<endpoint> ep;
+  std::optional<redis_endpoint> ep;
   std::string where;  // host:port for log lines; never the password
-  context_ptr ctx;
+  redis_context_ptr ctx;
   std::string take_sha;
   std::string failure_sha;
   enum class state { unknown, redis, local } mode = state::unknown;
@@ -334,20 +249,20 @@ struct rate_limiter::impl {
 
   std::string context_error() const { return ctx && ctx->err ? ctx->errstr : "no reply"; }
 
-  reply_ptr command(std::initializer_list<std::string_view> args) {
+  redis_reply_ptr command(std::initializer_list<std::string_view> args) {
     std::vector<const char*> argv;
     std::vector<std::size_t> lens;
     for (auto a : args) {
       argv.push_back(a.data());
       lens.push_back(a.size());
     }
-    return reply_ptr(static_cast<redisReply*>(
+    return redis_reply_ptr(static_cast<redisReply*>(
         redisCommandArgv(ctx.get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
   }
 
   // SCRIPT LOAD; false (and down) on failure.
   bool load(std::string_view script, std::string& sha) {
-    reply_ptr r = command({"SCRIPT", "LOAD", script});
+    redis_reply_ptr r = command({"SCRIPT", "LOAD", script});
     if (!r || r->type != REDIS_REPLY_STRING) {
       down(r && r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len) : context_error());
       return false;
@@ -371,7 +286,7 @@ struct rate_limiter::impl {
       return false;
     }
     if (!ep->password.empty()) {
-      reply_ptr r =
+      redis_reply_ptr r =
           ep->user.empty() ? command({"AUTH", ep->password}) : command({"AUTH", ep->user, ep->password});
       if (!r || r->type == REDIS_REPLY_ERROR) {
         down(r ? std::string(r->str, r->len) : context_error());
@@ -379,14 +294,14 @@ struct rate_limiter::impl {
       }
     }
     if (ep->db != 0) {
-      reply_ptr r = command({"SELECT", std::to_string(ep->db)});
+      redis_reply_ptr r = command({"SELECT", std::to_string(ep->db)});
       if (!r || r->type == REDIS_REPLY_ERROR) {
         down(r ? std::string(r->str, r->len) : context_error());
         return false;
       }
     }
     if (!opts.client_name.empty()) {
-      reply_ptr r = command({"CLIENT", "SETNAME", opts.client_name});
+      redis_reply_ptr r = command({"CLIENT", "SETNAME", opts.client_name});
       if (!r || r->type == REDIS_REPLY_ERROR) {
         down(r ? std::string(r->str, r->len) : context_error());
         return false;
@@ -400,9 +315,9 @@ struct rate_limiter::impl {
   // One pipelined batch of EVALSHA calls; each entry is (keys..., args...) after the sha and key count.
   // Replies in order; a NOSCRIPT (script cache flushed) reloads the script and retries those entries once.
   // Empty on a connection failure (already marked down).
-  std::vector<reply_ptr> eval_batch(std::string_view script, std::string& sha, int nkeys,
-                                    const std::vector<std::vector<std::string>>& calls) {
-    std::vector<reply_ptr> replies(calls.size());
+  std::vector<redis_reply_ptr> eval_batch(std::string_view script, std::string& sha, int nkeys,
+                                          const std::vector<std::vector<std::string>>& calls) {
+    std::vector<redis_reply_ptr> replies(calls.size());
     std::vector<std::size_t> todo(calls.size());
     for (std::size_t i = 0; i < calls.size(); ++i) todo[i] = i;
     const std::string nkeys_text = std::to_string(nkeys);
@@ -473,7 +388,7 @@ struct rate_limiter::impl {
     return out;
   }
 
-  static std::string unexpected(const std::vector<reply_ptr>& replies) {
+  static std::string unexpected(const std::vector<redis_reply_ptr>& replies) {
     for (const auto& r : replies)
       if (r && r->type == REDIS_REPLY_ERROR) return std::string(r->str, r->len);
     return "unexpected reply";
@@ -499,7 +414,7 @@ struct rate_limiter::impl {
 
   lock_state locked(std::string_view key) {
     if (connect()) {
-      reply_ptr r = command({"PTTL", lock_key(key)});
+      redis_reply_ptr r = command({"PTTL", lock_key(key)});
       if (r && r->type == REDIS_REPLY_INTEGER) {
         last_shared = true;
         if (r->integer > 0) return {true, clamp_ms(r->integer), 0};
@@ -515,7 +430,7 @@ struct rate_limiter::impl {
     // Local state is cleared too, so that a lockout counted during an outage does not outlive a success.
     local.clear(std::string(key));
     if (connect()) {
-      reply_ptr r = command({"DEL", fail_key(key), lock_key(key)});
+      redis_reply_ptr r = command({"DEL", fail_key(key), lock_key(key)});
       if (r && r->type == REDIS_REPLY_INTEGER) {
         last_shared = true;
         return;
