@@ -39,6 +39,8 @@ CAF_ADD_ATOM(chorus, chorus::atom, api, "api")
 CAF_ADD_ATOM(chorus, chorus::atom, notice, "notice")
 CAF_ADD_ATOM(chorus, chorus::atom, access, "access")
 CAF_ADD_ATOM(chorus, chorus::atom, limit, "limit")
+CAF_ADD_ATOM(chorus, chorus::atom, hello, "hello")
+CAF_ADD_ATOM(chorus, chorus::atom, relay, "relay")
 
 namespace chorus::actors {
 
@@ -104,6 +106,20 @@ struct post_request {
   std::string client_msg_id;
 };
 
+/// Who a node actor is: the node's configured id and the incarnation of this run of it, so that a peer can
+/// tell a restarted node (same id, new incarnation) from the one it knew.
+struct node_hello {
+  std::string node_id;
+  std::string incarnation;  ///< cluster::new_incarnation(), as registered in Redis
+};
+
+/// One event for several sessions on one node: a room sends one of these per node instead of one message
+/// per remote member, and the node actor there fans it out locally.
+struct relay_batch {
+  std::vector<event_sink> sessions;  ///< sessions on the receiving node
+  outbound_event event;
+};
+
 }  // namespace chorus::actors
 
 CAF_BEGIN_TYPE_ID_BLOCK(chorus, caf::first_custom_type_id)
@@ -127,6 +143,8 @@ CAF_ADD_TYPE_ID(chorus, (chorus::actors::http_response))
 CAF_ADD_TYPE_ID(chorus, (chorus::actors::room_notice))
 CAF_ADD_TYPE_ID(chorus, (chorus::storage::member_row))
 CAF_ADD_TYPE_ID(chorus, (chorus::storage::room_access_row))
+CAF_ADD_TYPE_ID(chorus, (chorus::actors::node_hello))
+CAF_ADD_TYPE_ID(chorus, (chorus::actors::relay_batch))
 CAF_END_TYPE_ID_BLOCK(chorus)
 
 namespace chorus::actors {
@@ -183,6 +201,13 @@ using room_directory = caf::typed_actor<caf::replies_to<atom::lookup, std::strin
 /// `gone` whether it was the last.
 using presence_actor = caf::typed_actor<caf::replies_to<atom::connected, std::string>::with<bool>,
                                         caf::replies_to<atom::gone, std::string>::with<bool>>;
+
+/// A node's one actor published through the middleman on its cluster port: what other nodes connect to and
+/// monitor (cluster/peering). `hello` says who the node is; `relay` hands one event to sessions on this node;
+/// `notice` passes a committed room change on to this node's room directory.
+using node_actor =
+    caf::typed_actor<caf::replies_to<atom::hello>::with<node_hello>, caf::reacts_to<atom::relay, relay_batch>,
+                     caf::reacts_to<atom::notice, room_notice>>;
 
 /// The CAF error category of Chorus errors; the code is a protocol::error_code.
 inline constexpr caf::atom_value error_category = caf::atom("chorus");
@@ -245,6 +270,16 @@ typename Inspector::result_type inspect(Inspector& f, store_result& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, post_request& x) {
   return f(caf::meta::type_name("post_request"), x.user, x.text, x.client_msg_id);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, node_hello& x) {
+  return f(caf::meta::type_name("node_hello"), x.node_id, x.incarnation);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, relay_batch& x) {
+  return f(caf::meta::type_name("relay_batch"), x.sessions, x.event);
 }
 
 template <class Inspector>

@@ -1,0 +1,603 @@
+// Node entries and announcements in Redis over synchronous hiredis connections: Lua scripts make "extend /
+// delete only if still ours" atomic, and the subscriber polls its socket so that a wait never breaks the
+// connection (a hiredis read timeout would leave the context unusable).
+#include "cluster/node_registry.hpp"
+#include "storage/redis_endpoint.hpp"
+
+#include <hiredis/hiredis.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <deque>
+#include <initializer_list>
+#include <limits>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+#include <unordered_set>
+#include <utility>
+
+namespace chorus::cluster {
+namespace {
+
+using storage::parse_redis_url;
+using storage::redis_context_ptr;
+using storage::redis_endpoint;
+using storage::redis_reply_ptr;
+using storage::to_timeval;
+
+namespace json = boost::json;
+
+// KEYS[1] our entry; ARGV: value, ttl ms, channel, "joined" message. Returns the value it replaced (or nil).
+constexpr std::string_view register_script = R"lua(
+local old = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('PUBLISH', ARGV[3], ARGV[4])
+return old
+)lua";
+
+// KEYS[1] our entry; ARGV: our value, ttl ms. Returns 1 when extended, else what the key holds (nil:
+// expired).
+constexpr std::string_view heartbeat_script = R"lua(
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return v
+)lua";
+
+// KEYS[1] our entry; ARGV: our value, channel, "left" message. Returns 1 when the entry was ours (deleted).
+constexpr std::string_view leave_script = R"lua(
+local ours = 0
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  ours = 1
+end
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return ours
+)lua";
+
+std::int64_t steady_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// --- one synchronous connection with lazy reconnects ------------------------------------------------------
+
+// A hiredis context that is (re)opened on demand, no sooner than the backoff allows, and that logs each
+// change between reachable and unreachable once, under `label`.
+class connection {
+ public:
+  connection(std::string label, std::string_view url, const node_registry::options& opts)
+      : label_(std::move(label)), opts_(opts), backoff_(opts.min_backoff) {
+    if (url.empty()) {
+      spdlog::warn("{}: no redis_url; cluster membership is unavailable", label_);
+    } else if (!(ep_ = parse_redis_url(url))) {
+      spdlog::error("{}: redis_url is not redis://[[user]:password@]host[:port][/db]", label_);
+    } else {
+      where_ = ep_->host + ":" + std::to_string(ep_->port);
+    }
+  }
+
+  /// The open context, or null when Redis cannot be reached now (already logged).
+  redisContext* get() {
+    if (!ep_) return nullptr;
+    if (ctx_) return ctx_.get();
+    if (mode_ == state::down && steady_ms() < next_attempt_ms_) return nullptr;
+    ctx_.reset(redisConnectWithTimeout(ep_->host.c_str(), ep_->port, to_timeval(opts_.connect_timeout)));
+    if (!ctx_ || ctx_->err) {
+      down(ctx_ ? ctx_->errstr : "cannot allocate a context");
+      return nullptr;
+    }
+    if (redisSetTimeout(ctx_.get(), to_timeval(opts_.command_timeout)) != REDIS_OK) {
+      down(error());
+      return nullptr;
+    }
+    if (!ep_->password.empty() && !ok(ep_->user.empty() ? command({"AUTH", ep_->password})
+                                                        : command({"AUTH", ep_->user, ep_->password})))
+      return nullptr;
+    if (ep_->db != 0 && !ok(command({"SELECT", std::to_string(ep_->db)}))) return nullptr;
+    if (!opts_.client_name.empty() && !ok(command({"CLIENT", "SETNAME", opts_.client_name}))) return nullptr;
+    up();
+    return ctx_.get();
+  }
+
+  /// Drops the context and starts (or extends) the backoff. By value: `why` often points into the context.
+  void down(std::string why) {
+    ctx_.reset();
+    next_attempt_ms_ = steady_ms() + backoff_.count();
+    backoff_ = std::min(backoff_ * 2, opts_.max_backoff);
+    if (mode_ != state::down) {
+      spdlog::warn("{}: Redis at {} unreachable ({})", label_, where_, why);
+      mode_ = state::down;
+    }
+  }
+
+  /// Drops the context after an unusable reply, naming the error.
+  void down(const redis_reply_ptr& r) {
+    down(r && r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len) : r ? "unexpected reply" : error());
+  }
+
+  redis_reply_ptr command(std::initializer_list<std::string_view> args) {
+    std::vector<const char*> argv;
+    std::vector<std::size_t> lens;
+    for (auto a : args) {
+      argv.push_back(a.data());
+      lens.push_back(a.size());
+    }
+    return redis_reply_ptr(static_cast<redisReply*>(
+        redisCommandArgv(ctx_.get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
+  }
+
+  std::string error() const { return ctx_ && ctx_->err ? ctx_->errstr : "no reply"; }
+  std::int64_t next_attempt_ms() const { return next_attempt_ms_; }
+  bool configured() const { return ep_.has_value(); }
+
+ private:
+  bool ok(const redis_reply_ptr& r) {
+    if (r && r->type != REDIS_REPLY_ERROR) return true;
+    down(r);
+    return false;
+  }
+
+  void up() {
+    backoff_ = opts_.min_backoff;
+    if (mode_ == state::down) spdlog::info("{}: Redis at {} is back", label_, where_);
+    if (mode_ == state::unknown) spdlog::debug("{}: using Redis at {}", label_, where_);
+    mode_ = state::up;
+  }
+
+  std::string label_;
+  node_registry::options opts_;
+  std::optional<redis_endpoint> ep_;
+  std::string where_;  // host:port for log lines; never the password
+  redis_context_ptr ctx_;
+  enum class state { unknown, up, down } mode_ = state::unknown;
+  std::int64_t next_attempt_ms_ = 0;
+  std::chrono::milliseconds backoff_;
+};
+
+std::string default_channel(const node_registry::options& opts) {
+  return opts.channel.empty() ? opts.key_prefix + "events" : opts.channel;
+}
+
+// --- encoding -----------------------------------------------------------------------------------------
+
+json::object to_json(const node_info& n) {
+  return json::object{{"id", n.id},
+                      {"incarnation", n.incarnation},
+                      {"host", n.host},
+                      {"client_port", n.client_port},
+                      {"cluster_port", n.cluster_port},
+                      {"started_at_ms", n.started_at_ms}};
+}
+
+std::optional<std::int64_t> int_field(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr) return std::nullopt;
+  if (v->is_int64()) return v->get_int64();
+  if (v->is_uint64() && v->get_uint64() <= std::uint64_t(std::numeric_limits<std::int64_t>::max()))
+    return static_cast<std::int64_t>(v->get_uint64());
+  return std::nullopt;
+}
+
+std::optional<std::string> string_field(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr || !v->is_string()) return std::nullopt;
+  return std::string(v->get_string());
+}
+
+std::optional<std::uint16_t> port_field(const json::object& o, std::string_view key) {
+  auto v = int_field(o, key);
+  if (!v || *v < 0 || *v > 65535) return std::nullopt;
+  return static_cast<std::uint16_t>(*v);
+}
+
+std::optional<node_info> from_json(const json::value& v) {
+  const json::object* o = v.if_object();
+  if (o == nullptr) return std::nullopt;
+  auto id = string_field(*o, "id");
+  auto incarnation = string_field(*o, "incarnation");
+  auto host = string_field(*o, "host");
+  auto client_port = port_field(*o, "client_port");
+  auto cluster_port = port_field(*o, "cluster_port");
+  auto started = int_field(*o, "started_at_ms");
+  if (!id || id->empty() || !incarnation || incarnation->empty() || !host || !client_port || !cluster_port ||
+      !started)
+    return std::nullopt;
+  return node_info{std::move(*id), std::move(*incarnation), std::move(*host),
+                   *client_port,   *cluster_port,           *started};
+}
+
+std::optional<json::value> parse_json(std::string_view text) {
+  json::error_code ec;
+  json::value v = json::parse(text, ec);
+  if (ec) return std::nullopt;
+  return v;
+}
+
+// {"event":"joined"|"left","node":{…}}
+std::string announcement_text(std::string_view event, const node_info& node) {
+  return json::serialize(json::object{{"event", event}, {"node", to_json(node)}});
+}
+
+std::optional<announcement> decode_announcement(std::string_view text) {
+  auto v = parse_json(text);
+  const json::object* o = v ? v->if_object() : nullptr;
+  if (o == nullptr) return std::nullopt;
+  auto event = string_field(*o, "event");
+  const json::value* node = o->if_contains("node");
+  if (!event || node == nullptr) return std::nullopt;
+  announcement a;
+  if (*event == "joined") {
+    a.what = announcement::kind::joined;
+  } else if (*event == "left") {
+    a.what = announcement::kind::left;
+  } else {
+    return std::nullopt;
+  }
+  auto info = from_json(*node);
+  if (!info) return std::nullopt;
+  a.node = std::move(*info);
+  return a;
+}
+
+// SCAN's MATCH pattern for keys starting with `prefix`: glob characters in the prefix are escaped.
+std::string prefix_pattern(std::string_view prefix) {
+  std::string out;
+  for (char c : prefix) {
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "*";
+}
+
+std::string_view text_of(const redisReply* r) {
+  return {r->str, r->len};
+}
+
+}  // namespace
+
+std::string new_incarnation() {
+  // random_device is the kernel's generator here; the clock guards against a (theoretical) constant one.
+  std::random_device rd;
+  std::uint64_t x = (std::uint64_t(rd()) << 32) ^ rd();
+  x ^= static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
+  x ^= static_cast<std::uint64_t>(steady_ms()) << 20;
+  // splitmix64's finaliser spreads the clock bits.
+  x ^= x >> 30;
+  x *= 0xbf58476d1ce4e5b9;
+  x ^= x >> 27;
+  x *= 0x94d049bb133111eb;
+  x ^= x >> 31;
+  char buf[17];
+  constexpr char digits[] = "0123456789abcdef";
+  for (int i = 15; i >= 0; --i, x >>= 4) buf[i] = digits[x & 0xf];
+  return std::string(buf, 16);
+}
+
+std::string encode(const node_info& node) {
+  return json::serialize(to_json(node));
+}
+
+std::optional<node_info> decode_node(std::string_view text) {
+  auto v = parse_json(text);
+  return v ? from_json(*v) : std::nullopt;
+}
+
+std::string_view to_string(outcome o) {
+  switch (o) {
+    case outcome::ok:
+      return "ok";
+    case outcome::lost:
+      return "lost";
+    case outcome::not_registered:
+      return "not_registered";
+    case outcome::stale_incarnation:
+      return "stale_incarnation";
+    case outcome::unavailable:
+      return "unavailable";
+  }
+  return "?";
+}
+
+// --- node_registry ------------------------------------------------------------------------------------
+
+struct node_registry::impl {
+  impl(std::string url, options o)
+      : opts(std::move(o)), channel(default_channel(opts)), conn("node registry", url, opts) {}
+
+  mutable std::mutex mutex;
+  options opts;
+  std::string channel;
+  connection conn;
+  std::optional<node_info> self;
+  std::string self_value;                // encode(*self), exactly as stored
+  std::unordered_set<std::string> lost;  // incarnations declared down: never registered again
+  bool last_reachable = false;
+
+  std::string key(std::string_view id) const { return opts.key_prefix + std::string(id); }
+  std::string ttl_text() const { return std::to_string(std::max<std::int64_t>(1, opts.ttl.count())); }
+
+  redis_reply_ptr eval(std::initializer_list<std::string_view> args) {
+    last_reachable = false;
+    if (conn.get() == nullptr) return nullptr;
+    redis_reply_ptr r = conn.command(args);
+    if (!r || r->type == REDIS_REPLY_ERROR) {
+      conn.down(r);
+      return nullptr;
+    }
+    last_reachable = true;
+    return r;
+  }
+
+  void declare_lost(std::string_view how) {
+    spdlog::warn("node registry: entry of {} (incarnation {}) {}; this incarnation is down", self->id,
+                 self->incarnation, how);
+    lost.insert(self->incarnation);
+    self.reset();
+    self_value.clear();
+  }
+
+  outcome register_self(const node_info& node) {
+    if (lost.contains(node.incarnation)) return outcome::stale_incarnation;
+    const std::string value = encode(node);
+    redis_reply_ptr r = eval({"EVAL", register_script, "1", key(node.id), value, ttl_text(), channel,
+                              announcement_text("joined", node)});
+    if (!r) return outcome::unavailable;
+    if (r->type == REDIS_REPLY_STRING && text_of(r.get()) != value) {
+      const auto old = decode_node(text_of(r.get()));
+      spdlog::warn("node registry: {} was still registered as incarnation {}; replaced by {}", node.id,
+                   old ? old->incarnation : "(unreadable)", node.incarnation);
+    }
+    // A different incarnation registered before by this registry is superseded: it may not come back.
+    if (self && self->incarnation != node.incarnation) lost.insert(self->incarnation);
+    self = node;
+    self_value = value;
+    return outcome::ok;
+  }
+
+  outcome heartbeat() {
+    if (!self) return outcome::not_registered;
+    redis_reply_ptr r = eval({"EVAL", heartbeat_script, "1", key(self->id), self_value, ttl_text()});
+    if (!r) return outcome::unavailable;
+    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) return outcome::ok;
+    if (r->type == REDIS_REPLY_NIL) {
+      declare_lost("expired");
+    } else if (r->type == REDIS_REPLY_STRING) {
+      const auto now = decode_node(text_of(r.get()));
+      declare_lost("was replaced by incarnation " + (now ? now->incarnation : std::string("(unreadable)")));
+    } else {
+      conn.down(std::string("unexpected reply to the heartbeat script"));
+      last_reachable = false;
+      return outcome::unavailable;
+    }
+    return outcome::lost;
+  }
+
+  outcome leave() {
+    if (!self) return outcome::not_registered;
+    redis_reply_ptr r = eval(
+        {"EVAL", leave_script, "1", key(self->id), self_value, channel, announcement_text("left", *self)});
+    if (!r) return outcome::unavailable;
+    if (r->type != REDIS_REPLY_INTEGER) {
+      conn.down(std::string("unexpected reply to the leave script"));
+      last_reachable = false;
+      return outcome::unavailable;
+    }
+    // Either way this incarnation is over: a node that leaves comes back as a new one.
+    lost.insert(self->incarnation);
+    self.reset();
+    self_value.clear();
+    return r->integer == 1 ? outcome::ok : outcome::lost;
+  }
+
+  std::optional<std::vector<node_info>> live_nodes() {
+    std::set<std::string> keys;  // SCAN may return a key more than once
+    const std::string pattern = prefix_pattern(opts.key_prefix);
+    std::string cursor = "0";
+    do {
+      redis_reply_ptr r = eval({"SCAN", cursor, "MATCH", pattern, "COUNT", "500"});
+      if (!r) return std::nullopt;
+      if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
+          r->element[1]->type != REDIS_REPLY_ARRAY) {
+        conn.down(std::string("unexpected reply to SCAN"));
+        last_reachable = false;
+        return std::nullopt;
+      }
+      cursor.assign(text_of(r->element[0]));
+      const redisReply* batch = r->element[1];
+      for (std::size_t i = 0; i < batch->elements; ++i)
+        if (batch->element[i]->type == REDIS_REPLY_STRING) keys.emplace(text_of(batch->element[i]));
+    } while (cursor != "0");
+
+    std::vector<node_info> out;
+    const std::vector<std::string> all(keys.begin(), keys.end());
+    constexpr std::size_t chunk = 256;
+    for (std::size_t from = 0; from < all.size(); from += chunk) {
+      const std::size_t n = std::min(chunk, all.size() - from);
+      std::vector<const char*> argv{"MGET"};
+      std::vector<std::size_t> lens{4};
+      for (std::size_t i = from; i < from + n; ++i) {
+        argv.push_back(all[i].data());
+        lens.push_back(all[i].size());
+      }
+      last_reachable = false;
+      if (conn.get() == nullptr) return std::nullopt;
+      redis_reply_ptr r(static_cast<redisReply*>(
+          redisCommandArgv(conn.get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
+      if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != n) {
+        conn.down(r);
+        return std::nullopt;
+      }
+      last_reachable = true;
+      for (std::size_t i = 0; i < n; ++i) {
+        const redisReply* v = r->element[i];
+        if (v->type != REDIS_REPLY_STRING) continue;  // expired since the SCAN, or not a string
+        auto node = decode_node(text_of(v));
+        // Only entries stored under their own id count: anything else under the prefix is not ours to read.
+        if (node && all[from + i] == key(node->id)) out.push_back(std::move(*node));
+      }
+    }
+    std::sort(out.begin(), out.end(), [](const node_info& a, const node_info& b) { return a.id < b.id; });
+    return out;
+  }
+};
+
+node_registry::node_registry(std::string url) : node_registry(std::move(url), options{}) {}
+
+node_registry::node_registry(std::string url, options opts)
+    : impl_(std::make_unique<impl>(std::move(url), std::move(opts))) {}
+
+node_registry::~node_registry() = default;
+
+outcome node_registry::register_self(const node_info& self) {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->register_self(self);
+}
+
+outcome node_registry::heartbeat() {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->heartbeat();
+}
+
+outcome node_registry::leave() {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->leave();
+}
+
+std::optional<std::vector<node_info>> node_registry::live_nodes() {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->live_nodes();
+}
+
+std::optional<node_info> node_registry::self() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->self;
+}
+
+const std::string& node_registry::channel() const {
+  return impl_->channel;
+}
+
+bool node_registry::reachable() const {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->last_reachable;
+}
+
+// --- announcements ------------------------------------------------------------------------------------
+
+struct announcements::impl {
+  impl(std::string url, options o)
+      : opts(std::move(o)), channel(default_channel(opts)), conn("node announcements", url, opts) {
+    subscribe();
+  }
+
+  options opts;
+  std::string channel;
+  connection conn;
+  bool subscribed = false;
+  bool resync_pending = false;
+
+  // Opens the connection and subscribes; on success the next next() reports a resync.
+  bool subscribe() {
+    if (conn.get() == nullptr) return false;
+    redis_reply_ptr r = conn.command({"SUBSCRIBE", channel});
+    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_STRING ||
+        text_of(r->element[0]) != "subscribe") {
+      conn.down(r);
+      return false;
+    }
+    subscribed = true;
+    resync_pending = true;
+    return true;
+  }
+
+  void down(std::string why) {
+    subscribed = false;
+    conn.down(std::move(why));
+  }
+
+  // A complete message already read from the socket, if any. Other pushes (confirmations) are dropped.
+  std::optional<announcement> buffered() {
+    while (subscribed) {
+      void* raw = nullptr;
+      if (redisGetReplyFromReader(conn.get(), &raw) != REDIS_OK) {
+        down(conn.error());
+        return std::nullopt;
+      }
+      if (raw == nullptr) return std::nullopt;
+      redis_reply_ptr r(static_cast<redisReply*>(raw));
+      if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 || r->element[0]->type != REDIS_REPLY_STRING ||
+          text_of(r->element[0]) != "message" || r->element[2]->type != REDIS_REPLY_STRING)
+        continue;
+      if (auto a = decode_announcement(text_of(r->element[2]))) return a;
+      spdlog::debug("node announcements: skipping a malformed message on {}", channel);
+    }
+    return std::nullopt;
+  }
+
+  std::optional<announcement> next(std::chrono::milliseconds wait) {
+    const std::int64_t deadline = steady_ms() + std::max<std::int64_t>(0, wait.count());
+    for (;;) {
+      if (!subscribed) {
+        if (!conn.configured()) return std::nullopt;
+        if (steady_ms() >= conn.next_attempt_ms()) subscribe();
+        if (!subscribed) {
+          // Wait for the backoff to end (at least a little, so a zero backoff does not spin), or give up
+          // when the caller's wait ends first.
+          const std::int64_t now = steady_ms();
+          const std::int64_t until = std::min(deadline, std::max(conn.next_attempt_ms(), now + 10));
+          if (now >= deadline) return std::nullopt;
+          if (until > now) std::this_thread::sleep_for(std::chrono::milliseconds(until - now));
+          continue;
+        }
+      }
+      if (resync_pending) {
+        resync_pending = false;
+        return announcement{};
+      }
+      if (auto a = buffered()) return a;
+      if (!subscribed) continue;
+      pollfd p{conn.get()->fd, POLLIN, 0};
+      const std::int64_t left = std::max<std::int64_t>(0, deadline - steady_ms());
+      const int n = ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left, 60'000)));
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        down(std::strerror(errno));
+        continue;
+      }
+      if (n == 0) {
+        if (steady_ms() >= deadline) return std::nullopt;
+        continue;
+      }
+      // Readable, closed or failed: a read tells which (and never blocks now).
+      if (redisBufferRead(conn.get()) != REDIS_OK) down(conn.error());
+    }
+  }
+};
+
+announcements::announcements(std::string url) : announcements(std::move(url), options{}) {}
+
+announcements::announcements(std::string url, options opts)
+    : impl_(std::make_unique<impl>(std::move(url), std::move(opts))) {}
+
+announcements::~announcements() = default;
+
+std::optional<announcement> announcements::next(std::chrono::milliseconds wait) {
+  return impl_->next(wait);
+}
+
+bool announcements::subscribed() const {
+  return impl_->subscribed;
+}
+
+}  // namespace chorus::cluster
