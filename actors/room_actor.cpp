@@ -206,6 +206,12 @@ void on_gone(room_pointer self) {
   st.gone = true;
   st.syncing = false;
   st.loaded = false;
+  // Senders wait on the room without a timer of their own (it answers every post): answer them now.
+  for (auto& [seq, entry] : st.in_flight)
+    for (auto& rp : entry.waiting) rp.deliver(make_error(error_code::not_found));
+  st.in_flight.clear();
+  st.in_flight_ids.clear();
+  st.unsent.clear();
   run_deferred(self);
   self->quit();
 }
