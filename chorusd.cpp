@@ -14,6 +14,8 @@
 #include "actors/presence_actor.hpp"
 #include "actors/send_limiter.hpp"
 #include "actors/session_actor.hpp"
+#include "cluster/membership.hpp"
+#include "cluster/peering.hpp"
 #include "cluster/room_directory.hpp"
 #include "config/config.hpp"
 #include "net/server.hpp"
@@ -39,7 +41,10 @@ int serve(const config::node_config& cfg) {
   }
 
   caf::actor_system_config caf_cfg;
-  caf_cfg.add_message_types<caf::id_block::chorus>();
+  if (cfg.cluster_port != 0)
+    cluster::configure_middleman(caf_cfg, cfg);  // the middleman, its peer timeouts and the message types
+  else
+    caf_cfg.add_message_types<caf::id_block::chorus>();
   if (cfg.actor_threads > 0)
     caf_cfg.set("scheduler.max-threads", static_cast<std::size_t>(cfg.actor_threads));
   // The actor system goes before the server is destroyed: sessions hold sockets that belong to the
@@ -77,7 +82,14 @@ int serve(const config::node_config& cfg) {
   auto send_limiter = system->spawn<caf::detached>(
       actors::send_limiter, cfg.redis_url,
       storage::bucket{static_cast<double>(cfg.sends_per_second), static_cast<double>(cfg.sends_burst)});
+  // Clustered (cluster_port set): this node's actor for its peers and its registration in Redis, started once
+  // the node listens.
+  actors::node_actor node;
+  actors::membership_actor membership;
   auto stop_actors = [&] {
+    caf::anon_send_exit(membership, caf::exit_reason::user_shutdown);  // leaves the registry at once
+    membership = nullptr;
+    caf::anon_send_exit(node, caf::exit_reason::user_shutdown);
     caf::anon_send_exit(send_limiter, caf::exit_reason::user_shutdown);
     send_limiter = nullptr;
     for (auto& w : account_workers) caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
@@ -110,6 +122,27 @@ int serve(const config::node_config& cfg) {
   }
   spdlog::info("node {} listening on http://{}:{} (WebSocket at ws://{}:{}/ws)", cfg.node_id, cfg.host, port,
                cfg.host, port);
+  if (cfg.cluster_port != 0) {
+    auto incarnation = cluster::new_incarnation();
+    node = system->spawn(cluster::node, actors::node_hello{cfg.node_id, incarnation}, directory);
+    auto cluster_port = cluster::publish_node(*system, node, cfg.cluster_port, cfg.host);
+    if (!cluster_port) {
+      spdlog::critical("cannot publish the node actor on {}:{}", cfg.host, cfg.cluster_port);
+      server.stop();
+      sessions.close();
+      stop_actors();
+      return 1;
+    }
+    cluster::node_registry::options registry_options;
+    registry_options.ttl = std::chrono::milliseconds(cfg.node_ttl_ms);
+    auto started_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+    membership = system->spawn<caf::detached>(
+        cluster::membership, std::make_shared<cluster::node_registry>(cfg.redis_url, registry_options),
+        cluster::node_info{cfg.node_id, incarnation, cfg.host, port, *cluster_port, started_ms},
+        std::chrono::milliseconds(cfg.node_heartbeat_ms));
+  }
 
   server.wait_for_signal();
   spdlog::info("shutting down: closing connections (up to {} ms)", cfg.shutdown_timeout_ms);

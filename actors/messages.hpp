@@ -39,6 +39,7 @@ CAF_ADD_ATOM(chorus, chorus::atom, api, "api")
 CAF_ADD_ATOM(chorus, chorus::atom, notice, "notice")
 CAF_ADD_ATOM(chorus, chorus::atom, access, "access")
 CAF_ADD_ATOM(chorus, chorus::atom, limit, "limit")
+CAF_ADD_ATOM(chorus, chorus::atom, heartbeat, "heartbeat")
 CAF_ADD_ATOM(chorus, chorus::atom, hello, "hello")
 CAF_ADD_ATOM(chorus, chorus::atom, relay, "relay")
 
@@ -190,6 +191,9 @@ using account_worker_actor =
 /// Per-user message rate across the cluster: `limit` answers 0 (send now) or the milliseconds to wait.
 using send_limiter_actor = caf::typed_actor<caf::replies_to<atom::limit, std::string>::with<std::uint32_t>,
                                             caf::reacts_to<atom::flush>>;
+
+/// Keeps this node registered in Redis (cluster/membership.hpp); `heartbeat` is its own timer.
+using membership_actor = caf::typed_actor<caf::reacts_to<atom::heartbeat>>;
 
 /// Finds (in this version: creates on first use) the actor of a room by its id.
 /// `notice` passes a committed change on to the room's actor, if the room is active (else there is nobody to

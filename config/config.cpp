@@ -67,6 +67,10 @@ bool message_fits_frame(const node_config& c) {
   return c.max_message_chars <= c.max_frame_bytes;
 }
 
+bool cluster_needs_redis(const node_config& c) {
+  return c.cluster_port == 0 || !c.redis_url.empty();
+}
+
 bool ttl_exceeds_heartbeat(const node_config& c) {
   return c.node_ttl_ms > c.node_heartbeat_ms;
 }
@@ -274,7 +278,9 @@ constexpr std::array keys{
         .member = &node_config::cluster_port,
         .help = "port on which this node's CAF middleman accepts other nodes (0: a single node, no cluster)",
         .min = 0,
-        .max = 65535},
+        .max = 65535,
+        .allowed = "0..65535; a clustered node needs redis_url",
+        .rule = cluster_needs_redis},
     key_def{.name = "node_ttl_ms",
             .member = &node_config::node_ttl_ms,
             .help = "a node whose Redis registration was not refreshed for this long is down",

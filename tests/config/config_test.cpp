@@ -253,6 +253,7 @@ INSTANTIATE_TEST_SUITE_P(
                       rule_case{"log_level", [](node_config& c) { c.log_level = "loud"; }},
                       rule_case{"redis_url", [](node_config& c) { c.redis_url = "http://127.0.0.1:6379"; }},
                       rule_case{"node_ttl_ms", [](node_config& c) { c.node_ttl_ms = c.node_heartbeat_ms; }},
+                      rule_case{"cluster_port", [](node_config& c) { c.cluster_port = 7001; }},
                       rule_case{"log_level", [](node_config& c) { c.log_level = "INFO"; }},
                       rule_case{"io_threads", [](node_config& c) { c.io_threads = 0; }},
                       rule_case{"io_threads", [](node_config& c) { c.io_threads = 65; }},
