@@ -78,10 +78,13 @@ int serve(const config::node_config& cfg) {
     account_workers.push_back(
         system->spawn<caf::detached>(actors::account_worker, cfg, directory, api_limits));
   actors::actor_http_handler api(*system, account_workers, std::chrono::milliseconds(cfg.request_timeout_ms));
-  // Message rates per user, shared by every node through Redis; blocks on Redis, hence detached.
-  auto send_limiter = system->spawn<caf::detached>(
-      actors::send_limiter, cfg.redis_url,
-      storage::bucket{static_cast<double>(cfg.sends_per_second), static_cast<double>(cfg.sends_burst)});
+  // Message rates per user, shared by every node through Redis. With Redis it blocks on it, hence a thread
+  // of its own; without, it only counts in memory and a thread of its own would only add context switches.
+  storage::bucket send_bucket{static_cast<double>(cfg.sends_per_second),
+                              static_cast<double>(cfg.sends_burst)};
+  auto send_limiter = cfg.redis_url.empty()
+                          ? system->spawn(actors::send_limiter, cfg.redis_url, send_bucket)
+                          : system->spawn<caf::detached>(actors::send_limiter, cfg.redis_url, send_bucket);
   // Clustered (cluster_port set): this node's actor for its peers and its registration in Redis, started once
   // the node listens.
   actors::node_actor node;
