@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <thread>
@@ -106,6 +107,22 @@ TEST_F(cluster_test, clustered_nodes_register_with_their_addresses_and_stay_regi
   ASSERT_TRUE(later.has_value());
   EXPECT_EQ(later->incarnation, ea->incarnation);
   EXPECT_TRUE(entry(id_of("b")).has_value());
+}
+
+TEST_F(cluster_test, chorusctl_nodes_lists_every_live_node) {
+  auto& a = start("f");
+  start("g");
+  ASSERT_TRUE(wait_registered(id_of("f"), true, 5s));
+  ASSERT_TRUE(wait_registered(id_of("g"), true, 5s));
+  std::string command = std::string(CHORUSCTL_PATH) + " --redis_url " + redis_ + " nodes";
+  std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(command.c_str(), "r"), ::pclose);
+  ASSERT_TRUE(pipe);
+  std::string out;
+  char buf[4096];
+  while (auto n = std::fread(buf, 1, sizeof buf, pipe.get())) out.append(buf, n);
+  EXPECT_NE(out.find(id_of("f")), std::string::npos) << out;
+  EXPECT_NE(out.find(id_of("g")), std::string::npos) << out;
+  EXPECT_NE(out.find("127.0.0.1:" + std::to_string(a.port())), std::string::npos) << out;
 }
 
 TEST_F(cluster_test, sigterm_leaves_the_registry_at_once_and_kill_9_expires_after_the_ttl) {
