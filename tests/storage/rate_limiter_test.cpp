@@ -1,6 +1,7 @@
 // Tests for the Redis rate limiter (label redis; CHORUS_REDIS_URL from scripts/services.sh): buckets, refill,
 // sharing between nodes, lockouts, pipelining, NOSCRIPT recovery, and the local fallback when Redis is down.
 #include "storage/rate_limiter.hpp"
+#include "tests/support/redis_probe.hpp"
 
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
@@ -24,6 +25,8 @@ using chorus::storage::bucket;
 using chorus::storage::rate_limiter;
 using chorus::storage::take_request;
 using chorus::storage::verdict;
+using chorus::testing::log_capture;
+using chorus::testing::raw_redis;
 
 // A closed port on loopback: connecting fails at once.
 constexpr const char* unreachable_url = "redis://127.0.0.1:1";
@@ -40,61 +43,6 @@ std::string unique_key(std::string_view name) {
   return "test:" + std::to_string(::getpid()) + "-" + std::to_string(run) + "-" + std::to_string(++counter) +
          ":" + std::string(name);
 }
-
-// Records what the limiter logs, so tests can count the "unreachable"/"back" lines.
-class log_capture {
- public:
-  log_capture() : sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(256)) {
-    previous_ = spdlog::default_logger();
-    auto logger = std::make_shared<spdlog::logger>("rate_limiter_test", sink_);
-    logger->set_level(spdlog::level::trace);
-    spdlog::set_default_logger(logger);
-  }
-  ~log_capture() { spdlog::set_default_logger(previous_); }
-
-  int count(std::string_view text) const {
-    int n = 0;
-    for (const auto& line : sink_->last_formatted())
-      if (line.find(text) != std::string::npos) ++n;
-    return n;
-  }
-
- private:
-  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
-  std::shared_ptr<spdlog::logger> previous_;
-};
-
-// A plain hiredis connection for looking at Redis behind the limiter's back.
-struct raw_redis {
-  redisContext* ctx = nullptr;
-  explicit raw_redis(const std::string& url) {
-    // redis://host:port, as scripts/services.sh prints it.
-    const auto rest = url.substr(url.find("://") + 3);
-    const auto colon = rest.rfind(':');
-    ctx = redisConnect(rest.substr(0, colon).c_str(), std::stoi(rest.substr(colon + 1)));
-  }
-  ~raw_redis() {
-    if (ctx != nullptr) redisFree(ctx);
-  }
-  bool ok() const { return ctx != nullptr && ctx->err == 0; }
-  // The integer reply, the string reply (as text), or "" on anything else.
-  std::string run(const std::vector<std::string>& args) {
-    std::vector<const char*> argv;
-    std::vector<size_t> lens;
-    for (const auto& a : args) {
-      argv.push_back(a.c_str());
-      lens.push_back(a.size());
-    }
-    auto* r = static_cast<redisReply*>(redisCommandArgv(ctx, int(argv.size()), argv.data(), lens.data()));
-    std::string out;
-    if (r != nullptr && r->type == REDIS_REPLY_INTEGER) out = std::to_string(r->integer);
-    if (r != nullptr &&
-        (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_STATUS || r->type == REDIS_REPLY_ERROR))
-      out.assign(r->str, r->len);
-    if (r != nullptr) freeReplyObject(r);
-    return out;
-  }
-};
 
 class RateLimiter : public ::testing::Test {
  protected:
