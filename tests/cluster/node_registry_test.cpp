@@ -35,14 +35,8 @@ using chorus::cluster::node_registry;
 using chorus::cluster::outcome;
 using chorus::testing::log_capture;
 using chorus::testing::raw_redis;
-
-// A closed port on loopback: connecting fails at once.
-constexpr const char* unreachable_url = "redis://127.0.0.1:1";
-
-std::string redis_url() {
-  const char* url = std::getenv("CHORUS_REDIS_URL");
-  return url != nullptr ? url : "";
-}
+using chorus::testing::redis_url;
+using chorus::testing::unreachable_url;
 
 // Unique per process and per call, so reruns and parallel runs never share a key or a channel.
 std::string unique_name(std::string_view what) {

@@ -27,14 +27,8 @@ using chorus::storage::take_request;
 using chorus::storage::verdict;
 using chorus::testing::log_capture;
 using chorus::testing::raw_redis;
-
-// A closed port on loopback: connecting fails at once.
-constexpr const char* unreachable_url = "redis://127.0.0.1:1";
-
-std::string redis_url() {
-  const char* url = std::getenv("CHORUS_REDIS_URL");
-  return url != nullptr ? url : "";
-}
+using chorus::testing::redis_url;
+using chorus::testing::unreachable_url;
 
 // Unique per process and per call, so reruns and parallel runs never share a key.
 std::string unique_key(std::string_view name) {

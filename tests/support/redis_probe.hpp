@@ -6,6 +6,7 @@
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -13,6 +14,15 @@
 #include <vector>
 
 namespace chorus::testing {
+
+/// A closed port on loopback: connecting fails at once.
+inline constexpr const char* unreachable_url = "redis://127.0.0.1:1";
+
+/// The Redis the tests may use (scripts/test.sh exports it), or "" when there is none.
+inline std::string redis_url() {
+  const char* url = std::getenv("CHORUS_REDIS_URL");
+  return url != nullptr ? url : "";
+}
 
 /// Records what the code under test logs (through spdlog's default logger) while it lives, so tests can count
 /// lines such as "unreachable" and "is back".
