@@ -560,6 +560,9 @@ room_actor::behavior_type room(room_pointer self, std::string id, room_services 
         fan_out(self, shared(protocol::encode_presence(user, status), traffic::droppable), &user);
       },
       [self](atom::history, history_query& q) -> caf::result<std::vector<chat_message>> {
+        // Only connections in the room read it: a member removed from a private room reads no more.
+        if (!self->state.sessions.count(caf::actor_cast<caf::actor_addr>(self->current_sender())))
+          return make_error(error_code::not_joined);
         auto rp = self->make_response_promise<std::vector<chat_message>>();
         history(self, std::move(q), rp);
         return rp;
