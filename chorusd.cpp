@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdio>
 #include <memory>
+#include <thread>
 
 #include "actors/account_worker.hpp"
 #include "actors/batch_writer.hpp"
@@ -25,6 +26,23 @@
 namespace {
 
 using namespace chorus;
+
+/// Before the connections close: leave the cluster, then hand every room over (each finishes the writes it
+/// has taken, so their senders get their acks) before this node's sessions are told to go elsewhere.
+void drain(caf::actor_system& system, const config::node_config& cfg, const actors::room_directory& directory,
+           actors::membership_actor& membership) {
+  if (membership) {
+    // Out of the registry first; peers drop this node from placement at their next listing, so that the
+    // rooms handed over below are claimed by them rather than sent back here.
+    caf::anon_send_exit(membership, caf::exit_reason::user_shutdown);
+    membership = nullptr;
+    std::this_thread::sleep_for(std::chrono::milliseconds(cfg.node_heartbeat_ms + 100));
+  }
+  caf::scoped_actor self{system};
+  self->request(directory, std::chrono::milliseconds(cfg.shutdown_timeout_ms), atom::handover_v)
+      .receive([](std::uint64_t rooms) { spdlog::info("drained: {} rooms handed over", rooms); },
+               [&](caf::error& err) { spdlog::warn("rooms not all handed over: {}", system.render(err)); });
+}
 
 int serve(const config::node_config& cfg) {
   auto log = spdlog::stderr_color_mt("chorus");
@@ -64,14 +82,17 @@ int serve(const config::node_config& cfg) {
   auto api_limits = std::make_shared<storage::rate_limiter>(cfg.redis_url);
   auto room_accounts =
       system->spawn<caf::detached>(actors::account_worker, cfg, actors::room_directory{}, api_limits);
+  auto counters = std::make_shared<actors::node_counters>();
   actors::room_services room_services{{},
                                       reader,
                                       room_accounts,
                                       cfg.dev_mode == 1,
                                       cfg.tail_cache_size,
                                       cfg.history_limit,
-                                      std::chrono::milliseconds(cfg.request_timeout_ms)};
-  auto directory = system->spawn(cluster::local_directory, cfg.node_id, writers, room_services);
+                                      std::chrono::milliseconds(cfg.request_timeout_ms),
+                                      counters};
+  auto directory =
+      system->spawn(cluster::room_directory, cfg.node_id, cfg.cluster_port != 0, writers, room_services);
   // The HTTP API: workers block on PostgreSQL, Redis and password hashing, so each gets a thread (detached).
   std::vector<actors::account_worker_actor> account_workers;
   for (std::uint32_t i = 0; i < cfg.api_workers; ++i)
@@ -85,10 +106,13 @@ int serve(const config::node_config& cfg) {
   auto send_limiter = cfg.redis_url.empty()
                           ? system->spawn(actors::send_limiter, cfg.redis_url, send_bucket)
                           : system->spawn<caf::detached>(actors::send_limiter, cfg.redis_url, send_bucket);
-  // Clustered (cluster_port set): this node's actor for its peers and its registration in Redis, started once
-  // the node listens.
+  // Clustered (cluster_port set): this node's actor for its peers (it also relays rooms' events to the
+  // sessions here), published once the node listens, and its registration in Redis.
   actors::node_actor node;
   actors::membership_actor membership;
+  auto incarnation = cluster::new_incarnation();
+  if (cfg.cluster_port != 0)
+    node = system->spawn(cluster::node, actors::node_hello{cfg.node_id, incarnation}, directory);
   auto stop_actors = [&] {
     caf::anon_send_exit(membership, caf::exit_reason::user_shutdown);  // leaves the registry at once
     membership = nullptr;
@@ -110,9 +134,9 @@ int serve(const config::node_config& cfg) {
     reader = nullptr;
   };
   actors::actor_session_factory sessions(
-      *system,
-      actors::make_session_context(directory, presence, send_limiter,
-                                   cfg.dev_mode == 1 ? actors::account_worker_actor{} : room_accounts, cfg));
+      *system, actors::make_session_context(
+                   directory, presence, send_limiter,
+                   cfg.dev_mode == 1 ? actors::account_worker_actor{} : room_accounts, cfg, node, counters));
   net::server server(cfg, sessions, &api);
 
   std::uint16_t port = 0;
@@ -126,8 +150,6 @@ int serve(const config::node_config& cfg) {
   spdlog::info("node {} listening on http://{}:{} (WebSocket at ws://{}:{}/ws)", cfg.node_id, cfg.host, port,
                cfg.host, port);
   if (cfg.cluster_port != 0) {
-    auto incarnation = cluster::new_incarnation();
-    node = system->spawn(cluster::node, actors::node_hello{cfg.node_id, incarnation}, directory);
     auto cluster_port = cluster::publish_node(*system, node, cfg.cluster_port, cfg.host);
     if (!cluster_port) {
       spdlog::critical("cannot publish the node actor on {}:{}", cfg.host, cfg.cluster_port);
@@ -144,10 +166,11 @@ int serve(const config::node_config& cfg) {
     membership = system->spawn<caf::detached>(
         cluster::membership, std::make_shared<cluster::node_registry>(cfg.redis_url, registry_options),
         cluster::node_info{cfg.node_id, incarnation, cfg.host, port, *cluster_port, started_ms},
-        std::chrono::milliseconds(cfg.node_heartbeat_ms));
+        std::chrono::milliseconds(cfg.node_heartbeat_ms), directory);
   }
 
   server.wait_for_signal();
+  drain(*system, cfg, directory, membership);
   spdlog::info("shutting down: closing connections (up to {} ms)", cfg.shutdown_timeout_ms);
   auto cut = server.stop();
   if (cut > 0) spdlog::warn("{} connections did not close in time and were cut off", cut);

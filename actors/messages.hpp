@@ -42,6 +42,9 @@ CAF_ADD_ATOM(chorus, chorus::atom, limit, "limit")
 CAF_ADD_ATOM(chorus, chorus::atom, heartbeat, "heartbeat")
 CAF_ADD_ATOM(chorus, chorus::atom, hello, "hello")
 CAF_ADD_ATOM(chorus, chorus::atom, relay, "relay")
+CAF_ADD_ATOM(chorus, chorus::atom, claim, "claim")
+CAF_ADD_ATOM(chorus, chorus::atom, nodes, "nodes")
+CAF_ADD_ATOM(chorus, chorus::atom, handover, "handover")
 
 namespace chorus::actors {
 
@@ -49,15 +52,32 @@ namespace chorus::actors {
 struct outbound_event {
   frame_ptr bytes;
   traffic kind = traffic::essential;
+  /// For a chat message: its seq and room (shared by every recipient), so that a session knows where to
+  /// resume the room from if it has to join it again (its owner moved or died). Zero and null otherwise.
+  std::uint64_t seq = 0;
+  frame_ptr room;
 };
 
 /// Where a room sends a member's events: the session actor, seen through the one message it takes from rooms.
 using event_sink = caf::typed_actor<caf::reacts_to<atom::deliver, outbound_event>>;
 
+/// One event for several sessions on one node: a room sends one of these per node instead of one message
+/// per remote member, and the node actor there fans it out locally.
+struct relay_batch {
+  std::vector<event_sink> sessions;  ///< sessions on the receiving node
+  outbound_event event;
+};
+
+/// Where a room sends events for the sessions of one other node: that node's node actor.
+using relay_sink = caf::typed_actor<caf::reacts_to<atom::relay, relay_batch>>;
+
 /// A session taking part in a room: whose it is and where its events go.
 struct member_ref {
   std::string user;
   event_sink session;
+  /// The relay of the session's node; null on a node without a cluster port (events then go straight to
+  /// the session, as they do whenever the room runs on the session's own node).
+  relay_sink relay;
 };
 
 /// A session asking to join, possibly resuming after `last_seen` (the last seq it received in the room).
@@ -91,6 +111,7 @@ enum class store_status : std::uint8_t {
   stored,     ///< committed
   duplicate,  ///< its (author, client_msg_id) was stored before; nothing of its room was written
   refused,    ///< not written: its room's rows did not continue the stored sequence, or one was a duplicate
+  fenced,  ///< not written: another activation of the room holds a newer ownership epoch (see room_snapshot)
 };
 
 /// What the batch writer says about one row of a `store` request, in the request's order. The rows of one
@@ -114,12 +135,35 @@ struct node_hello {
   std::string incarnation;  ///< cluster::new_incarnation(), as registered in Redis
 };
 
-/// One event for several sessions on one node: a room sends one of these per node instead of one message
-/// per remote member, and the node actor there fans it out locally.
-struct relay_batch {
-  std::vector<event_sink> sessions;  ///< sessions on the receiving node
-  outbound_event event;
+/// One live node as the Redis registry lists it (cluster::node_info without its start time).
+struct peer_node {
+  std::string id;
+  std::string incarnation;
+  std::string host;
+  std::uint16_t client_port = 0;
+  std::uint16_t cluster_port = 0;
+  friend bool operator==(const peer_node&, const peer_node&) = default;
 };
+
+/// What the membership actor tells the room directory after each heartbeat: this node's incarnation (a new
+/// one means it was declared down meanwhile and its rooms may have been taken over) and every live node.
+struct cluster_view {
+  std::string incarnation;
+  std::vector<peer_node> nodes;
+};
+
+/// A room: orders and fans out everything said in it. Replies and errors are protocol-level
+/// (see room_error()).
+using room_actor = caf::typed_actor<
+    caf::replies_to<atom::join, join_request>::with<join_result>,
+    caf::replies_to<atom::leave, member_ref>::with<bool>,
+    caf::replies_to<atom::post, post_request>::with<protocol::chat_message>,
+    caf::reacts_to<atom::typing, member_ref>, caf::reacts_to<atom::presence, std::string, bool>,
+    caf::reacts_to<atom::notice, room_notice>,  ///< a change the HTTP API committed (see room_notice)
+    caf::replies_to<atom::history, history_query>::with<std::vector<protocol::chat_message>>,
+    caf::reacts_to<atom::activate>,  ///< (to itself) try loading its state from the database again
+    /// The room now belongs to another node: refuse new work, let the writer answer what is in flight, stop.
+    caf::reacts_to<atom::handover>>;
 
 }  // namespace chorus::actors
 
@@ -146,23 +190,16 @@ CAF_ADD_TYPE_ID(chorus, (chorus::storage::member_row))
 CAF_ADD_TYPE_ID(chorus, (chorus::storage::room_access_row))
 CAF_ADD_TYPE_ID(chorus, (chorus::actors::node_hello))
 CAF_ADD_TYPE_ID(chorus, (chorus::actors::relay_batch))
+CAF_ADD_TYPE_ID(chorus, (chorus::actors::peer_node))
+CAF_ADD_TYPE_ID(chorus, (chorus::actors::cluster_view))
+CAF_ADD_TYPE_ID(chorus, (std::vector<chorus::actors::peer_node>))
+CAF_ADD_TYPE_ID(chorus, (chorus::actors::room_actor))  ///< the answer to a `claim` from another node
 CAF_END_TYPE_ID_BLOCK(chorus)
 
 namespace chorus::actors {
 
 // Every Chorus actor takes at least one spawn argument: CAF 0.17 dereferences a null argument tuple
 // when a function-based actor is spawned with none, which UndefinedBehaviorSanitizer (rightly) stops.
-
-/// A room: orders and fans out everything said in it. Replies and errors are protocol-level
-/// (see room_error()).
-using room_actor = caf::typed_actor<
-    caf::replies_to<atom::join, join_request>::with<join_result>,
-    caf::replies_to<atom::leave, member_ref>::with<bool>,
-    caf::replies_to<atom::post, post_request>::with<protocol::chat_message>,
-    caf::reacts_to<atom::typing, member_ref>, caf::reacts_to<atom::presence, std::string, bool>,
-    caf::reacts_to<atom::notice, room_notice>,  ///< a change the HTTP API committed (see room_notice)
-    caf::replies_to<atom::history, history_query>::with<std::vector<protocol::chat_message>>,
-    caf::reacts_to<atom::activate>>;  ///< (to itself) try loading its state from the database again
 
 /// Persists messages in batches, one PostgreSQL transaction per batch, and answers each `store` only after
 /// its batch committed. A `store` carries consecutive rows of one room (what the room assigned during one
@@ -192,14 +229,26 @@ using account_worker_actor =
 using send_limiter_actor = caf::typed_actor<caf::replies_to<atom::limit, std::string>::with<std::uint32_t>,
                                             caf::reacts_to<atom::flush>>;
 
-/// Keeps this node registered in Redis (cluster/membership.hpp); `heartbeat` is its own timer.
+/// Keeps this node registered in Redis and the directory's view of the cluster current
+/// (cluster/membership.hpp); `heartbeat` is its own timer.
 using membership_actor = caf::typed_actor<caf::reacts_to<atom::heartbeat>>;
 
-/// Finds (in this version: creates on first use) the actor of a room by its id.
-/// `notice` passes a committed change on to the room's actor, if the room is active (else there is nobody to
-/// tell: the room loads the change with its rules when it next starts).
-using room_directory = caf::typed_actor<caf::replies_to<atom::lookup, std::string>::with<room_actor>,
-                                        caf::reacts_to<atom::notice, room_notice>>;
+/// Finds the actor of a room by its id, on whichever node owns the room (cluster/room_directory.hpp).
+/// `lookup` comes from this node's sessions; `claim` from a peer's directory that believes this node owns
+/// the room (refused with `unavailable` when this node disagrees). `notice` passes a committed change on to
+/// the room's actor, if the room is active (else there is nobody to tell: the room loads the change with
+/// its rules when it next starts), or to the directory of the room's owner; `relay` is such a notice from a
+/// peer, applied here only. `nodes` is the membership actor's latest view of the cluster. `handover` drains
+/// the node: nothing is placed here any more, every room is handed over, and the answer (how many rooms)
+/// comes once they have all stopped. A `nodes` request answers the nodes of the current view (clients are
+/// told where else they may connect).
+using room_directory =
+    caf::typed_actor<caf::replies_to<atom::lookup, std::string>::with<room_actor>,
+                     caf::replies_to<atom::claim, std::string>::with<room_actor>,
+                     caf::reacts_to<atom::notice, room_notice>, caf::reacts_to<atom::relay, room_notice>,
+                     caf::reacts_to<atom::nodes, cluster_view>,
+                     caf::replies_to<atom::handover>::with<std::uint64_t>,
+                     caf::replies_to<atom::nodes>::with<std::vector<peer_node>>>;
 
 /// Counts each user's connections on this node: `connected` answers whether this is the user's first,
 /// `gone` whether it was the last.
@@ -208,10 +257,12 @@ using presence_actor = caf::typed_actor<caf::replies_to<atom::connected, std::st
 
 /// A node's one actor published through the middleman on its cluster port: what other nodes connect to and
 /// monitor (cluster/peering). `hello` says who the node is; `relay` hands one event to sessions on this node;
-/// `notice` passes a committed room change on to this node's room directory.
+/// `notice` passes a committed room change on to this node's room directory; `claim` asks that directory for
+/// a room this node owns.
 using node_actor =
     caf::typed_actor<caf::replies_to<atom::hello>::with<node_hello>, caf::reacts_to<atom::relay, relay_batch>,
-                     caf::reacts_to<atom::notice, room_notice>>;
+                     caf::reacts_to<atom::notice, room_notice>,
+                     caf::replies_to<atom::claim, std::string>::with<room_actor>>;
 
 /// The CAF error category of Chorus errors; the code is a protocol::error_code.
 inline constexpr caf::atom_value error_category = caf::atom("chorus");
@@ -234,16 +285,19 @@ typename Inspector::result_type inspect(Inspector& f, outbound_event& x) {
   // The shared bytes travel as a plain string and become a fresh shared frame on arrival.
   std::string bytes = x.bytes ? *x.bytes : std::string{};
   auto kind = static_cast<std::uint8_t>(x.kind);
-  return f(caf::meta::type_name("outbound_event"), bytes, kind, caf::meta::load_callback([&]() -> caf::error {
+  std::string room = x.room ? *x.room : std::string{};
+  return f(caf::meta::type_name("outbound_event"), bytes, kind, x.seq, room,
+           caf::meta::load_callback([&]() -> caf::error {
              x.bytes = std::make_shared<const std::string>(std::move(bytes));
              x.kind = static_cast<traffic>(kind);
+             x.room = room.empty() ? nullptr : std::make_shared<const std::string>(std::move(room));
              return caf::none;
            }));
 }
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, member_ref& x) {
-  return f(caf::meta::type_name("member_ref"), x.user, x.session);
+  return f(caf::meta::type_name("member_ref"), x.user, x.session, x.relay);
 }
 
 template <class Inspector>
@@ -284,6 +338,16 @@ typename Inspector::result_type inspect(Inspector& f, node_hello& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, relay_batch& x) {
   return f(caf::meta::type_name("relay_batch"), x.sessions, x.event);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, peer_node& x) {
+  return f(caf::meta::type_name("peer_node"), x.id, x.incarnation, x.host, x.client_port, x.cluster_port);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, cluster_view& x) {
+  return f(caf::meta::type_name("cluster_view"), x.incarnation, x.nodes);
 }
 
 template <class Inspector>
@@ -335,7 +399,7 @@ namespace chorus::storage {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, message_row& x) {
   return f(caf::meta::type_name("message_row"), x.id, x.room, x.seq, x.author, x.text, x.client_msg_id,
-           x.created_at_ms);
+           x.created_at_ms, x.epoch);
 }
 
 template <class Inspector>
@@ -361,7 +425,7 @@ typename Inspector::result_type inspect(Inspector& f, room_access_row& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, room_snapshot& x) {
-  return f(caf::meta::type_name("room_snapshot"), x.last_seq, x.tail);
+  return f(caf::meta::type_name("room_snapshot"), x.last_seq, x.tail, x.epoch);
 }
 
 }  // namespace chorus::storage

@@ -781,6 +781,26 @@ std::string encode_presence(std::string_view user, presence_status status) {
   return out;
 }
 
+std::string encode_nodes(const std::vector<node_address>& nodes) {
+  std::string out;
+  out.reserve(32 + nodes.size() * 64);
+  out.append("{\"ev\":\"nodes\",\"d\":{\"nodes\":[");
+  for (std::size_t i = 0; i < nodes.size(); ++i) {
+    if (i > 0) out.push_back(',');
+    out.append("{\"id\":");
+    append_string(out, nodes[i].id);
+    out.append(",\"url\":");
+    // An IPv6 host goes in brackets, as in any URL.
+    const auto& host = nodes[i].host;
+    bool v6 = host.find(':') != std::string::npos;
+    append_string(out,
+                  "ws://" + (v6 ? "[" + host + "]" : host) + ":" + std::to_string(nodes[i].port) + "/ws");
+    out.push_back('}');
+  }
+  out.append("]}}");
+  return out;
+}
+
 std::string format_timestamp(std::int64_t ts_ms) {
   using namespace std::chrono;
   // RFC 3339 has four-digit years; clamping also keeps the calendar arithmetic far from overflow.

@@ -196,6 +196,16 @@ std::string encode_room_deleted(std::string_view room);
 std::string encode_typing(std::string_view room, std::string_view user);
 std::string encode_presence(std::string_view user, presence_status status);
 
+/// A node a client may connect to: where its WebSocket endpoint is.
+struct node_address {
+  std::string id;
+  std::string host;
+  std::uint16_t port = 0;
+};
+/// {"ev":"nodes","d":{"nodes":[{"id":…,"url":"ws://host:port/ws"},…]}}: the cluster's live nodes, sent after
+/// auth_ok on a clustered node, so a client knows where to reconnect when its node goes away (close 1001).
+std::string encode_nodes(const std::vector<node_address>& nodes);
+
 /// Milliseconds since the epoch as RFC 3339 UTC with milliseconds: 2026-11-22T03:04:05.123Z.
 std::string format_timestamp(std::int64_t ts_ms);
 

@@ -42,14 +42,40 @@ std::string id_key(const std::string& user, const std::string& client_msg_id) {
   return user + '\0' + client_msg_id;
 }
 
+/// Whether events for this member go through its node's relay rather than straight to the session.
+bool relayed(room_pointer self, const member_ref& member) {
+  return member.relay && member.session.node() != self->node();
+}
+
+/// Sends an event to every member (but `except_user`): straight to sessions on this node, and one
+/// relay_batch per other node with members here, never one cross-node message per remote session.
 void fan_out(room_pointer self, const outbound_event& ev, const std::string* except_user = nullptr) {
-  for (const auto& [addr, member] : self->state.sessions)
-    if (except_user == nullptr || member.user != *except_user)
+  auto& st = self->state;
+  // A handful of nodes at most have members in one room: a vector searched linearly beats a map.
+  std::vector<std::pair<relay_sink, std::vector<event_sink>>> batches;
+  for (const auto& [addr, member] : st.sessions) {
+    if (except_user != nullptr && member.user == *except_user) continue;
+    if (st.remote_sessions == 0 || !relayed(self, member)) {
       self->send(member.session, atom::deliver_v, ev);
+      continue;
+    }
+    auto it = std::find_if(batches.begin(), batches.end(),
+                           [&](const auto& b) { return b.first.address() == member.relay.address(); });
+    if (it == batches.end()) it = batches.insert(batches.end(), {member.relay, {}});
+    it->second.push_back(member.session);
+  }
+  for (auto& [relay, sessions] : batches)
+    self->send(relay, atom::relay_v, relay_batch{std::move(sessions), ev});
+}
+
+/// The event of a committed message, tagged with its seq so that sessions know where to resume from.
+outbound_event message_event(const room_state& st, const chat_message& msg) {
+  return {std::make_shared<const std::string>(protocol::encode_message_event(msg)), traffic::essential,
+          msg.seq, st.shared_id};
 }
 
 outbound_event shared(std::string bytes, traffic kind) {
-  return {std::make_shared<const std::string>(std::move(bytes)), kind};
+  return {std::make_shared<const std::string>(std::move(bytes)), kind, 0, nullptr};
 }
 
 std::vector<protocol::member_info> member_list(const room_state& st) {
@@ -68,6 +94,7 @@ bool remove_session(room_pointer self, const caf::actor_addr& addr) {
   if (it == st.sessions.end()) return false;
   std::string user = std::move(it->second.user);
   self->demonitor(it->second.session.address());
+  if (relayed(self, it->second)) --st.remote_sessions;
   st.sessions.erase(it);
   auto count = st.sessions_per_user.find(user);
   if (--count->second == 0) {
@@ -101,7 +128,7 @@ void deliver_committed(room_pointer self, const chat_message& msg,
                        std::vector<caf::typed_response_promise<chat_message>>& waiting) {
   self->state.committed_seq = msg.seq;
   for (auto& rp : waiting) rp.deliver(msg);
-  fan_out(self, shared(protocol::encode_message_event(msg), traffic::essential));
+  fan_out(self, message_event(self->state, msg));
   remember(self, msg);
 }
 
@@ -134,11 +161,11 @@ void on_loaded(room_pointer self, storage::room_snapshot& snapshot) {
     auto msg = to_message(std::move(row));
     // Stored but never announced: its write was answered as failed (the commit was in doubt), yet it
     // committed. Members get it now, so their sequence has no gap.
-    if (st.ever_loaded && msg.seq > st.committed_seq)
-      fan_out(self, shared(protocol::encode_message_event(msg), traffic::essential));
+    if (st.ever_loaded && msg.seq > st.committed_seq) fan_out(self, message_event(st, msg));
     remember(self, msg);
   }
   st.committed_seq = st.assigned_seq = snapshot.last_seq;
+  st.epoch = snapshot.epoch;
   st.loaded = st.ever_loaded = true;
   st.syncing = false;
   st.load_backoff = std::chrono::milliseconds(0);
@@ -199,21 +226,36 @@ void load(room_pointer self) {
           });
 }
 
-/// The room does not exist (or no longer does): whatever waits is refused, and the actor stops so that
-/// the directory forgets it.
-void on_gone(room_pointer self) {
+/// Refuses everything that waits with `code` and stops the actor, so that the directory forgets it and the
+/// sessions in it (which monitor it) hear of it. Senders wait on the room without a timer of their own
+/// (it answers every post): they are answered here.
+void stop_room(room_pointer self, error_code code) {
   auto& st = self->state;
-  st.gone = true;
+  st.handing_over = !st.gone;  // joins and posts still queued are refused (`unavailable`) from now on
   st.syncing = false;
   st.loaded = false;
-  // Senders wait on the room without a timer of their own (it answers every post): answer them now.
   for (auto& [seq, entry] : st.in_flight)
-    for (auto& rp : entry.waiting) rp.deliver(make_error(error_code::not_found));
+    for (auto& rp : entry.waiting) rp.deliver(make_error(code));
   st.in_flight.clear();
   st.in_flight_ids.clear();
   st.unsent.clear();
   run_deferred(self);
   self->quit();
+}
+
+/// The room does not exist (or no longer does): whatever waits is not_found.
+void on_gone(room_pointer self) {
+  self->state.gone = true;
+  stop_room(self, error_code::not_found);
+}
+
+/// Handing over: once the writer has answered every row in flight (their senders got their acks), stop;
+/// the sessions join the room again on its new owner, which loads the stored sequence.
+void finish_handover(room_pointer self) {
+  auto& st = self->state;
+  if (!st.handing_over || !st.in_flight.empty() || !st.unsent.empty()) return;
+  spdlog::info("room {}: handed over at seq {}", st.id, st.committed_seq);
+  stop_room(self, error_code::unavailable);
 }
 
 void load_messages(room_pointer self, std::uint32_t generation) {
@@ -232,6 +274,10 @@ void load_messages(room_pointer self, std::uint32_t generation) {
 /// safely: client_msg_id makes retries idempotent) and reload what is really stored.
 void resync(room_pointer self) {
   auto& st = self->state;
+  if (st.handing_over) {
+    stop_room(self, error_code::unavailable);  // the new owner reloads; these senders retry there
+    return;
+  }
   for (auto& [seq, entry] : st.in_flight)
     for (auto& rp : entry.waiting) rp.deliver(make_error(error_code::unavailable));
   st.in_flight.clear();
@@ -291,6 +337,14 @@ void on_stored(room_pointer self, std::uint64_t first, std::size_t count,
   bool all_stored = true;
   for (std::size_t i = 0; i < count; ++i) {
     if (results[i].status == store_status::stored) continue;
+    if (results[i].status == store_status::fenced) {
+      // Another node activated the room since (this node was paused or cut off, and was declared down):
+      // it owns the room now. Nothing of this room was written; stop so that sessions go to the owner.
+      spdlog::warn("room {}: another node took the room over (epoch {} is stale); stopping here", st.id,
+                   st.epoch);
+      stop_room(self, error_code::unavailable);
+      return;
+    }
     all_stored = false;
     if (results[i].status != store_status::duplicate) continue;
     // Sent before (through another room actor, before a restart, or on another node): the sender gets
@@ -315,6 +369,8 @@ void on_stored(room_pointer self, std::uint64_t first, std::size_t count,
     }
     deliver_committed(self, node.mapped().msg, node.mapped().waiting);
   }
+  if (st.services.counters) st.services.counters->messages_stored.fetch_add(count, std::memory_order_relaxed);
+  finish_handover(self);
 }
 
 /// Hands every row assigned since the last call to the writer, as one request answered once.
@@ -381,7 +437,7 @@ void post(room_pointer self, post_request req, caf::typed_response_promise<chat_
       return;
     }
   }
-  if (!st.loaded) {
+  if (!st.loaded || st.handing_over) {
     rp.deliver(make_error(error_code::unavailable));
     return;
   }
@@ -396,6 +452,7 @@ void post(room_pointer self, post_request req, caf::typed_response_promise<chat_
   auto seq = msg.seq;
   if (!msg.client_msg_id.empty()) st.in_flight_ids.emplace(id_key(msg.user, msg.client_msg_id), seq);
   auto row = to_row(msg);
+  row.epoch = st.epoch;
   st.in_flight.emplace(seq, in_flight_message{std::move(msg), {rp}});
   queue_for_writer(self, std::move(row));
 }
@@ -407,6 +464,10 @@ void join(room_pointer self, join_request req, caf::typed_response_promise<join_
     return;
   }
   auto& ref = req.member;
+  if (st.handing_over) {
+    rp.deliver(make_error(error_code::unavailable));  // the directory sends the next join to the new owner
+    return;
+  }
   // A private room the user is not in does not exist for it; so does a room that is gone.
   if (st.gone || !st.access.check(ref.user, action::read)) {
     rp.deliver(make_error(error_code::not_found));
@@ -422,6 +483,7 @@ void join(room_pointer self, join_request req, caf::typed_response_promise<join_
                              traffic::droppable));
     }
     self->monitor(ref.session);
+    if (relayed(self, ref)) ++st.remote_sessions;
     st.sessions.emplace(addr, ref);
   }
   join_result result{st.committed_seq, member_list(st), {}, true};
@@ -486,6 +548,7 @@ void drop_sessions(room_pointer self, Keep keep) {
       continue;
     }
     self->demonitor(it->second.session.address());
+    if (relayed(self, it->second)) --st.remote_sessions;
     auto count = st.sessions_per_user.find(it->second.user);
     if (count != st.sessions_per_user.end() && --count->second == 0) st.sessions_per_user.erase(count);
     it = st.sessions.erase(it);
@@ -527,6 +590,7 @@ void apply_notice(room_pointer self, room_notice& n) {
 room_actor::behavior_type room(room_pointer self, std::string id, room_services services) {
   auto& st = self->state;
   st.id = std::move(id);
+  st.shared_id = std::make_shared<const std::string>(st.id);
   st.services = std::move(services);
   st.id_entropy = std::random_device{}() ^ (static_cast<std::uint64_t>(std::random_device{}()) << 32);
   self->set_down_handler([self](const caf::down_msg& msg) { remove_session(self, msg.source); });
@@ -576,6 +640,17 @@ room_actor::behavior_type room(room_pointer self, std::string id, room_services 
         if (!self->state.loaded && !self->state.syncing && !self->state.gone) load(self);
       },
       [self](atom::notice, room_notice& notice) { apply_notice(self, notice); },
+      [self](atom::handover) {
+        auto& st = self->state;
+        if (st.handing_over) return;
+        st.handing_over = true;
+        send_unsent(self);
+        if (st.syncing) {
+          stop_room(self, error_code::unavailable);  // nothing of this activation was written yet
+          return;
+        }
+        finish_handover(self);
+      },
   };
 }
 

@@ -15,11 +15,13 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
 
 #include "actors/messages.hpp"
+#include "actors/node_counters.hpp"
 #include "actors/room_access.hpp"
 
 namespace chorus::actors {
@@ -37,6 +39,7 @@ struct room_services {
   std::size_t tail_cache_size = 256;
   std::uint32_t history_limit = 100;
   std::chrono::milliseconds request_timeout{5000};
+  std::shared_ptr<node_counters> counters;  ///< messages stored are counted here; may be null
 };
 
 /// A message handed to the writer and not yet answered, with every request waiting for it (a resend of
@@ -56,6 +59,10 @@ struct room_state {
   std::string id;
   room_services services;
   std::unordered_map<caf::actor_addr, member_ref> sessions;
+  std::size_t remote_sessions = 0;  ///< sessions on other nodes: their events go through their node's relay
+  frame_ptr shared_id;              ///< `id`, shared by every message event (outbound_event::room)
+  std::uint64_t epoch = 0;          ///< the ownership epoch this activation holds; every row carries it
+  bool handing_over = false;        ///< another node owns the room now: finish what is in flight, then stop
   std::unordered_map<std::string, std::size_t> sessions_per_user;
   std::uint64_t id_entropy = 0;  ///< mixed into message ids so two rooms never mint the same one
   room_access access = room_access::open_room();

@@ -2,6 +2,7 @@
 // rooms.
 #include "actors/session_actor.hpp"
 
+#include <algorithm>
 #include <chrono>
 
 #include "actors/jwt.hpp"
@@ -47,7 +48,7 @@ void close_link(session_pointer self, std::uint16_t code, std::string reason) {
 }
 
 member_ref me(session_pointer self) {
-  return {self->state.user, caf::actor_cast<event_sink>(self)};
+  return {self->state.user, caf::actor_cast<event_sink>(self), self->state.ctx->relay};
 }
 
 /// Verifies `token`; on success the session is authenticated. On failure the client gets the reason and
@@ -70,6 +71,17 @@ void authenticated(session_pointer self, std::optional<std::int64_t> re, std::st
   self->request(st.ctx->presence, timeout(self), atom::connected_v, st.user)
       .then([](bool) {}, [](caf::error&) {});
   if (re) push(self, protocol::encode_auth_ok(*re, st.user));
+  if (st.ctx->relay) {
+    // Clustered: where else this client may connect when this node goes away.
+    self->request(st.ctx->directory, timeout(self), atom::nodes_v)
+        .then(
+            [self](const std::vector<peer_node>& nodes) {
+              std::vector<protocol::node_address> addresses;
+              for (const auto& n : nodes) addresses.push_back({n.id, n.host, n.client_port});
+              push(self, protocol::encode_nodes(addresses));
+            },
+            [](caf::error&) {});  // only a hint: the client still knows the node it used
+  }
   release_held(self);
 }
 
@@ -112,6 +124,10 @@ const room_actor* joined(session_pointer self, std::int64_t re, const std::strin
                          std::string_view doing) {
   auto& rooms = self->state.rooms;
   if (auto it = rooms.find(room); it != rooms.end()) return &it->second;
+  if (self->state.rejoining.count(room)) {
+    reply_error(self, re, error_code::unavailable, "room '" + room + "' is moving to another node; retry");
+    return nullptr;
+  }
   reply_error(self, re, error_code::not_joined, "join room '" + room + "' before " + std::string(doing));
   return nullptr;
 }
@@ -124,6 +140,16 @@ void handle(session_pointer self, std::int64_t re, protocol::auth_op& op) {
   authenticate(self, re, op.token);
 }
 
+/// The session is in `room_id` now: watch its actor (it stops when the room moves to another node or that
+/// node dies) and resume from `last_seq` if it has to join again.
+void joined_room(session_pointer self, const std::string& room_id, const room_actor& room,
+                 std::uint64_t last_seq) {
+  auto& st = self->state;
+  if (!st.rooms.emplace(room_id, room).second) return;
+  self->monitor(room);
+  st.seen[room_id] = last_seq;
+}
+
 void handle(session_pointer self, std::int64_t re, protocol::join_op& op) {
   auto& st = self->state;
   auto room_id = op.room;
@@ -134,7 +160,7 @@ void handle(session_pointer self, std::int64_t re, protocol::join_op& op) {
             self->request(room, timeout(self), atom::join_v, req)
                 .then(
                     [self, re, room_id, room](join_result& joined) {
-                      self->state.rooms.emplace(room_id, room);
+                      joined_room(self, room_id, room, joined.last_seq);
                       push(self, protocol::encode_join_ok(re, room_id, joined.last_seq, joined.members,
                                                           joined.replay.size(), joined.complete));
                       // The missed messages follow the reply, before any live event the room sends later.
@@ -154,6 +180,8 @@ void handle(session_pointer self, std::int64_t re, protocol::leave_op& op) {
   if (found == nullptr) return;
   auto room = *found;
   self->state.rooms.erase(op.room);
+  self->state.seen.erase(op.room);
+  self->demonitor(room.address());
   auto room_id = op.room;
   self->request(room, timeout(self), atom::leave_v, me(self))
       .then([self, re, room_id](bool) { push(self, protocol::encode_leave_ok(re, room_id)); },
@@ -162,7 +190,25 @@ void handle(session_pointer self, std::int64_t re, protocol::leave_op& op) {
             });
 }
 
-void post_to(session_pointer self, std::int64_t re, room_actor room, post_request req) {
+void post_to(session_pointer self, std::int64_t re, const std::string& room_id, room_actor room,
+             post_request req) {
+  if (room.node() != self->node()) {
+    // A room on another node answers every post too, unless that node dies: then its room's down message
+    // fails what is still listed here.
+    auto& st = self->state;
+    auto token = ++st.next_post;
+    st.remote_posts.emplace(token, std::make_pair(room_id, re));
+    self->request(room, caf::infinite, atom::post_v, std::move(req))
+        .then(
+            [self, re, token](protocol::chat_message& msg) {
+              if (self->state.remote_posts.erase(token)) push(self, protocol::encode_send_ok(re, msg));
+            },
+            [self, re, token](caf::error& err) {
+              if (self->state.remote_posts.erase(token))
+                reply_error(self, re, to_protocol_error(err), "message not sent");
+            });
+    return;
+  }
   // No timer per send: the room answers every post, after the commit or with an error, and fails what its
   // writer leaves unanswered after request_timeout_ms itself (its watchdog). A timer here cost the node about
   // a tenth of its CPU at 20,000 sends/s (BENCHMARKS.md, durable sends).
@@ -178,7 +224,7 @@ void handle(session_pointer self, std::int64_t re, protocol::send_op& op) {
   if (room == nullptr) return;
   post_request req{st.user, std::move(op.text), std::move(op.client_msg_id)};
   if (!st.ctx->send_limiter) {
-    post_to(self, re, *room, std::move(req));
+    post_to(self, re, op.room, *room, std::move(req));
     return;
   }
   // The user's rate across every node first; answers come back in the order asked, so sends stay in order.
@@ -186,11 +232,12 @@ void handle(session_pointer self, std::int64_t re, protocol::send_op& op) {
   // after it stopped fails at once, so a per-send timer would only cost time on the hot path.
   self->request(st.ctx->send_limiter, caf::infinite, atom::limit_v, st.user)
       .then(
-          [self, re, room = *room, req = std::move(req)](std::uint32_t retry_after_ms) mutable {
+          [self, re, room_id = op.room, room = *room,
+           req = std::move(req)](std::uint32_t retry_after_ms) mutable {
             if (retry_after_ms > 0)
               reply_error(self, re, error_code::rate_limited, "too many messages", retry_after_ms);
             else
-              post_to(self, re, room, std::move(req));
+              post_to(self, re, room_id, room, std::move(req));
           },
           [self, re](caf::error& err) { reply_error(self, re, to_protocol_error(err), "message not sent"); });
 }
@@ -266,6 +313,80 @@ void on_frame(session_pointer self, std::string_view text) {
   std::visit([self, &req](auto& op) { handle(self, req.id, op); }, req.op);
 }
 
+constexpr std::uint32_t max_rejoin_attempts = 20;
+
+/// Joins `room_id` again after its actor stopped, resuming after the last seq the client has: the missed
+/// messages arrive as ordinary message events. Retried with backoff while the cluster settles on the room's
+/// new owner (about max_rejoin_attempts × 1 s at most); then the client is told to join again itself.
+void rejoin(session_pointer self, const std::string& room_id) {
+  auto& st = self->state;
+  auto attempt = st.rejoining.find(room_id);
+  if (st.closing || attempt == st.rejoining.end()) return;
+  auto retry = [self, room_id](caf::error& err) {
+    auto& st = self->state;
+    auto it = st.rejoining.find(room_id);
+    if (it == st.rejoining.end()) return;
+    auto code = to_protocol_error(err);
+    if (code != error_code::unavailable || ++it->second >= max_rejoin_attempts) {
+      st.rejoining.erase(it);
+      st.seen.erase(room_id);
+      reply_error(self, std::nullopt, code, "lost room '" + room_id + "'; join it again");
+      return;
+    }
+    auto delay = std::chrono::milliseconds(std::min<std::uint32_t>(1000, 50u << std::min(it->second, 5u)));
+    self->delayed_send(self, delay, atom::join_v, room_id);
+  };
+  join_request req{me(self), true, st.seen[room_id], st.invisible};
+  self->request(st.ctx->directory, timeout(self), atom::lookup_v, room_id)
+      .then(
+          [self, room_id, req, retry](room_actor& room) {
+            self->request(room, timeout(self), atom::join_v, req)
+                .then(
+                    [self, room_id, room](join_result& joined) {
+                      auto& st = self->state;
+                      if (!st.rejoining.erase(room_id) || st.closing) {
+                        caf::anon_send(room, atom::leave_v, me(self));  // the client left meanwhile
+                        return;
+                      }
+                      for (const auto& msg : joined.replay) push(self, protocol::encode_message_event(msg));
+                      if (!joined.complete) {
+                        // More was missed than one resume replays: the client pages the rest, as after a
+                        // join.
+                        auto from = joined.replay.empty() ? st.seen[room_id] : joined.replay.back().seq;
+                        reply_error(self, std::nullopt, error_code::unavailable,
+                                    "room '" + room_id + "' moved; read its history after seq " +
+                                        std::to_string(from) + " up to " + std::to_string(joined.last_seq));
+                      }
+                      st.rooms.erase(room_id);
+                      joined_room(self, room_id, room, joined.last_seq);
+                    },
+                    retry);
+          },
+          retry);
+}
+
+/// A room's actor stopped: posts it left unanswered fail, and the session joins the room again wherever it
+/// lives now.
+void on_room_down(session_pointer self, const caf::down_msg& msg) {
+  auto& st = self->state;
+  auto it = std::find_if(st.rooms.begin(), st.rooms.end(),
+                         [&](const auto& entry) { return entry.second.address() == msg.source; });
+  if (it == st.rooms.end()) return;
+  auto room_id = it->first;
+  st.rooms.erase(it);
+  for (auto post = st.remote_posts.begin(); post != st.remote_posts.end();) {
+    if (post->second.first != room_id) {
+      ++post;
+      continue;
+    }
+    reply_error(self, post->second.second, error_code::unavailable, "the room moved; send again");
+    post = st.remote_posts.erase(post);
+  }
+  if (st.closing) return;
+  st.rejoining[room_id] = 0;
+  rejoin(self, room_id);
+}
+
 /// The connection is gone: presence goes offline if this was the user's last connection, rooms forget
 /// this session, and the actor quits. Messages to the rooms are fire-and-forget (anonymous), since no
 /// one is left to read an answer.
@@ -302,6 +423,12 @@ caf::behavior session(session_pointer self, std::shared_ptr<const session_contex
   st.info = std::move(info);
   const auto& cfg = st.ctx->cfg;
   st.bucket = token_bucket{cfg.ops_per_second, cfg.ops_burst};
+  self->set_down_handler([self](caf::down_msg& msg) { on_room_down(self, msg); });
+  if (auto counters = st.ctx->counters) {
+    counters->connections.fetch_add(1, std::memory_order_relaxed);
+    self->attach_functor(
+        [counters](const caf::error&) { counters->connections.fetch_sub(1, std::memory_order_relaxed); });
+  }
   st.link->push(st.ctx->hello, traffic::essential);
   if (st.info.bearer_token)
     authenticate(self, std::nullopt, *st.info.bearer_token);
@@ -315,8 +442,13 @@ caf::behavior session(session_pointer self, std::shared_ptr<const session_contex
       },
       [self](atom::deliver, const outbound_event& ev) {
         auto& st = self->state;
-        if (!st.closing && st.link) st.link->push(ev.bytes, ev.kind);
+        if (st.closing || !st.link) return;
+        if (ev.seq != 0 && ev.room)
+          if (auto it = st.seen.find(*ev.room); it != st.seen.end() && it->second < ev.seq)
+            it->second = ev.seq;
+        st.link->push(ev.bytes, ev.kind);
       },
+      [self](atom::join, const std::string& room_id) { rejoin(self, room_id); },
       [self](atom::auth_due) {
         if (!self->state.user.empty()) return;
         reply_error(self, std::nullopt, error_code::auth_required,
@@ -356,15 +488,16 @@ std::unique_ptr<session_handle> actor_session_factory::open(std::shared_ptr<clie
 std::shared_ptr<const session_context> make_session_context(room_directory directory, presence_actor presence,
                                                             send_limiter_actor send_limiter,
                                                             account_worker_actor accounts,
-                                                            config::node_config cfg) {
+                                                            config::node_config cfg, relay_sink relay,
+                                                            std::shared_ptr<node_counters> counters) {
   protocol::hello_event hello{cfg.node_id,
                               cfg.idle_timeout_ms / 2,
                               {cfg.max_frame_bytes, cfg.max_message_chars, cfg.ops_per_second, cfg.ops_burst,
                                cfg.send_queue_limit, cfg.history_limit}};
   auto bytes = std::make_shared<const std::string>(protocol::encode_hello(hello));
-  return std::make_shared<const session_context>(session_context{std::move(directory), std::move(presence),
-                                                                 std::move(send_limiter), std::move(accounts),
-                                                                 std::move(cfg), std::move(bytes)});
+  return std::make_shared<const session_context>(
+      session_context{std::move(directory), std::move(presence), std::move(send_limiter), std::move(accounts),
+                      std::move(relay), std::move(counters), std::move(cfg), std::move(bytes)});
 }
 
 }  // namespace chorus::actors

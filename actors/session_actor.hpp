@@ -4,11 +4,13 @@
 // (join/leave/send/typing/ping) → closing (connection gone: tell presence and rooms, then quit).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
 
 #include "actors/messages.hpp"
+#include "actors/node_counters.hpp"
 #include "actors/token_bucket.hpp"
 #include "config/config.hpp"
 
@@ -20,6 +22,8 @@ struct session_context {
   presence_actor presence;
   send_limiter_actor send_limiter;  ///< each user's message rate across nodes
   account_worker_actor accounts;    ///< checks that a token's account still exists; null in dev_mode
+  relay_sink relay;  ///< this node's actor, relaying remote rooms' events; null if not clustered
+  std::shared_ptr<node_counters> counters;  ///< open connections are counted here; may be null
   config::node_config cfg;
   frame_ptr hello;  ///< encoded once per node, sent first on every connection
 };
@@ -33,6 +37,15 @@ struct session_state {
   std::vector<std::string> held;  ///< frames that arrived while verifying, in order
   bool invisible = false;         ///< the user's status hides its presence
   std::unordered_map<std::string, room_actor> rooms;
+  /// Per joined room, the last seq the client has (or the room's seq when it joined): where a rejoin resumes.
+  std::unordered_map<std::string, std::uint64_t> seen;
+  /// Rooms whose actor stopped (handed over, or its node died) and that this session is joining again on
+  /// their new owner, with the attempts made so far. Sends to them are `unavailable` meanwhile.
+  std::unordered_map<std::string, std::uint32_t> rejoining;
+  /// Posts to rooms on other nodes that are not answered yet: token → (room, request id). A node that dies
+  /// answers nothing, so these are failed with `unavailable` when the room's actor goes down.
+  std::map<std::uint64_t, std::pair<std::string, std::int64_t>> remote_posts;
+  std::uint64_t next_post = 0;
   token_bucket bucket{1, 1};
   bool closing = false;
 
@@ -41,8 +54,8 @@ struct session_state {
 
 using session_pointer = caf::stateful_actor<session_state>*;
 
-/// Behaviour of the session for one connection. Accepts `frame` (text), `binary`, `closed`, `deliver` and
-/// its own `auth_due` deadline.
+/// Behaviour of the session for one connection. Accepts `frame` (text), `binary`, `closed`, `deliver`, its
+/// own `auth_due` deadline and `join` (a room to join again, its retry timer).
 caf::behavior session(session_pointer self, std::shared_ptr<const session_context> ctx,
                       std::shared_ptr<client_link> link, connection_info info);
 
@@ -64,6 +77,7 @@ class actor_session_factory final : public session_factory {
 std::shared_ptr<const session_context> make_session_context(room_directory directory, presence_actor presence,
                                                             send_limiter_actor send_limiter,
                                                             account_worker_actor accounts,
-                                                            config::node_config cfg);
+                                                            config::node_config cfg, relay_sink relay = {},
+                                                            std::shared_ptr<node_counters> counters = {});
 
 }  // namespace chorus::actors

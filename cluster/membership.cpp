@@ -35,6 +35,15 @@ void beat(membership_pointer self) {
     st.registered = false;
     join(self);
   }
+  if (st.registered && st.directory) {
+    if (auto nodes = st.registry->live_nodes()) {
+      actors::cluster_view view{st.me.incarnation, {}};
+      for (auto& n : *nodes)
+        view.nodes.push_back(
+            {std::move(n.id), std::move(n.incarnation), std::move(n.host), n.client_port, n.cluster_port});
+      self->send(st.directory, atom::nodes_v, std::move(view));
+    }
+  }
   self->delayed_send(caf::actor_cast<actors::membership_actor>(self), st.interval, atom::heartbeat_v);
 }
 
@@ -42,11 +51,13 @@ void beat(membership_pointer self) {
 
 actors::membership_actor::behavior_type membership(membership_pointer self,
                                                    std::shared_ptr<node_registry> registry, node_info me,
-                                                   std::chrono::milliseconds interval) {
+                                                   std::chrono::milliseconds interval,
+                                                   actors::room_directory directory) {
   auto& st = self->state;
   st.registry = std::move(registry);
   st.me = std::move(me);
   st.interval = interval;
+  st.directory = std::move(directory);
   // Leaving is done by a functor holding its own reference to the registry, since it runs as the actor ends.
   self->attach_functor([registry = st.registry](const caf::error&) {
     if (registry->leave() == outcome::ok) spdlog::info("cluster: node left the registry");

@@ -31,7 +31,11 @@ actors::node_actor::behavior_type node(actors::node_actor::stateful_pointer<node
           if (session) self->send(session, atom::deliver_v, batch.event);
       },
       [self](atom::notice, actors::room_notice& notice) {
-        if (self->state.directory) self->send(self->state.directory, atom::notice_v, std::move(notice));
+        if (self->state.directory) self->send(self->state.directory, atom::relay_v, std::move(notice));
+      },
+      [self](atom::claim, const std::string& room) -> caf::result<actors::room_actor> {
+        if (!self->state.directory) return actors::make_error(protocol::error_code::unavailable);
+        return self->delegate(self->state.directory, atom::claim_v, room);
       },
   };
 }

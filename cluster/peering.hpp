@@ -34,7 +34,8 @@ struct node_state {
 };
 
 /// The node actor: answers `hello` with `me`, fans a `relay` out to the sessions it names (each gets
-/// `deliver` with the event), and passes a `notice` on to `directory`. Stateless apart from its identity,
+/// `deliver` with the event), passes a peer's `notice` on to `directory` (to apply here only), and hands a
+/// `claim` for a room to `directory`. Stateless apart from its identity,
 /// so it never blocks and a peer's request to it is answered at once.
 actors::node_actor::behavior_type node(actors::node_actor::stateful_pointer<node_state> self,
                                        actors::node_hello me, actors::room_directory directory);

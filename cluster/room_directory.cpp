@@ -1,43 +1,271 @@
-// The local room directory: one room actor per room id, spawned on first lookup.
+// The room directory: placement of rooms over the live view of the cluster, local rooms, peers and handover.
 #include "cluster/room_directory.hpp"
 
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
 #include <functional>
+
+#include "cluster/placement.hpp"
 
 namespace chorus::cluster {
 
-actors::room_directory::behavior_type local_directory(
-    actors::room_directory::stateful_pointer<local_directory_state> self, std::string node_id,
-    std::vector<actors::batch_writer_actor> writers, actors::room_services services) {
+namespace {
+
+using directory_pointer = actors::room_directory::stateful_pointer<directory_state>;
+using protocol::error_code;
+
+std::string joined_ids(const std::vector<std::string>& ids) {
+  std::string out;
+  for (const auto& id : ids) out += (out.empty() ? "" : ", ") + id;
+  return out;
+}
+
+/// The node that owns `room` in the current view; empty while a clustered directory has no view yet.
+std::string_view owner(directory_pointer self, const std::string& room) {
+  auto& st = self->state;
+  if (!st.clustered) return st.draining ? std::string_view{} : std::string_view{st.node_id};
+  return owner_of(room, st.view);
+}
+
+void count_rooms(directory_pointer self) {
+  if (auto& counters = self->state.services.counters)
+    counters->rooms.store(self->state.rooms.size(), std::memory_order_relaxed);
+}
+
+/// A room handed over by the drain has stopped; the drain is done when the last one has.
+void drained_room(directory_pointer self, const caf::actor_addr& room) {
+  auto& st = self->state;
+  auto it = std::find(st.draining_rooms.begin(), st.draining_rooms.end(), room);
+  if (it == st.draining_rooms.end()) return;
+  st.draining_rooms.erase(it);
+  if (!st.draining_rooms.empty()) return;
+  for (auto& rp : st.drain_waiting) rp.deliver(st.drained);
+  st.drain_waiting.clear();
+}
+
+actors::room_actor local_room(directory_pointer self, const std::string& id) {
+  auto& st = self->state;
+  auto it = st.rooms.find(id);
+  if (it == st.rooms.end()) {
+    auto services = st.services;
+    services.writer = st.writers[std::hash<std::string>{}(id) % st.writers.size()];
+    auto room = self->spawn<caf::linked>(actors::room, id, std::move(services));
+    self->monitor(room);
+    it = st.rooms.emplace(id, std::move(room)).first;
+    count_rooms(self);
+  }
+  return it->second;
+}
+
+/// Hands every local room that `keep` refuses over: it stops once its writes are answered, and its sessions
+/// join again through a directory that no longer places it here.
+template <class Keep>
+void hand_over(directory_pointer self, Keep keep) {
+  auto& rooms = self->state.rooms;
+  for (auto it = rooms.begin(); it != rooms.end();) {
+    if (keep(it->first)) {
+      ++it;
+      continue;
+    }
+    self->send(it->second, atom::handover_v);
+    if (self->state.draining) {
+      self->state.draining_rooms.push_back(it->second.address());
+      ++self->state.drained;
+    }
+    it = rooms.erase(it);  // its down message finds nothing left to erase
+  }
+  count_rooms(self);
+}
+
+/// Recomputes the view from the connected peers; when it changed, says so and hands over the rooms that now
+/// belong to another node.
+void update_view(directory_pointer self) {
+  auto& st = self->state;
+  std::vector<std::string> view;
+  if (!st.draining) view.push_back(st.node_id);
+  for (const auto& [id, peer] : st.peers)
+    if (peer.node) view.push_back(id);
+  std::sort(view.begin(), view.end());
+  if (view == st.view) return;
+  st.view = std::move(view);
+  spdlog::info("cluster: view is now {} nodes [{}]", st.view.size(), joined_ids(st.view));
+  hand_over(self, [self](const std::string& room) { return owner(self, room) == self->state.node_id; });
+}
+
+void dial(directory_pointer self, const std::string& id);
+
+/// Stops dialing and watching a peer (it left, or came back as another incarnation).
+void forget(directory_pointer self, peer_entry& peer) {
+  if (peer.dialer) self->send_exit(peer.dialer, caf::exit_reason::user_shutdown);
+  peer.dialer = nullptr;
+  if (peer.node) self->demonitor(peer.node.address());
+  peer.node = nullptr;
+}
+
+/// Connects to a peer's node actor (retrying until it answers or the peer leaves Redis), checks that it is
+/// the incarnation the registry lists, and watches it.
+void dial(directory_pointer self, const std::string& id) {
+  auto& peer = self->state.peers.at(id);
+  peer.dialer =
+      spawn_dialer(self->home_system(), peer.info.host, peer.info.cluster_port, self->state.dialing);
+  auto incarnation = peer.info.incarnation;
+  self->request(peer.dialer, caf::infinite, atom::connected_v)
+      .then(
+          [self, id, incarnation](actors::node_actor& node) {
+            self->request(node, std::chrono::seconds(2), atom::hello_v)
+                .then(
+                    [self, id, incarnation, node](actors::node_hello& hello) {
+                      auto it = self->state.peers.find(id);
+                      if (it == self->state.peers.end() || it->second.info.incarnation != incarnation) return;
+                      auto& peer = it->second;
+                      if (hello.node_id != id || hello.incarnation != incarnation) {
+                        // Another run of that node answers on the port; the registry will list it soon.
+                        spdlog::info(
+                            "cluster: {} at {}:{} is incarnation {}, not {}; waiting for the registry", id,
+                            peer.info.host, peer.info.cluster_port, hello.incarnation, incarnation);
+                        return;
+                      }
+                      if (peer.dialer) self->send_exit(peer.dialer, caf::exit_reason::user_shutdown);
+                      peer.dialer = nullptr;
+                      peer.node = node;
+                      self->monitor(node);
+                      spdlog::info("cluster: connected to {} (incarnation {})", id, incarnation);
+                      update_view(self);
+                    },
+                    [](caf::error&) {});  // the registry listing or the next down message decides
+          },
+          [](caf::error&) {});  // the dialer was stopped: the peer left or changed incarnation
+}
+
+/// The membership actor's view: this node's incarnation and every registered node.
+void on_nodes(directory_pointer self, actors::cluster_view& view) {
+  auto& st = self->state;
+  if (!st.incarnation.empty() && view.incarnation != st.incarnation) {
+    // Declared down (paused or cut off past the TTL): other nodes have taken over our rooms meanwhile.
+    spdlog::warn("cluster: this node was declared down; handing over its {} active rooms", st.rooms.size());
+    hand_over(self, [](const std::string&) { return false; });
+  }
+  st.incarnation = view.incarnation;
+  std::map<std::string, actors::peer_node> listed;
+  for (auto& node : view.nodes) {
+    if (node.id == st.node_id)
+      st.self_info = std::move(node);
+    else
+      listed.emplace(node.id, std::move(node));
+  }
+  for (auto it = st.peers.begin(); it != st.peers.end();) {
+    auto found = listed.find(it->first);
+    if (found != listed.end() && found->second == it->second.info) {
+      ++it;
+      continue;
+    }
+    spdlog::info("cluster: {} (incarnation {}) left the registry", it->first, it->second.info.incarnation);
+    forget(self, it->second);
+    it = st.peers.erase(it);
+  }
+  for (auto& [id, info] : listed) {
+    if (st.peers.count(id)) continue;
+    st.peers.emplace(id, peer_entry{std::move(info), {}, {}});
+    dial(self, id);
+  }
+  update_view(self);
+}
+
+/// A peer's node actor went down (the peer died, hung past the timeout, or the link broke): it leaves the
+/// view now and is dialed again, in case it is still alive; the registry decides if it is gone for good.
+bool on_peer_down(directory_pointer self, const caf::down_msg& msg) {
+  auto& st = self->state;
+  for (auto& [id, peer] : st.peers) {
+    if (!peer.node || peer.node.address() != msg.source) continue;
+    spdlog::warn("cluster: lost the connection to {} ({}); its rooms move to the other nodes", id,
+                 self->home_system().render(msg.reason));
+    peer.node = nullptr;
+    update_view(self);
+    dial(self, id);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+actors::room_directory::behavior_type room_directory(directory_pointer self, std::string node_id,
+                                                     bool clustered,
+                                                     std::vector<actors::batch_writer_actor> writers,
+                                                     actors::room_services services) {
   auto& st = self->state;
   st.node_id = std::move(node_id);
+  st.clustered = clustered;
   st.writers = std::move(writers);
   st.services = std::move(services);
-  // A room stops by itself when it turns out not to exist or is deleted; forget it, so the next lookup
-  // starts afresh. (Linked rooms stop with the directory; a room that ends normally does not stop it.)
+  st.dialing = dial_policy{std::chrono::milliseconds(250), 0, std::chrono::milliseconds(2000)};
+  // A room stops by itself when it turns out not to exist, is deleted, or was fenced; forget it, so the next
+  // lookup starts afresh. (Linked rooms stop with the directory; a room that ends normally does not stop it.)
   self->set_down_handler([self](const caf::down_msg& msg) {
+    if (on_peer_down(self, msg)) return;
+    drained_room(self, msg.source);
     auto& rooms = self->state.rooms;
     for (auto it = rooms.begin(); it != rooms.end(); ++it)
       if (it->second.address() == msg.source) {
         rooms.erase(it);
+        count_rooms(self);
         break;
       }
   });
   return {
-      [self](atom::lookup, const std::string& id) {
+      [self](atom::lookup, const std::string& id) -> caf::result<actors::room_actor> {
         auto& st = self->state;
-        auto it = st.rooms.find(id);
-        if (it == st.rooms.end()) {
-          auto services = st.services;
-          services.writer = st.writers[std::hash<std::string>{}(id) % st.writers.size()];
-          auto room = self->spawn<caf::linked>(actors::room, id, std::move(services));
-          self->monitor(room);
-          it = st.rooms.emplace(id, std::move(room)).first;
-        }
-        return it->second;
+        auto where = owner(self, id);
+        if (where.empty()) return actors::make_error(error_code::unavailable);
+        if (where == st.node_id) return local_room(self, id);
+        return self->delegate(st.peers.at(std::string(where)).node, atom::claim_v, id);
+      },
+      [self](atom::claim, const std::string& id) -> caf::result<actors::room_actor> {
+        // A peer places the room here. If this node's view disagrees, activating the room would only fence
+        // its rightful owner's writes: refuse, and let the views converge (the session retries).
+        if (owner(self, id) != self->state.node_id) return actors::make_error(error_code::unavailable);
+        return local_room(self, id);
       },
       [self](atom::notice, actors::room_notice& notice) {
+        auto& st = self->state;
+        if (auto it = st.rooms.find(notice.room); it != st.rooms.end()) {
+          self->send(it->second, atom::notice_v, std::move(notice));
+          return;
+        }
+        // The HTTP API of any node commits the change; the room's owner applies it.
+        auto where = owner(self, notice.room);
+        if (!where.empty() && where != st.node_id)
+          self->send(st.peers.at(std::string(where)).node, atom::notice_v, std::move(notice));
+      },
+      [self](atom::relay, actors::room_notice& notice) {
         if (auto it = self->state.rooms.find(notice.room); it != self->state.rooms.end())
           self->send(it->second, atom::notice_v, std::move(notice));
+      },
+      [self](atom::nodes, actors::cluster_view& view) { on_nodes(self, view); },
+      [self](atom::nodes) {
+        auto& st = self->state;
+        std::vector<actors::peer_node> out;
+        for (const auto& id : st.view) {
+          if (id == st.node_id && !st.self_info.id.empty())
+            out.push_back(st.self_info);
+          else if (auto it = st.peers.find(id); it != st.peers.end())
+            out.push_back(it->second.info);
+        }
+        return out;
+      },
+      [self](atom::handover) -> caf::result<std::uint64_t> {
+        auto& st = self->state;
+        if (!st.draining) {
+          st.draining = true;
+          spdlog::info("cluster: draining: handing over {} rooms", st.rooms.size());
+          if (st.clustered) update_view(self);  // a view without this node
+          hand_over(self, [](const std::string&) { return false; });
+        }
+        if (st.draining_rooms.empty()) return st.drained;
+        auto rp = self->make_response_promise<std::uint64_t>();
+        st.drain_waiting.push_back(rp);
+        return rp;
       },
   };
 }

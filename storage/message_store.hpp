@@ -33,6 +33,7 @@ struct message_row {
   std::string text;
   std::string client_msg_id;  ///< empty is stored as NULL
   std::int64_t created_at_ms = 0;
+  std::uint64_t epoch = 0;  ///< the ownership epoch of the room activation that wrote it (room_snapshot)
 };
 
 /// What happened to one append() batch.
@@ -61,6 +62,7 @@ enum class direction {
 struct room_snapshot {
   std::uint64_t last_seq = 0;
   std::vector<message_row> tail;  ///< up to `tail_limit` most recent messages, oldest first
+  std::uint64_t epoch = 0;        ///< the ownership epoch this activation took; rows it writes carry it
 };
 
 /// One PostgreSQL connection and the statements Chorus runs on it. Not thread-safe: each owner (one

@@ -105,7 +105,7 @@ void bm_room_fanout(benchmark::State& state) {
   auto writer = sys.spawn(instant_writer, std::string("bench"));
   auto room_handle =
       sys.spawn(room, std::string("general"),
-                room_services{writer, {}, {}, false, 256, 100, std::chrono::milliseconds(10000)});
+                room_services{writer, {}, {}, false, 256, 100, std::chrono::milliseconds(10000), {}});
 
   // Distinct users, as in a real room; their join announcements are not counted.
   std::vector<caf::actor> sessions;
@@ -115,7 +115,7 @@ void bm_room_fanout(benchmark::State& state) {
   {
     caf::scoped_actor self{sys};
     for (std::size_t i = 0; i < members; ++i) {
-      member_ref ref{"user-" + std::to_string(i), caf::actor_cast<event_sink>(sessions[i])};
+      member_ref ref{"user-" + std::to_string(i), caf::actor_cast<event_sink>(sessions[i]), {}};
       self->request(room_handle, caf::infinite, atom::join_v, join_request{std::move(ref), false, 0})
           .receive([](const join_result&) {}, [&](caf::error&) { sync->failed = true; });
     }

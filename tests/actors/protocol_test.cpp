@@ -984,6 +984,15 @@ TEST(ProtocolEncode, Presence) {
   EXPECT_EQ(str(offline.at("d").at("status")), "offline");
 }
 
+TEST(ProtocolEncode, NodesListsWhereAClientMayReconnect) {
+  EXPECT_EQ(encode_nodes({{"n1", "10.0.0.1", 8080}, {"n2", "::1", 9000}}),
+            R"({"ev":"nodes","d":{"nodes":[{"id":"n1","url":"ws://10.0.0.1:8080/ws"},)"
+            R"({"id":"n2","url":"ws://[::1]:9000/ws"}]}})");
+  const auto none = parsed(encode_nodes({}));
+  EXPECT_EQ(str(none.at("ev")), "nodes");
+  EXPECT_TRUE(none.at("d").at("nodes").as_array().empty());
+}
+
 // ---- escaping ----
 
 TEST(ProtocolEscape, SpecialCharactersRoundTrip) {
@@ -1036,6 +1045,7 @@ TEST(ProtocolEscape, NoEncoderEmitsANewline) {
       encode_member_left(nl, nl),
       encode_typing(nl, nl),
       encode_presence(nl, presence_status::offline),
+      encode_nodes({{nl, nl, 1}}),
   };
   for (const auto& out : outputs) {
     EXPECT_EQ(out.find('\n'), std::string::npos) << out;

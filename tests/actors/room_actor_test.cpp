@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <caf/all.hpp>
 #include <map>
@@ -30,6 +31,7 @@ struct probe_log {
 struct fake_db {
   bool down = false;
   std::map<std::string, std::uint64_t> last_seq;
+  std::map<std::string, std::uint64_t> epoch;  ///< each activation takes the next; older ones are fenced
   std::vector<storage::message_row> rows;
   std::size_t stores = 0;                ///< store requests that reached the writer
   std::vector<std::size_t> store_sizes;  ///< rows per store request, in arrival order
@@ -53,6 +55,11 @@ batch_writer_actor::behavior_type fake_writer(batch_writer_actor::pointer self, 
         }
         if (db->down) return make_error(protocol::error_code::unavailable);
         std::vector<store_result> out(rows.size());
+        if (std::any_of(rows.begin(), rows.end(),
+                        [&](const auto& r) { return r.epoch != db->epoch[r.room]; })) {
+          for (auto& r : out) r.status = store_status::fenced;
+          return out;
+        }
         bool written = true;
         if (db->refuse_next > 0) {
           --db->refuse_next;
@@ -81,7 +88,7 @@ batch_writer_actor::behavior_type fake_writer(batch_writer_actor::pointer self, 
       },
       [db](atom::activate, const std::string& room) -> caf::result<storage::room_snapshot> {
         if (db->down) return make_error(protocol::error_code::unavailable);
-        storage::room_snapshot snap{db->last_seq[room], {}};
+        storage::room_snapshot snap{db->last_seq[room], {}, ++db->epoch[room]};
         for (const auto& r : db->rows)
           if (r.room == room) snap.tail.push_back(r);
         return snap;
@@ -114,7 +121,7 @@ history_reader_actor::behavior_type fake_reader(history_reader_actor::pointer, s
 /// A stand-in for a session actor: joins, posts, types and leaves on command and records what it gets.
 caf::behavior probe(caf::event_based_actor* self, room_actor room, std::string user,
                     std::shared_ptr<probe_log> log) {
-  auto ref = [self, user] { return member_ref{user, caf::actor_cast<event_sink>(self)}; };
+  auto ref = [self, user] { return member_ref{user, caf::actor_cast<event_sink>(self), {}}; };
   auto on_error = [log](caf::error& err) {
     log->entries.push_back("reply:error:" + std::string(protocol::to_string(to_protocol_error(err))));
   };
@@ -192,7 +199,7 @@ class room_actor_test : public ::testing::Test {
   void open_room(std::size_t tail_cache_size = 4) {
     room_ = sys_.spawn(
         room, std::string("general"),
-        room_services{writer_, reader_, {}, false, tail_cache_size, 3, std::chrono::milliseconds(1000)});
+        room_services{writer_, reader_, {}, false, tail_cache_size, 3, std::chrono::milliseconds(1000), {}});
     run();
   }
 
@@ -659,6 +666,61 @@ TEST_F(room_actor_test, a_store_the_writer_never_answers_is_failed_by_the_watchd
   EXPECT_TRUE(db_->held.empty());
   EXPECT_EQ(replies(*alice_log).back(), "reply:posted:1:later");
   EXPECT_EQ(message_events(*bob_log), 1u);
+}
+
+/// Watches an actor and records when it goes down.
+caf::behavior watcher(caf::event_based_actor* self, caf::actor target, std::shared_ptr<bool> down) {
+  self->monitor(target);
+  self->set_down_handler([down](const caf::down_msg&) { *down = true; });
+  return {[](atom::flush) {}};
+}
+
+TEST_F(room_actor_test, rows_carry_the_epoch_of_the_activation_that_wrote_them) {
+  db_->epoch["general"] = 6;  // activated six times before, e.g. on other nodes
+  open_room();
+  auto [alice, alice_log] = member("alice");
+  caf::anon_send(alice, atom::post_v, std::string("x"));
+  run();
+  EXPECT_EQ(replies(*alice_log).back(), "reply:posted:1:x");
+  ASSERT_EQ(db_->rows.size(), 1u);
+  EXPECT_EQ(db_->rows[0].epoch, 7u);
+}
+
+TEST_F(room_actor_test, a_room_handed_over_acks_what_it_had_taken_then_refuses_and_stops) {
+  open_room();
+  auto down = std::make_shared<bool>(false);
+  probes_.push_back(sys_.spawn(watcher, caf::actor_cast<caf::actor>(room_), down));
+  auto [alice, alice_log] = member("alice");
+  auto [bob, bob_log] = member("bob");
+  bob_log->entries.clear();
+  // The post is in the room's mailbox before the handover: it is taken, stored and acknowledged.
+  caf::anon_send(alice, atom::post_v, std::string("before"));
+  step_probes({alice});
+  caf::anon_send(room_, atom::handover_v);
+  run();
+  EXPECT_EQ(replies(*alice_log).back(), "reply:posted:1:before");
+  EXPECT_EQ(message_events(*bob_log), 1u);
+  EXPECT_TRUE(*down) << "the room stops once nothing is in flight";
+  caf::anon_send(bob, atom::post_v, std::string("after"));
+  run();
+  EXPECT_EQ(replies(*bob_log).back(), "reply:error:unavailable");
+  EXPECT_EQ(db_->rows.size(), 1u);
+}
+
+TEST_F(room_actor_test, a_fenced_room_stores_nothing_fails_its_sends_and_stops) {
+  open_room();
+  auto down = std::make_shared<bool>(false);
+  probes_.push_back(sys_.spawn(watcher, caf::actor_cast<caf::actor>(room_), down));
+  auto [alice, alice_log] = member("alice");
+  auto [bob, bob_log] = member("bob");
+  bob_log->entries.clear();
+  ++db_->epoch["general"];  // another node activated the room meanwhile
+  caf::anon_send(alice, atom::post_v, std::string("stale"));
+  run();
+  EXPECT_EQ(replies(*alice_log).back(), "reply:error:unavailable");
+  EXPECT_EQ(message_events(*bob_log), 0u);
+  EXPECT_TRUE(db_->rows.empty());
+  EXPECT_TRUE(*down) << "a fenced room must not reactivate by itself and fence the new owner";
 }
 
 }  // namespace

@@ -65,14 +65,27 @@ event_sink::behavior_type sink(event_sink::pointer, caf::actor probe, std::strin
       [probe, name](atom::deliver, const actors::outbound_event& ev) { caf::anon_send(probe, name, ev); }};
 }
 
-/// A room directory that only passes notices on to `probe`.
+/// A room directory that only passes notices from peers on to `probe`, and refuses every claim with
+/// `forbidden` (so that a test can tell its answer from any other error).
 actors::room_directory::behavior_type notice_probe(actors::room_directory::pointer, caf::actor probe) {
   return {
       [](atom::lookup, const std::string&) -> caf::result<actors::room_actor> {
         return caf::make_error(caf::sec::unexpected_message);
       },
-      [probe](atom::notice, actors::room_notice& n) { caf::anon_send(probe, std::move(n)); },
+      [](atom::claim, const std::string&) -> caf::result<actors::room_actor> {
+        return actors::make_error(protocol::error_code::forbidden);
+      },
+      [](atom::notice, actors::room_notice&) {},
+      [probe](atom::relay, actors::room_notice& n) { caf::anon_send(probe, std::move(n)); },
+      [](atom::nodes, actors::cluster_view&) {},
+      [](atom::handover) { return std::uint64_t{0}; },
+      [](atom::nodes) { return std::vector<actors::peer_node>{}; },
   };
+}
+
+/// A node's relay as rooms see it; drops what it gets (only its handle is under test).
+actors::relay_sink::behavior_type relay_stub(actors::relay_sink::pointer, int) {
+  return {[](atom::relay, const actors::relay_batch&) {}};
 }
 
 /// A loopback port that nothing listens on (at the time of the call).
@@ -95,10 +108,11 @@ template <class T>
 bool same(const std::vector<T>& a, const std::vector<T>& b);
 
 bool same(const actors::outbound_event& a, const actors::outbound_event& b) {
-  return a.bytes && b.bytes && *a.bytes == *b.bytes && a.kind == b.kind;
+  return a.bytes && b.bytes && *a.bytes == *b.bytes && a.kind == b.kind && a.seq == b.seq &&
+         (a.room ? b.room && *a.room == *b.room : !b.room);
 }
 bool same(const actors::member_ref& a, const actors::member_ref& b) {
-  return a.user == b.user && a.session == b.session;
+  return a.user == b.user && a.session == b.session && a.relay == b.relay;
 }
 bool same(const actors::join_request& a, const actors::join_request& b) {
   return same(a.member, b.member) && a.resume == b.resume && a.last_seen == b.last_seen &&
@@ -113,7 +127,7 @@ bool same(const protocol::member_info& a, const protocol::member_info& b) {
 }
 bool same(const storage::message_row& a, const storage::message_row& b) {
   return a.id == b.id && a.room == b.room && a.seq == b.seq && a.author == b.author && a.text == b.text &&
-         a.client_msg_id == b.client_msg_id && a.created_at_ms == b.created_at_ms;
+         a.client_msg_id == b.client_msg_id && a.created_at_ms == b.created_at_ms && a.epoch == b.epoch;
 }
 bool same(const storage::member_row& a, const storage::member_row& b) {
   return a.room_id == b.room_id && a.user_id == b.user_id && a.role == b.role && a.granted == b.granted &&
@@ -125,7 +139,7 @@ bool same(const storage::room_access_row& a, const storage::room_access_row& b) 
          a.last_seq == b.last_seq && same(a.members, b.members);
 }
 bool same(const storage::room_snapshot& a, const storage::room_snapshot& b) {
-  return a.last_seq == b.last_seq && same(a.tail, b.tail);
+  return a.last_seq == b.last_seq && same(a.tail, b.tail) && a.epoch == b.epoch;
 }
 bool same(const actors::join_result& a, const actors::join_result& b) {
   return a.last_seq == b.last_seq && same(a.members, b.members) && same(a.replay, b.replay) &&
@@ -155,6 +169,12 @@ bool same(const actors::room_notice& a, const actors::room_notice& b) {
 bool same(const actors::node_hello& a, const actors::node_hello& b) {
   return a.node_id == b.node_id && a.incarnation == b.incarnation;
 }
+bool same(const actors::peer_node& a, const actors::peer_node& b) {
+  return a == b;
+}
+bool same(const actors::room_actor& a, const actors::room_actor& b) {
+  return a == b;
+}
 bool same(const event_sink& a, const event_sink& b) {
   return a == b;
 }
@@ -168,6 +188,9 @@ bool same(const std::vector<T>& a, const std::vector<T>& b) {
 bool same(const actors::relay_batch& a, const actors::relay_batch& b) {
   return same(a.sessions, b.sessions) && same(a.event, b.event);
 }
+bool same(const actors::cluster_view& a, const actors::cluster_view& b) {
+  return a.incarnation == b.incarnation && same(a.nodes, b.nodes);
+}
 
 // -- sample values: every field set to something other than its default --
 
@@ -175,11 +198,16 @@ bool same(const actors::relay_batch& a, const actors::relay_batch& b) {
 struct sample_context {
   event_sink first;
   event_sink second;
+  actors::relay_sink relay;
 };
 
 actors::outbound_event an_event() {
   return {std::make_shared<const std::string>(R"({"ev":"message","d":{"text":"héllo\n\"x\""}})"),
-          actors::traffic::droppable};
+          actors::traffic::droppable, 0, nullptr};
+}
+actors::outbound_event a_message_event() {
+  return {std::make_shared<const std::string>(R"({"ev":"message","d":{"seq":42}})"),
+          actors::traffic::essential, 42, std::make_shared<const std::string>("general")};
 }
 storage::message_row a_row(std::uint64_t seq) {
   return {"0b6f3c1e-5f0e-4a8e-9a64-2f1d7f0c9e1" + std::to_string(seq % 10),
@@ -188,7 +216,8 @@ storage::message_row a_row(std::uint64_t seq) {
           "alice",
           "text " + std::to_string(seq),
           "cm-" + std::to_string(seq),
-          1700000000000 + static_cast<std::int64_t>(seq)};
+          1700000000000 + static_cast<std::int64_t>(seq),
+          seq + 3};
 }
 protocol::chat_message a_message(std::uint64_t seq) {
   return {"id-" + std::to_string(seq),
@@ -214,7 +243,7 @@ actors::store_result a_store_result() {
   return {actors::store_status::duplicate, a_row(9)};
 }
 actors::member_ref a_member_ref(const sample_context& ctx) {
-  return {"erin", ctx.first};
+  return {"erin", ctx.first, ctx.relay};
 }
 
 /// The samples of T; the primary template is left undefined on purpose: a type added to the `chorus` block
@@ -224,7 +253,9 @@ struct samples;
 
 template <>
 struct samples<actors::outbound_event> {
-  static std::vector<actors::outbound_event> make(const sample_context&) { return {an_event()}; }
+  static std::vector<actors::outbound_event> make(const sample_context&) {
+    return {an_event(), a_message_event()};
+  }
 };
 template <>
 struct samples<actors::member_ref> {
@@ -271,7 +302,7 @@ struct samples<storage::message_row> {
 template <>
 struct samples<storage::room_snapshot> {
   static std::vector<storage::room_snapshot> make(const sample_context&) {
-    return {{42, {a_row(41), a_row(42)}}};
+    return {{42, {a_row(41), a_row(42)}, 9}};
   }
 };
 template <>
@@ -338,6 +369,32 @@ template <>
 struct samples<actors::node_hello> {
   static std::vector<actors::node_hello> make(const sample_context&) {
     return {{"node-7", "1234567890abcdef"}};
+  }
+};
+template <>
+struct samples<actors::peer_node> {
+  static std::vector<actors::peer_node> make(const sample_context&) {
+    return {{"node-3", "fedcba9876543210", "10.0.0.3", 8443, 9443}};
+  }
+};
+template <>
+struct samples<actors::cluster_view> {
+  static std::vector<actors::cluster_view> make(const sample_context&) {
+    return {
+        {"0123456789abcdef", {{"node-1", "aaaa", "10.0.0.1", 1, 2}, {"node-2", "bbbb", "10.0.0.2", 3, 4}}}};
+  }
+};
+template <>
+struct samples<actors::room_actor> {
+  // Only the handle travels (a claim's answer): any actor of the sending node stands in for a room.
+  static std::vector<actors::room_actor> make(const sample_context& ctx) {
+    return {caf::actor_cast<actors::room_actor>(ctx.second)};
+  }
+};
+template <>
+struct samples<std::vector<actors::peer_node>> {
+  static std::vector<std::vector<actors::peer_node>> make(const sample_context& ctx) {
+    return {samples<actors::cluster_view>::make(ctx).front().nodes, {}};
   }
 };
 template <>
@@ -431,7 +488,7 @@ TEST_F(middleman_test, every_type_of_the_chorus_block_round_trips) {
   caf::scoped_actor self{*b_};
   auto probe = caf::actor_cast<caf::actor>(self);
   sample_context ctx{on_b(b_->spawn(sink, probe, std::string("first"))),
-                     on_b(b_->spawn(sink, probe, std::string("second")))};
+                     on_b(b_->spawn(sink, probe, std::string("second"))), on_b(b_->spawn(relay_stub, 0))};
   std::size_t covered = 0;
   std::size_t values = 0;
   for_each_block_type([&]<class T>() {
@@ -470,7 +527,7 @@ TEST(type_id_block, every_entry_in_messages_hpp_is_covered) {
   EXPECT_EQ(covered, entries);
 }
 
-TEST_F(middleman_test, node_actor_says_hello_relays_and_passes_notices_on) {
+TEST_F(middleman_test, node_actor_says_hello_relays_passes_notices_on_and_answers_claims) {
   caf::scoped_actor a_probe{*a_};
   auto directory = on_a(a_->spawn(notice_probe, caf::actor_cast<caf::actor>(a_probe)));
   actors::node_hello me{"node-a", new_incarnation()};
@@ -513,6 +570,17 @@ TEST_F(middleman_test, node_actor_says_hello_relays_and_passes_notices_on) {
   self->send(*remote, atom::notice_v, notice);
   a_probe->receive([&](const actors::room_notice& n) { EXPECT_TRUE(same(n, notice)); },
                    caf::after(reply_timeout) >> [&] { ADD_FAILURE() << "notice not passed on"; });
+
+  // A claim is answered by A's directory, across the nodes (here: its refusal).
+  bool answered = false;
+  self->request(*remote, reply_timeout, atom::claim_v, std::string("general"))
+      .receive([&](const actors::room_actor&) { ADD_FAILURE() << "the probe directory grants nothing"; },
+               [&](caf::error& err) {
+                 answered = true;
+                 EXPECT_EQ(actors::to_protocol_error(err), protocol::error_code::forbidden)
+                     << b_->render(err);
+               });
+  EXPECT_TRUE(answered);
 }
 
 TEST_F(middleman_test, publish_node_reports_a_port_in_use) {
