@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <unordered_map>
+#include <utility>
 
 namespace chorus::actors {
 
@@ -36,6 +37,16 @@ bool backing_off(writer_pointer self) {
   return !self->state.database_up && clock::now() < self->state.retry_at;
 }
 
+/// Says once per batch which rooms were fenced: each means two nodes believed they owned it, which an
+/// operator may want to see, but one refused batch is the whole of it (the room stops), so not a warning.
+void log_fenced(const storage::append_outcome& out, const std::vector<storage::message_row>& rows) {
+  for (const auto& room : out.fenced) {
+    auto row = std::find_if(rows.begin(), rows.end(), [&](const auto& r) { return r.room == room; });
+    spdlog::info("batch writer: room {}: write refused, another node activated it (epoch {} is stale)", room,
+                 row == rows.end() ? 0 : row->epoch);
+  }
+}
+
 /// Commits the gathered batch and answers every request in it, once each.
 void flush(writer_pointer self) {
   auto& st = self->state;
@@ -59,13 +70,20 @@ void flush(writer_pointer self) {
   }
   note_success(self);
   auto& out = std::get<storage::append_outcome>(outcome);
+  log_fenced(out, rows);
   std::unordered_map<std::size_t, storage::message_row*> originals;
   for (auto& [index, original] : out.duplicates) originals.emplace(index, &original);
+  auto fenced = [&](const std::string& room) {
+    return std::find(out.fenced.begin(), out.fenced.end(), room) != out.fenced.end();
+  };
   for (auto& w : waiting) {
     std::vector<store_result> results(w.count);
     for (std::size_t k = 0; k < w.count; ++k) {
       auto i = w.first + k;
-      if (auto it = originals.find(i); it != originals.end())
+      // Fenced first, even over a duplicate: the room's owner must stop, whatever else it would hear.
+      if (!out.fenced.empty() && fenced(rows[i].room))
+        results[k].status = store_status::fenced;
+      else if (auto it = originals.find(i); it != originals.end())
         results[k] = store_result{store_status::duplicate, std::move(*it->second)};
       else if (!out.unwritten.empty() && !out.written(rows[i].room))
         results[k].status = store_status::refused;
@@ -79,7 +97,7 @@ void flush(writer_pointer self) {
 batch_writer_actor::behavior_type batch_writer(writer_pointer self, std::string database_url,
                                                batch_settings settings) {
   self->state.store = std::make_unique<storage::message_store>(std::move(database_url));
-  self->state.settings = settings;
+  self->state.settings = std::move(settings);
   return {
       [self](atom::store, std::vector<storage::message_row>& rows) -> caf::result<std::vector<store_result>> {
         auto& st = self->state;
@@ -102,7 +120,8 @@ batch_writer_actor::behavior_type batch_writer(writer_pointer self, std::string 
         // Rows this room sent earlier must be stored (or refused) before its state is read back.
         flush(self);
         if (backing_off(self)) return make_error(protocol::error_code::unavailable);
-        auto snapshot = self->state.store->activate(room, self->state.settings.tail_limit);
+        auto snapshot =
+            self->state.store->activate(room, self->state.settings.tail_limit, self->state.settings.node_id);
         if (auto* err = std::get_if<storage::db_error>(&snapshot)) {
           note_failure(self, *err);
           return make_error(protocol::error_code::unavailable);

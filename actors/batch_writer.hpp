@@ -15,6 +15,7 @@ struct batch_settings {
   std::chrono::milliseconds max_delay{2};       ///< or once its first row has waited this long
   std::size_t tail_limit = 256;                 ///< messages an activation returns
   std::chrono::milliseconds max_backoff{2000};  ///< longest pause between reconnection attempts
+  std::string node_id;                          ///< recorded as the owner of every room this writer activates
 };
 
 /// One `store` request in the batch being gathered: its rows are `rows[first, first + count)`.
@@ -46,6 +47,9 @@ struct batch_writer_state {
 /// load, with no timer. It commits earlier when a batch reaches `max_rows`, or when its first row has
 /// waited `max_delay` (checked as further requests arrive, so a mailbox that never drains cannot hold
 /// rows back for long).
+///
+/// Fencing: an activation takes the room's next ownership epoch. Rows carrying an older one (their room was
+/// activated again since, by another node) are answered `fenced`, with every row of their room in the batch.
 ///
 /// While PostgreSQL is unreachable every store and activation fails at once with `unavailable`, and a
 /// reconnection is tried no more often than an exponential backoff allows.

@@ -1,6 +1,7 @@
 // PostgreSQL access for messages and rooms: batch appends with COPY, room activation, history pages.
 #include "storage/message_store.hpp"
 
+#include <spdlog/spdlog.h>
 #include <pqxx/pqxx>
 
 #include <algorithm>
@@ -20,7 +21,7 @@ namespace {
 // milliseconds since the epoch so neither side parses a timestamp text.
 #define CHORUS_MESSAGE_COLUMNS                                                   \
   "m.id::text, m.room, m.seq, m.author, m.text, coalesce(m.client_msg_id, ''), " \
-  "floor(extract(epoch FROM m.created_at) * 1000)::bigint"
+  "floor(extract(epoch FROM m.created_at) * 1000)::bigint, m.epoch"
 
 // Prepared on every new connection. The two append statements take arrays so a batch of any size is one
 // statement each, with every value a bound parameter rather than SQL text.
@@ -33,14 +34,21 @@ const std::pair<const char*, const char*> statements[] = {
      "SELECT m.* FROM unnest($1::text[], $2::text[]) AS k (author, client_msg_id)"
      " CROSS JOIN LATERAL (SELECT " CHORUS_MESSAGE_COLUMNS
      " FROM messages m WHERE m.author = k.author AND m.client_msg_id = k.client_msg_id LIMIT 1) m"},
-    // A room advances only if its first new seq continues last_seq. Under READ COMMITTED a concurrent
-    // writer of the same room blocks on the row lock and then re-checks against the committed last_seq.
+    // A room advances only if its first new seq continues last_seq and its rows were written under its
+    // current ownership epoch. Under READ COMMITTED a concurrent writer or activation of the same room
+    // blocks on the row lock and then re-checks against the committed row, so a batch that passes commits
+    // before any later activation reads last_seq, and a batch behind an activation is refused.
     {"chorus_advance",
      "UPDATE rooms r SET last_seq = v.hi"
-     " FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS v (id, lo, hi)"
-     " WHERE r.id = v.id AND r.last_seq = v.lo - 1 RETURNING r.id"},
+     " FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS v (id, lo, hi, epoch)"
+     " WHERE r.id = v.id AND r.last_seq = v.lo - 1 AND r.owner_epoch = v.epoch RETURNING r.id"},
+    // Only after a room was refused: its current epoch tells a fenced writer from one out of sequence.
+    {"chorus_owner_epochs", "SELECT id, owner_epoch FROM rooms WHERE id = ANY ($1::text[])"},
     {"chorus_create_room", "INSERT INTO rooms (id) VALUES ($1) ON CONFLICT (id) DO NOTHING"},
-    {"chorus_last_seq", "SELECT last_seq FROM rooms WHERE id = $1"},
+    // Every activation takes a fresh epoch, which fences out whoever held the previous one.
+    {"chorus_claim",
+     "UPDATE rooms SET owner_epoch = owner_epoch + 1, owner_node = nullif($2, '') WHERE id = $1"
+     " RETURNING owner_epoch, last_seq"},
     {"chorus_tail",
      "SELECT " CHORUS_MESSAGE_COLUMNS " FROM messages m WHERE m.room = $1 ORDER BY m.seq DESC LIMIT $2"},
     {"chorus_older", "SELECT " CHORUS_MESSAGE_COLUMNS
@@ -55,6 +63,9 @@ const std::pair<const char*, const char*> statements[] = {
 
 constexpr std::uint64_t max_seq = std::numeric_limits<std::int64_t>::max();
 
+/// SQLSTATE of a lock wait that reached lock_timeout.
+constexpr std::string_view lock_not_available = "55P03";
+
 message_row read_row(const pqxx::row& r) {
   message_row m;
   m.id = r[0].as<std::string>();
@@ -64,6 +75,7 @@ message_row read_row(const pqxx::row& r) {
   m.text = r[4].as<std::string>();
   m.client_msg_id = r[5].as<std::string>();
   m.created_at_ms = r[6].as<long long>();
+  m.epoch = static_cast<std::uint64_t>(r[7].as<long long>());
   return m;
 }
 
@@ -121,8 +133,11 @@ long long clamp_to_bigint(std::uint64_t v) {
 struct room_part {
   std::string_view id;
   std::vector<std::size_t> rows;  // indexes into the batch, in batch order
+  std::uint64_t epoch = 0;        // of its first row
+  bool mixed_epochs = false;      // some row carries another epoch than the first: one of them is stale
   bool duplicate = false;
   bool out_of_sequence = false;
+  bool fenced = false;
   bool advanced = false;
 };
 
@@ -134,8 +149,9 @@ append_outcome append_in(pqxx::work& tx, std::span<const message_row> rows) {
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const auto& row = rows[i];
     auto [it, fresh] = part_of_room.try_emplace(row.room, parts.size());
-    if (fresh) parts.push_back(room_part{row.room, {}});
+    if (fresh) parts.push_back(room_part{row.room, {}, row.epoch});
     auto& part = parts[it->second];
+    if (row.epoch != part.epoch) part.mixed_epochs = true;
     part_of_row[i] = it->second;
     // bigint holds the seqs; a batch that is not consecutive within itself cannot continue anything.
     if (row.seq == 0 || row.seq > max_seq) part.out_of_sequence = true;
@@ -182,27 +198,49 @@ append_outcome append_in(pqxx::work& tx, std::span<const message_row> rows) {
   // overlapping rooms lock them in the same order instead of deadlocking.
   std::vector<room_part*> candidates;
   for (auto& part : parts) {
-    if (!part.duplicate && !part.out_of_sequence) candidates.push_back(&part);
+    if (!part.duplicate && !part.out_of_sequence && !part.mixed_epochs) candidates.push_back(&part);
   }
   std::sort(candidates.begin(), candidates.end(),
             [](const room_part* a, const room_part* b) { return a->id < b->id; });
   std::size_t written_rows = 0;
   if (!candidates.empty()) {
-    array_literal ids, firsts, lasts;
+    array_literal ids, firsts, lasts, epochs;
     for (const room_part* part : candidates) {
       ids.add(part->id);
       firsts.add(rows[part->rows.front()].seq);
       lasts.add(rows[part->rows.back()].seq);
+      epochs.add(std::min(part->epoch, max_seq));  // owner_epoch never gets near it, so it stays refused
     }
-    const auto advanced = tx.exec_prepared("chorus_advance", ids.str(), firsts.str(), lasts.str());
+    const auto advanced =
+        tx.exec_prepared("chorus_advance", ids.str(), firsts.str(), lasts.str(), epochs.str());
     for (const auto& r : advanced) {
       auto it = part_of_room.find(r[0].as<std::string>());
       if (it == part_of_room.end()) continue;
       parts[it->second].advanced = true;
       written_rows += parts[it->second].rows.size();
     }
-    // Not advanced: last_seq did not match, or the room does not exist (never activated).
+    // Not advanced: last_seq or owner_epoch did not match, or the room does not exist (never activated).
     for (room_part* part : candidates) part->out_of_sequence = !part->advanced;
+  }
+
+  // Whatever else kept a room back, a stale epoch is what its owner must hear: reloading and retrying would
+  // only be refused again, or worse, fence the node that took the room over. One query for every such room;
+  // a batch where every room advanced never gets here. Read after the UPDATE, so under READ COMMITTED it
+  // sees any activation that committed meanwhile (epochs only grow, so such a room is fenced either way).
+  array_literal held_back;
+  for (const auto& part : parts) {
+    if (!part.advanced) held_back.add(part.id);
+  }
+  if (!held_back.empty()) {
+    for (const auto& r : tx.exec_prepared("chorus_owner_epochs", held_back.str())) {
+      auto it = part_of_room.find(r[0].as<std::string>());
+      if (it == part_of_room.end()) continue;
+      auto& part = parts[it->second];
+      if (part.mixed_epochs || part.epoch != static_cast<std::uint64_t>(r[1].as<long long>())) {
+        part.fenced = true;
+        part.out_of_sequence = false;
+      }
+    }
   }
 
   // A repeat counts as a duplicate only if its first row is committed now: reporting an original that was
@@ -215,24 +253,26 @@ append_outcome append_in(pqxx::work& tx, std::span<const message_row> rows) {
 
   for (const auto& part : parts) {
     if (part.out_of_sequence) out.out_of_sequence.emplace_back(part.id);
+    if (part.fenced) out.fenced.emplace_back(part.id);
     if (!part.advanced) out.unwritten.emplace_back(part.id);
   }
 
   // The rows go in after the UPDATE has decided which rooms pass; the transaction makes both visible at once,
   // and the foreign key is satisfied either way because every written room exists.
   if (written_rows > 0) {
-    pqxx::stream_to copy{
-        tx, "messages",
-        std::vector<std::string>{"id", "room", "seq", "author", "text", "client_msg_id", "created_at"}};
+    pqxx::stream_to copy{tx, "messages",
+                         std::vector<std::string>{"id", "room", "seq", "author", "text", "client_msg_id",
+                                                  "created_at", "epoch"}};
     for (std::size_t i = 0; i < rows.size(); ++i) {
       if (!parts[part_of_row[i]].advanced) continue;
       const auto& row = rows[i];
       const std::optional<std::string> client_id =
           row.client_msg_id.empty() ? std::nullopt : std::optional<std::string>{row.client_msg_id};
+      // Every written row carries its room's current epoch (the UPDATE checked it), which fits a bigint.
       copy << std::tuple<const std::string&, const std::string&, long long, const std::string&,
-                         const std::string&, const std::optional<std::string>&, std::string>{
+                         const std::string&, const std::optional<std::string>&, std::string, long long>{
           row.id,   row.room,  static_cast<long long>(row.seq), row.author,
-          row.text, client_id, rfc3339_utc(row.created_at_ms)};
+          row.text, client_id, rfc3339_utc(row.created_at_ms),  static_cast<long long>(row.epoch)};
     }
     copy.complete();
   }
@@ -270,6 +310,11 @@ struct message_store::impl {
         // whoever reads this session's output or logs.
         pqxx::nontransaction tx{*fresh};
         tx.exec("SET TimeZone = 'UTC'");
+        // A node paused (SIGSTOP) or cut off in the middle of a batch holds its rooms' rows locked: the
+        // server ends such a transaction after a second, so that the node taking those rooms over is not
+        // stuck behind it (its activation waits at most lock_timeout below). A batch's statements follow
+        // each other within milliseconds, so a live writer never comes near it.
+        tx.exec("SET idle_in_transaction_session_timeout = '1s'");
       }
       for (const auto& [name, sql] : statements) fresh->prepare(name, sql);
       conn = std::move(fresh);
@@ -331,20 +376,62 @@ result<append_outcome> message_store::append(std::span<const message_row> rows) 
   });
 }
 
-result<room_snapshot> message_store::activate(std::string_view room, std::size_t tail_limit) {
+namespace {
+
+/// Takes `room` over for `owner_node` (a new epoch) and reads its sequence and tail, in one transaction.
+room_snapshot claim(pqxx::connection& conn, std::string_view room, std::size_t tail_limit,
+                    std::string_view owner_node) {
+  const std::string id{room};
+  room_snapshot snapshot;
+  pqxx::work tx{conn};
+  // Behind a lock held longer than this (a paused node's open batch), activation fails rather than the
+  // room waiting without end.
+  tx.exec("SET LOCAL lock_timeout = '2s'");
+  tx.exec_prepared("chorus_create_room", id);
+  // The claim locks the room's row until commit: a batch still being written under the previous epoch
+  // commits first (and the tail below includes it), or waits and is then refused.
+  const auto claimed = tx.exec_prepared("chorus_claim", id, std::string{owner_node});
+  snapshot.epoch = static_cast<std::uint64_t>(claimed.at(0).at(0).as<long long>());
+  snapshot.last_seq = static_cast<std::uint64_t>(claimed.at(0).at(1).as<long long>());
+  if (tail_limit > 0 && snapshot.last_seq > 0) {
+    snapshot.tail = read_rows(tx.exec_prepared("chorus_tail", id, clamp_to_bigint(tail_limit)));
+    std::reverse(snapshot.tail.begin(), snapshot.tail.end());
+  }
+  tx.commit();
+  return snapshot;
+}
+
+}  // namespace
+
+result<room_snapshot> message_store::activate(std::string_view room, std::size_t tail_limit,
+                                              std::string_view owner_node) {
   return impl_->guard<room_snapshot>([&](pqxx::connection& conn) {
-    const std::string id{room};
-    room_snapshot snapshot;
-    pqxx::work tx{conn};
-    tx.exec_prepared("chorus_create_room", id);
-    const auto last = tx.exec_prepared("chorus_last_seq", id);
-    snapshot.last_seq = static_cast<std::uint64_t>(last.at(0).at(0).as<long long>());
-    if (tail_limit > 0 && snapshot.last_seq > 0) {
-      snapshot.tail = read_rows(tx.exec_prepared("chorus_tail", id, clamp_to_bigint(tail_limit)));
-      std::reverse(snapshot.tail.begin(), snapshot.tail.end());
+    try {
+      return claim(conn, room, tail_limit, owner_node);
+    } catch (const pqxx::sql_error& e) {
+      if (e.sqlstate() != lock_not_available) throw;
     }
-    tx.commit();
-    return snapshot;
+    // Still locked after lock_timeout: the previous owner stopped in the middle of a batch. Paused in a
+    // COPY, its backend waits for data ("active", not "idle in transaction", so the server's idle timeout
+    // never ends it) and keeps the room's row locked for as long as the process is stopped. A live writer
+    // never leaves its COPY unfinished for a second: end such backends (a role may end its own) and try
+    // once more. The stalled node's batch rolls back; it was fenced anyway.
+    long long ended = 0;
+    {
+      pqxx::nontransaction tx{conn};
+      // The timeout makes pg_terminate_backend wait until the backend has gone (and its locks with it).
+      ended = tx.exec(
+                    "SELECT count(pg_terminate_backend(pid, 2000)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'active' "
+                    "AND wait_event = 'ClientRead' AND query LIKE 'COPY messages %' "
+                    "AND state_change < now() - interval '1 second'")
+                  .at(0)
+                  .at(0)
+                  .as<long long>();
+    }
+    spdlog::warn("room {}: activation waited on a stalled writer; ended {} stalled PostgreSQL sessions", room,
+                 ended);
+    return claim(conn, room, tail_limit, owner_node);
   });
 }
 

@@ -33,7 +33,9 @@ struct message_row {
   std::string text;
   std::string client_msg_id;  ///< empty is stored as NULL
   std::int64_t created_at_ms = 0;
-  std::uint64_t epoch = 0;  ///< the ownership epoch of the room activation that wrote it (room_snapshot)
+  /// The ownership epoch of the room activation that wrote it (room_snapshot::epoch): append() stores a
+  /// room's rows only while this is the room's current epoch, so a node that lost the room cannot write.
+  std::uint64_t epoch = 0;
 };
 
 /// What happened to one append() batch.
@@ -45,7 +47,14 @@ struct append_outcome {
   std::vector<std::pair<std::size_t, message_row>> duplicates;
   /// Rooms whose rows were not written because their seqs do not continue the stored sequence
   /// (rooms.last_seq + 1, consecutive) — a room that must reload its last seq before writing again.
+  /// Only rooms whose rows all carried the room's current epoch are listed here (the others are `fenced`),
+  /// and rooms that do not exist (never activated).
   std::vector<std::string> out_of_sequence;
+  /// Rooms whose rows were not written because one of them carries an epoch other than the room's current
+  /// owner_epoch: the room was activated again since (by another node), so this writer's owner must stop
+  /// writing for it rather than reload and retry. Takes precedence over out_of_sequence; rows of a fenced
+  /// room may still be listed in `duplicates`, whose originals are stored whoever owns the room.
+  std::vector<std::string> fenced;
   /// Rooms left unwritten for a reason above (or a repeated key); rows of every other room are committed.
   bool written(std::string_view room) const;
   /// The rooms written() is false for, in the order they first appear in the batch.
@@ -62,7 +71,8 @@ enum class direction {
 struct room_snapshot {
   std::uint64_t last_seq = 0;
   std::vector<message_row> tail;  ///< up to `tail_limit` most recent messages, oldest first
-  std::uint64_t epoch = 0;        ///< the ownership epoch this activation took; rows it writes carry it
+  /// The ownership epoch this activation took; rows written for the room must carry it (message_row::epoch).
+  std::uint64_t epoch = 0;
 };
 
 /// One PostgreSQL connection and the statements Chorus runs on it. Not thread-safe: each owner (one
@@ -87,11 +97,15 @@ class message_store {
   /// Writes a batch in one transaction, never one row per round trip: one query finds rows whose
   /// (author, client_msg_id) is already stored, COPY writes the rows of every other room, and one
   /// statement advances rooms.last_seq for all of them, refusing rooms whose seqs do not continue
-  /// their stored sequence. Rows of one room appear in seq order. Every room must exist (activate()).
+  /// their stored sequence or whose rows do not carry the room's current owner_epoch. Only when a room
+  /// is left unwritten does one more query tell fenced rooms from the others. Rows of one room appear in
+  /// seq order. Every room must exist (activate()).
   result<append_outcome> append(std::span<const message_row> rows);
 
-  /// Creates the room if it does not exist and returns its last seq and up to `tail_limit` latest messages.
-  result<room_snapshot> activate(std::string_view room, std::size_t tail_limit);
+  /// Claims the room for `owner_node`, in one transaction: creates the room if it does not exist, takes the
+  /// next ownership epoch (fencing out every writer that holds an older one) and returns it with the room's
+  /// last seq and up to `tail_limit` latest messages. `owner_node` is recorded for operators (empty: NULL).
+  result<room_snapshot> activate(std::string_view room, std::size_t tail_limit, std::string_view owner_node);
 
   /// Up to `limit` messages of `room` after or before seq `from` (exclusive).
   result<std::vector<message_row>> page(std::string_view room, std::uint64_t from, direction dir,

@@ -1,5 +1,5 @@
-// Tests for message_store against a real PostgreSQL: appends, idempotency, sequence checks, history,
-// reconnects.
+// Tests for message_store against a real PostgreSQL: appends, idempotency, sequence checks, fencing epochs,
+// history, reconnects.
 #include "storage/message_store.hpp"
 
 #include "tests/support/test_database.hpp"
@@ -14,7 +14,9 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace storage = chorus::storage;
@@ -37,10 +39,22 @@ std::string new_uuid() {
   return buf;
 }
 
+// The node every activation in these tests claims rooms for, unless a test plays two nodes.
+constexpr std::string_view node = "node-a";
+
+// The epoch a room's first activation takes: row() writes under it, as a room activated once does.
+constexpr std::uint64_t first_epoch = 1;
+
 message_row row(std::string room, std::uint64_t seq, std::string author = "alice", std::string client_id = "",
                 std::string text = "hello", std::int64_t created_at_ms = 1'700'000'000'123) {
-  return message_row{new_uuid(),      std::move(room),      seq,          std::move(author),
-                     std::move(text), std::move(client_id), created_at_ms};
+  return message_row{new_uuid(),      std::move(room),      seq,           std::move(author),
+                     std::move(text), std::move(client_id), created_at_ms, first_epoch};
+}
+
+// The same row written under another ownership epoch.
+message_row at_epoch(message_row r, std::uint64_t epoch) {
+  r.epoch = epoch;
+  return r;
 }
 
 // Appends instead of `"literal" + std::to_string(n)`, on which g++ 12 -O3 gives a false -Wrestrict error.
@@ -72,6 +86,7 @@ void expect_same(const message_row& a, const message_row& b) {
   EXPECT_EQ(a.text, b.text);
   EXPECT_EQ(a.client_msg_id, b.client_msg_id);
   EXPECT_EQ(a.created_at_ms, b.created_at_ms);
+  EXPECT_EQ(a.epoch, b.epoch);
 }
 
 class message_store_test : public ::testing::Test {
@@ -104,11 +119,33 @@ class message_store_test : public ::testing::Test {
     return tx.exec("SELECT last_seq FROM rooms WHERE id = " + tx.quote(room)).at(0).at(0).as<std::uint64_t>();
   }
 
+  // The room's owner_epoch and owner_node ("NULL" for none), straight from SQL.
+  std::pair<std::uint64_t, std::string> owner(const std::string& room) {
+    pqxx::connection conn{url()};
+    pqxx::nontransaction tx{conn};
+    const auto r =
+        tx.exec("SELECT owner_epoch, coalesce(owner_node, 'NULL') FROM rooms WHERE id = " + tx.quote(room))
+            .at(0);
+    return {r[0].as<std::uint64_t>(), r[1].as<std::string>()};
+  }
+
+  // The epochs the room's stored rows carry, in seq order.
+  std::vector<std::uint64_t> stored_epochs(const std::string& room) {
+    pqxx::connection conn{url()};
+    pqxx::nontransaction tx{conn};
+    std::vector<std::uint64_t> out;
+    for (const auto& r :
+         tx.exec("SELECT epoch FROM messages WHERE room = " + tx.quote(room) + " ORDER BY seq")) {
+      out.push_back(r[0].as<std::uint64_t>());
+    }
+    return out;
+  }
+
   storage::message_store store{url()};
 };
 
 TEST_F(message_store_test, append_round_trips_every_field) {
-  ok(store.activate("r1", 0));
+  ok(store.activate("r1", 0, node));
   const std::vector<std::string> texts = {
       "plain",
       "tab\there\tand\tthere",
@@ -133,6 +170,7 @@ TEST_F(message_store_test, append_round_trips_every_field) {
 
   EXPECT_TRUE(outcome.duplicates.empty());
   EXPECT_TRUE(outcome.out_of_sequence.empty());
+  EXPECT_TRUE(outcome.fenced.empty());
   EXPECT_TRUE(outcome.unwritten.empty());
   EXPECT_TRUE(outcome.written("r1"));
   const auto stored = ok(store.page("r1", 0, direction::newer, 100));
@@ -144,7 +182,7 @@ TEST_F(message_store_test, append_round_trips_every_field) {
 }
 
 TEST_F(message_store_test, batches_continue_each_room_and_advance_last_seq) {
-  for (const char* room : {"a", "b", "c"}) ok(store.activate(room, 0));
+  for (const char* room : {"a", "b", "c"}) ok(store.activate(room, 0, node));
   // Rooms interleaved in one batch, as a shared batch writer sees them.
   const std::vector<message_row> first = {row("a", 1), row("b", 1), row("a", 2), row("c", 1), row("a", 3)};
   EXPECT_TRUE(ok(store.append(first)).unwritten.empty());
@@ -161,7 +199,7 @@ TEST_F(message_store_test, batches_continue_each_room_and_advance_last_seq) {
 }
 
 TEST_F(message_store_test, stored_duplicate_leaves_its_room_unwritten_and_other_rooms_commit) {
-  for (const char* room : {"r1", "r2", "r3"}) ok(store.activate(room, 0));
+  for (const char* room : {"r1", "r2", "r3"}) ok(store.activate(room, 0, node));
   const auto original = row("r1", 1, "alice", "c1", "first try");
   ok(store.append(std::vector<message_row>{original}));
 
@@ -191,7 +229,7 @@ TEST_F(message_store_test, stored_duplicate_leaves_its_room_unwritten_and_other_
 }
 
 TEST_F(message_store_test, duplicate_within_a_batch_reports_the_first_row_only_if_it_was_written) {
-  for (const char* room : {"r1", "r2", "r3"}) ok(store.activate(room, 0));
+  for (const char* room : {"r1", "r2", "r3"}) ok(store.activate(room, 0, node));
   // clang-format off
   const std::vector<message_row> batch = {
       row("r1", 1, "bob", "x"),
@@ -215,7 +253,7 @@ TEST_F(message_store_test, duplicate_within_a_batch_reports_the_first_row_only_i
 
 TEST_F(message_store_test, seqs_that_do_not_continue_the_room_are_refused) {
   for (const char* room : {"gap", "inner_gap", "repeat", "start", "stored_again", "good"})
-    ok(store.activate(room, 0));
+    ok(store.activate(room, 0, node));
   ok(store.append(std::vector<message_row>{row("gap", 1), row("gap", 2), row("stored_again", 1),
                                            row("stored_again", 2)}));
 
@@ -237,6 +275,7 @@ TEST_F(message_store_test, seqs_that_do_not_continue_the_room_are_refused) {
   std::sort(oos.begin(), oos.end());
   EXPECT_EQ(oos, (std::vector<std::string>{"gap", "inner_gap", "never_activated", "repeat", "start",
                                            "stored_again"}));
+  EXPECT_TRUE(outcome.fenced.empty());
   EXPECT_TRUE(outcome.duplicates.empty());
   EXPECT_TRUE(outcome.written("good"));
   EXPECT_FALSE(outcome.written("gap"));
@@ -257,8 +296,8 @@ TEST_F(message_store_test, seqs_that_do_not_continue_the_room_are_refused) {
 }
 
 TEST_F(message_store_test, pages_match_the_table_in_both_directions) {
-  ok(store.activate("h", 0));
-  ok(store.activate("other", 0));
+  ok(store.activate("h", 0, node));
+  ok(store.activate("other", 0, node));
   constexpr std::uint64_t total = 250;
   std::vector<message_row> batch;
   for (std::uint64_t s = 1; s <= total; ++s) {
@@ -317,7 +356,7 @@ TEST_F(message_store_test, pages_match_the_table_in_both_directions) {
 }
 
 TEST_F(message_store_test, activate_creates_the_room_and_returns_the_tail_oldest_first) {
-  const auto fresh = ok(store.activate("new", 10));
+  const auto fresh = ok(store.activate("new", 10, node));
   EXPECT_EQ(fresh.last_seq, 0u);
   EXPECT_TRUE(fresh.tail.empty());
   EXPECT_EQ(scalar("SELECT count(*) FROM rooms WHERE id = 'new' AND kind = 'group'"), 1);
@@ -326,19 +365,19 @@ TEST_F(message_store_test, activate_creates_the_room_and_returns_the_tail_oldest
   for (std::uint64_t s = 1; s <= 30; ++s) batch.push_back(row("new", s));
   ok(store.append(batch));
 
-  const auto again = ok(store.activate("new", 10));
+  const auto again = ok(store.activate("new", 10, node));
   EXPECT_EQ(again.last_seq, 30u);
   std::vector<std::uint64_t> expected;
   for (std::uint64_t s = 21; s <= 30; ++s) expected.push_back(s);
   EXPECT_EQ(seqs(again.tail), expected);
   expect_same(again.tail.back(), batch.back());
-  EXPECT_EQ(ok(store.activate("new", 100)).tail.size(), 30u);
-  EXPECT_TRUE(ok(store.activate("new", 0)).tail.empty());
+  EXPECT_EQ(ok(store.activate("new", 100, node)).tail.size(), 30u);
+  EXPECT_TRUE(ok(store.activate("new", 0, node)).tail.empty());
   EXPECT_EQ(scalar("SELECT count(*) FROM rooms"), 1);
 }
 
 TEST_F(message_store_test, find_by_client_id) {
-  ok(store.activate("r", 0));
+  ok(store.activate("r", 0, node));
   const auto stored = row("r", 1, "alice", "abc");
   ok(store.append(std::vector<message_row>{stored, row("r", 2, "bob")}));
 
@@ -354,7 +393,7 @@ TEST_F(message_store_test, broken_connection_fails_one_call_then_reconnects) {
   // application_name lets the test find this store's backend among the others.
   storage::message_store victim{url() + (url().find('?') == std::string::npos ? "?" : "&") +
                                 "application_name=chorus_victim"};
-  ok(victim.activate("r", 0));
+  ok(victim.activate("r", 0, node));
   ASSERT_TRUE(victim.connected());
   {
     pqxx::connection admin{url()};
@@ -379,7 +418,7 @@ TEST_F(message_store_test, broken_connection_fails_one_call_then_reconnects) {
 }
 
 TEST_F(message_store_test, failed_statement_rolls_back_and_keeps_the_connection) {
-  ok(store.activate("r", 0));
+  ok(store.activate("r", 0, node));
   auto bad = row("r", 1);
   bad.id = "not-a-uuid";
   const auto failed = store.append(std::vector<message_row>{bad});
@@ -393,6 +432,129 @@ TEST_F(message_store_test, failed_statement_rolls_back_and_keeps_the_connection)
   EXPECT_TRUE(ok(store.append(std::vector<message_row>{row("r", 1)})).written("r"));
 }
 
+TEST_F(message_store_test, every_activation_takes_the_next_epoch_and_records_its_node) {
+  const auto first = ok(store.activate("r", 0, "node-a"));
+  EXPECT_EQ(first.epoch, 1u);
+  EXPECT_EQ(owner("r"), (std::pair<std::uint64_t, std::string>{1, "node-a"}));
+  ok(store.append(std::vector<message_row>{row("r", 1), row("r", 2)}));
+
+  // Another node (its own connection) takes the room over: a fresh epoch, the same sequence.
+  storage::message_store other{url()};
+  const auto second = ok(other.activate("r", 10, "node-b"));
+  EXPECT_EQ(second.epoch, 2u);
+  EXPECT_EQ(second.last_seq, 2u);
+  EXPECT_EQ(seqs(second.tail), (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_EQ(owner("r"), (std::pair<std::uint64_t, std::string>{2, "node-b"}));
+
+  EXPECT_EQ(ok(store.activate("r", 0, "")).epoch, 3u);
+  EXPECT_EQ(owner("r"), (std::pair<std::uint64_t, std::string>{3, "NULL"}));
+  EXPECT_EQ(scalar("SELECT count(*) FROM rooms"), 1);
+}
+
+TEST_F(message_store_test, activation_ends_a_writer_stalled_in_its_copy_and_takes_the_room) {
+  ok(store.activate("r", 0, "node-a"));
+  // A writer paused (SIGSTOP) in the middle of its batch: the room's row is locked by the UPDATE, and the
+  // COPY waits for rows that never come. Its backend is "active", so no server timeout ends it.
+  pqxx::connection stalled{url()};
+  auto tx = std::make_unique<pqxx::work>(stalled);
+  tx->exec("UPDATE rooms SET last_seq = last_seq WHERE id = 'r'");
+  auto copy = std::make_unique<pqxx::stream_to>(*tx, "messages", std::vector<std::string>{"id", "room"});
+  std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+
+  storage::message_store other{url()};
+  const auto taken = ok(other.activate("r", 0, "node-b"));
+  EXPECT_EQ(taken.epoch, 2u);
+  EXPECT_EQ(owner("r"), (std::pair<std::uint64_t, std::string>{2, "node-b"}));
+  EXPECT_EQ(scalar("SELECT count(*) FROM pg_stat_activity WHERE query LIKE 'COPY messages %'"), 0);
+  EXPECT_ANY_THROW(copy->complete());  // the stalled writer's batch is gone: its connection was ended
+  copy.reset();
+  tx.reset();
+}
+
+TEST_F(message_store_test, rows_are_stored_with_the_epoch_they_were_written_under) {
+  ok(store.activate("r", 0, node));
+  ok(store.append(std::vector<message_row>{row("r", 1)}));
+  ASSERT_EQ(ok(store.activate("r", 0, node)).epoch, 2u);
+  const auto second = at_epoch(row("r", 2, "alice", "c2"), 2);
+
+  const auto outcome = ok(store.append(std::vector<message_row>{second, at_epoch(row("r", 3), 2)}));
+
+  EXPECT_TRUE(outcome.unwritten.empty());
+  EXPECT_TRUE(outcome.fenced.empty());
+  EXPECT_EQ(stored_epochs("r"), (std::vector<std::uint64_t>{1, 2, 2}));
+  EXPECT_EQ(last_seq("r"), 3u);
+  // Every read fills it in: pages, the activation tail, lookups by client id and duplicates' originals.
+  const auto page = ok(store.page("r", 0, direction::newer, 10));
+  ASSERT_EQ(page.size(), 3u);
+  EXPECT_EQ(page[0].epoch, 1u);
+  expect_same(page[1], second);
+  const auto tail = ok(store.activate("r", 10, node)).tail;
+  ASSERT_EQ(tail.size(), 3u);
+  expect_same(tail[1], second);
+  const auto found = ok(store.find_by_client_id("alice", "c2"));
+  ASSERT_TRUE(found.has_value());
+  expect_same(*found, second);
+  const auto retry = ok(store.append(std::vector<message_row>{at_epoch(row("r", 4, "alice", "c2"), 3)}));
+  ASSERT_EQ(retry.duplicates.size(), 1u);
+  expect_same(retry.duplicates[0].second, second);
+}
+
+TEST_F(message_store_test, rows_under_a_stale_epoch_are_fenced_and_other_rooms_commit) {
+  // The old owner activated every room; then another node took over all of them but "kept".
+  for (const char* room : {"lost", "lost_gap", "lost_dup", "kept", "mixed"})
+    ok(store.activate(room, 0, "node-a"));
+  ok(store.append(std::vector<message_row>{row("lost", 1), row("lost_dup", 1, "bob", "b1")}));
+  storage::message_store new_owner{url()};
+  for (const char* room : {"lost", "lost_gap", "lost_dup", "mixed"})
+    ASSERT_EQ(ok(new_owner.activate(room, 0, "node-b")).epoch, 2u);
+
+  const std::vector<message_row> batch = {
+      row("lost", 2),                   // continues the sequence, but under epoch 1
+      row("kept", 1),                   // still the old owner's: committed
+      row("lost_gap", 5),               // stale and out of sequence: fenced, not out of sequence
+      row("lost_dup", 2, "bob", "b1"),  // stale and a duplicate: fenced, the original still reported
+      at_epoch(row("mixed", 1), 2),     // the current epoch…
+      row("mixed", 2),                  // …and a stale one in the same room
+      row("kept", 2),
+  };
+  const auto outcome = ok(store.append(batch));
+
+  EXPECT_EQ(outcome.fenced, (std::vector<std::string>{"lost", "lost_gap", "lost_dup", "mixed"}));
+  EXPECT_EQ(outcome.unwritten, (std::vector<std::string>{"lost", "lost_gap", "lost_dup", "mixed"}));
+  EXPECT_TRUE(outcome.out_of_sequence.empty());
+  ASSERT_EQ(outcome.duplicates.size(), 1u);
+  EXPECT_EQ(outcome.duplicates[0].first, 3u);
+  EXPECT_TRUE(outcome.written("kept"));
+  EXPECT_EQ(stored_seqs("lost"), (std::vector<std::uint64_t>{1}));
+  EXPECT_EQ(last_seq("lost"), 1u);
+  EXPECT_EQ(stored_seqs("lost_gap"), (std::vector<std::uint64_t>{}));
+  EXPECT_EQ(last_seq("lost_gap"), 0u);
+  EXPECT_EQ(last_seq("lost_dup"), 1u);
+  EXPECT_EQ(stored_seqs("mixed"), (std::vector<std::uint64_t>{}));
+  EXPECT_EQ(last_seq("mixed"), 0u);
+  EXPECT_EQ(stored_seqs("kept"), (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_EQ(last_seq("kept"), 2u);
+
+  // The new owner writes under its epoch.
+  const auto taken = ok(new_owner.append(std::vector<message_row>{at_epoch(row("lost", 2), 2)}));
+  EXPECT_TRUE(taken.unwritten.empty());
+  EXPECT_EQ(stored_epochs("lost"), (std::vector<std::uint64_t>{1, 2}));
+}
+
+TEST_F(message_store_test, wrong_seq_under_the_current_epoch_is_out_of_sequence_not_fenced) {
+  for (const char* room : {"r", "in_batch_gap", "ok"}) ok(store.activate(room, 0, node));
+  ok(store.append(std::vector<message_row>{row("r", 1)}));
+
+  const auto outcome = ok(store.append(
+      std::vector<message_row>{row("r", 1), row("in_batch_gap", 1), row("in_batch_gap", 3), row("ok", 1)}));
+
+  EXPECT_EQ(outcome.out_of_sequence, (std::vector<std::string>{"r", "in_batch_gap"}));
+  EXPECT_TRUE(outcome.fenced.empty());
+  EXPECT_EQ(outcome.unwritten, (std::vector<std::string>{"r", "in_batch_gap"}));
+  EXPECT_TRUE(outcome.written("ok"));
+  EXPECT_EQ(last_seq("r"), 1u);
+}
+
 TEST(message_store_offline, unreachable_server_returns_unavailable_without_throwing) {
   storage::message_store store{"postgresql://postgres@127.0.0.1:1/chorus?connect_timeout=2"};
   EXPECT_FALSE(store.connected());
@@ -401,7 +563,7 @@ TEST(message_store_offline, unreachable_server_returns_unavailable_without_throw
   const auto r = store.append(std::vector<message_row>{row("r", 1)});
   ASSERT_TRUE(std::holds_alternative<db_error>(r));
   EXPECT_EQ(std::get<db_error>(r), db_error::unavailable);
-  EXPECT_TRUE(std::holds_alternative<db_error>(store.activate("r", 10)));
+  EXPECT_TRUE(std::holds_alternative<db_error>(store.activate("r", 10, node)));
   EXPECT_TRUE(std::holds_alternative<db_error>(store.page("r", 0, direction::newer, 10)));
   EXPECT_TRUE(std::holds_alternative<db_error>(store.find_by_client_id("a", "b")));
 }
@@ -416,7 +578,7 @@ double append_rate(const std::string& url, int writers) {
                                                           std::vector<std::vector<message_row>>(batches));
   for (int w = 0; w < writers; ++w) {
     storage::message_store setup{url};
-    for (int r = 0; r < rooms; ++r) ok(setup.activate(numbered(numbered("w", w) + "t", r), 0));
+    for (int r = 0; r < rooms; ++r) ok(setup.activate(numbered(numbered("w", w) + "t", r), 0, node));
     for (int b = 0; b < batches; ++b) {
       for (int i = 0; i < per_batch; ++i) {
         const int r = i % rooms;

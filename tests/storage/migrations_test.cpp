@@ -62,6 +62,12 @@ TEST(migrations, apply_in_order_to_an_empty_database) {
                    "SELECT count(*) FROM pg_constraint WHERE contype = 'u' AND conname IN "
                    "('messages_room_seq_key', 'messages_author_client_msg_id_key')"),
             2);
+  // Fencing (0003): rooms carry their ownership epoch and owner, rows the epoch they were written under.
+  EXPECT_EQ(scalar(url,
+                   "SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' AND "
+                   "(table_name, column_name) IN (('rooms', 'owner_epoch'), ('rooms', 'owner_node'), "
+                   "('messages', 'epoch'))"),
+            3);
 }
 
 TEST(migrations, second_run_changes_nothing) {
