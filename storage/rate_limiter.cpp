@@ -1,7 +1,7 @@
-// Token buckets and lockouts as Lua scripts in Redis over one synchronous hiredis connection, and the
-// in-process equivalent used while Redis cannot be reached.
+// Token buckets and lockouts as Lua scripts in Redis over one redis_connection, and the in-process
+// equivalent used while Redis cannot be reached.
 #include "storage/rate_limiter.hpp"
-#include "storage/redis_endpoint.hpp"
+#include "storage/redis_connection.hpp"
 
 #include <hiredis/hiredis.h>
 #include <spdlog/spdlog.h>
@@ -11,7 +11,6 @@
 #include <cmath>
 #include <limits>
 #include <mutex>
-#include <optional>
 #include <unordered_map>
 #include <utility>
 
@@ -179,11 +178,6 @@ class local_limits {
   std::unordered_map<std::string, lock> locks_;
 };
 
-bool is_noscript(const redisReply* r) {
-  return r != nullptr && r->type == REDIS_REPLY_ERROR &&
-         std::string_view(r->str, r->len).starts_with("NOSCRIPT");
-}
-
 // {int, int[, int]} as the scripts return it.
 bool int_array(const redisReply* r, std::size_t n) {
   if (r == nullptr || r->type != REDIS_REPLY_ARRAY || r->elements < n) return false;
@@ -197,159 +191,44 @@ bool int_array(const redisReply* r, std::size_t n) {
 struct rate_limiter::impl {
   std::mutex mutex;  ///< one caller at a time: a node's HTTP workers share one limiter (and its local counts)
 
-  impl(std::string url_in, options o)
-      : opts(std::move(o)), local(opts.max_local_keys), backoff(opts.min_backoff) {
-    if (!opts.now_ms) {
-      opts.now_ms = [] {
+  impl(std::string_view url, options o)
+      : opts(with_clock(std::move(o))), local(opts.max_local_keys), conn(url, connection_options(opts)) {
+    if (url.empty()) spdlog::debug("rate limits: no redis_url; counting locally");
+  }
+
+  options opts;
+  local_limits local;
+  redis_connection conn;
+  redis_script take{take_script, 1};
+  redis_script failure{failure_script, 2};
+  bool last_shared = false;
+
+  static options with_clock(options o) {
+    if (!o.now_ms) {
+      o.now_ms = [] {
         return std::chrono::duration_cast<std::chrono::milliseconds>(
                    std::chrono::steady_clock::now().time_since_epoch())
             .count();
       };
     }
-    if (url_in.empty()) {
-      spdlog::debug("rate limits: no redis_url; counting locally");
-    } else if (!(ep = parse_redis_url(url_in))) {
-      spdlog::error(
-          "rate limits: redis_url is not redis://[[user]:password@]host[:port][/db]; counting locally");
-    } else {
-      where = ep->host + ":" + std::to_string(ep->port);
-    }
+    return o;
   }
 
-  options opts;
-  local_limits local;
-  std::optional<redis_endpoint> ep;
-  std::string where;  // host:port for log lines; never the password
-  redis_context_ptr ctx;
-  std::string take_sha;
-  std::string failure_sha;
-  enum class state { unknown, redis, local } mode = state::unknown;
-  std::int64_t next_attempt_ms = 0;
-  std::chrono::milliseconds backoff;
-  bool last_shared = false;
+  static redis_connection::options connection_options(const options& o) {
+    redis_connection::options c;
+    c.label = "rate limits";
+    c.fallback = "counting locally";
+    c.resumed = "counting there again";
+    c.connect_timeout = o.connect_timeout;
+    c.command_timeout = o.command_timeout;
+    c.min_backoff = o.min_backoff;
+    c.max_backoff = o.max_backoff;
+    c.client_name = o.client_name;
+    c.now_ms = o.now_ms;  // the backoff follows the same (possibly injected) clock as the local buckets
+    return c;
+  }
 
   std::int64_t now() const { return opts.now_ms(); }
-
-  void down(std::string why) {  // by value: `why` often points into the context freed here
-    ctx.reset();
-    next_attempt_ms = now() + backoff.count();
-    backoff = std::min(backoff * 2, opts.max_backoff);
-    if (mode != state::local) {
-      spdlog::warn("rate limits: Redis at {} unreachable ({}); counting locally", where, why);
-      mode = state::local;
-    }
-  }
-
-  void up() {
-    backoff = opts.min_backoff;
-    if (mode == state::local) spdlog::info("rate limits: Redis at {} is back; counting there again", where);
-    if (mode == state::unknown) spdlog::debug("rate limits: counting in Redis at {}", where);
-    mode = state::redis;
-  }
-
-  std::string context_error() const { return ctx && ctx->err ? ctx->errstr : "no reply"; }
-
-  redis_reply_ptr command(std::initializer_list<std::string_view> args) {
-    std::vector<const char*> argv;
-    std::vector<std::size_t> lens;
-    for (auto a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    return redis_reply_ptr(static_cast<redisReply*>(
-        redisCommandArgv(ctx.get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
-  }
-
-  // SCRIPT LOAD; false (and down) on failure.
-  bool load(std::string_view script, std::string& sha) {
-    redis_reply_ptr r = command({"SCRIPT", "LOAD", script});
-    if (!r || r->type != REDIS_REPLY_STRING) {
-      down(r && r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len) : context_error());
-      return false;
-    }
-    sha.assign(r->str, r->len);
-    return true;
-  }
-
-  // A usable connection, or false (the caller counts locally). Reconnects no sooner than the backoff allows.
-  bool connect() {
-    if (!ep) return false;
-    if (ctx) return true;
-    if (mode == state::local && now() < next_attempt_ms) return false;
-    ctx.reset(redisConnectWithTimeout(ep->host.c_str(), ep->port, to_timeval(opts.connect_timeout)));
-    if (!ctx || ctx->err) {
-      down(ctx ? ctx->errstr : "cannot allocate a context");
-      return false;
-    }
-    if (redisSetTimeout(ctx.get(), to_timeval(opts.command_timeout)) != REDIS_OK) {
-      down(context_error());
-      return false;
-    }
-    if (!ep->password.empty()) {
-      redis_reply_ptr r =
-          ep->user.empty() ? command({"AUTH", ep->password}) : command({"AUTH", ep->user, ep->password});
-      if (!r || r->type == REDIS_REPLY_ERROR) {
-        down(r ? std::string(r->str, r->len) : context_error());
-        return false;
-      }
-    }
-    if (ep->db != 0) {
-      redis_reply_ptr r = command({"SELECT", std::to_string(ep->db)});
-      if (!r || r->type == REDIS_REPLY_ERROR) {
-        down(r ? std::string(r->str, r->len) : context_error());
-        return false;
-      }
-    }
-    if (!opts.client_name.empty()) {
-      redis_reply_ptr r = command({"CLIENT", "SETNAME", opts.client_name});
-      if (!r || r->type == REDIS_REPLY_ERROR) {
-        down(r ? std::string(r->str, r->len) : context_error());
-        return false;
-      }
-    }
-    if (!load(take_script, take_sha) || !load(failure_script, failure_sha)) return false;
-    up();
-    return true;
-  }
-
-  // One pipelined batch of EVALSHA calls; each entry is (keys..., args...) after the sha and key count.
-  // Replies in order; a NOSCRIPT (script cache flushed) reloads the script and retries those entries once.
-  // Empty on a connection failure (already marked down).
-  std::vector<redis_reply_ptr> eval_batch(std::string_view script, std::string& sha, int nkeys,
-                                          const std::vector<std::vector<std::string>>& calls) {
-    std::vector<redis_reply_ptr> replies(calls.size());
-    std::vector<std::size_t> todo(calls.size());
-    for (std::size_t i = 0; i < calls.size(); ++i) todo[i] = i;
-    const std::string nkeys_text = std::to_string(nkeys);
-    for (int attempt = 0; attempt < 2 && !todo.empty(); ++attempt) {
-      for (std::size_t i : todo) {
-        std::vector<const char*> argv{"EVALSHA", sha.c_str(), nkeys_text.c_str()};
-        std::vector<std::size_t> lens{7, sha.size(), nkeys_text.size()};
-        for (const auto& a : calls[i]) {
-          argv.push_back(a.data());
-          lens.push_back(a.size());
-        }
-        if (redisAppendCommandArgv(ctx.get(), static_cast<int>(argv.size()), argv.data(), lens.data()) !=
-            REDIS_OK) {
-          down(context_error());
-          return {};
-        }
-      }
-      std::vector<std::size_t> again;
-      for (std::size_t i : todo) {
-        void* raw = nullptr;
-        if (redisGetReply(ctx.get(), &raw) != REDIS_OK || raw == nullptr) {
-          down(context_error());
-          return {};
-        }
-        replies[i].reset(static_cast<redisReply*>(raw));
-        if (is_noscript(replies[i].get())) again.push_back(i);
-      }
-      todo = std::move(again);
-      if (!todo.empty() && !load(script, sha)) return {};
-    }
-    return replies;
-  }
 
   std::string bucket_key(std::string_view key) const { return opts.key_prefix + "tb:" + std::string(key); }
   std::string fail_key(std::string_view key) const {
@@ -362,25 +241,24 @@ struct rate_limiter::impl {
   std::vector<verdict> take_many(std::span<const take_request> requests) {
     std::vector<verdict> out;
     out.reserve(requests.size());
-    if (connect()) {
+    if (conn.configured()) {
       std::vector<std::vector<std::string>> calls;
       calls.reserve(requests.size());
       for (const auto& r : requests) {
         calls.push_back(
             {bucket_key(r.key), number(r.shape.per_second / 1000.0), number(r.shape.burst), number(r.cost)});
       }
-      auto replies = eval_batch(take_script, take_sha, 1, calls);
-      bool ok = !replies.empty() || requests.empty();
-      for (const auto& r : replies) ok = ok && int_array(r.get(), 2);
-      if (ok) {
-        for (const auto& r : replies) {
-          const long long wait = r->element[1]->integer;
-          out.push_back(verdict{r->element[0]->integer == 1, wait < 0 ? never : clamp_ms(wait)});
+      if (auto replies = conn.eval_many(take, calls)) {
+        if (std::ranges::all_of(*replies, [](const auto& r) { return int_array(r.get(), 2); })) {
+          for (const auto& r : *replies) {
+            const long long wait = r->element[1]->integer;
+            out.push_back(verdict{r->element[0]->integer == 1, wait < 0 ? never : clamp_ms(wait)});
+          }
+          last_shared = true;
+          return out;
         }
-        last_shared = true;
-        return out;
+        conn.down("unexpected reply to the take script");
       }
-      if (!replies.empty()) down(unexpected(replies));
     }
     last_shared = false;
     const auto t = now();
@@ -388,39 +266,34 @@ struct rate_limiter::impl {
     return out;
   }
 
-  static std::string unexpected(const std::vector<redis_reply_ptr>& replies) {
-    for (const auto& r : replies)
-      if (r && r->type == REDIS_REPLY_ERROR) return std::string(r->str, r->len);
-    return "unexpected reply";
-  }
-
   lock_state record_failure(std::string_view key, std::uint32_t limit, std::chrono::milliseconds window) {
     const auto window_ms = std::max<std::int64_t>(1, window.count());
-    if (connect()) {
-      auto replies =
-          eval_batch(failure_script, failure_sha, 2,
-                     {{fail_key(key), lock_key(key), std::to_string(limit), std::to_string(window_ms)}});
-      if (replies.size() == 1 && int_array(replies[0].get(), 3)) {
-        last_shared = true;
-        const redisReply* r = replies[0].get();
-        return {r->element[0]->integer == 1, clamp_ms(r->element[1]->integer),
-                static_cast<std::uint32_t>(clamp_ms(r->element[2]->integer))};
+    if (conn.configured()) {
+      const std::string limit_text = std::to_string(limit), window_text = std::to_string(window_ms);
+      if (auto r = conn.eval(failure, {fail_key(key), lock_key(key), limit_text, window_text})) {
+        if (int_array(r->get(), 3)) {
+          last_shared = true;
+          const redisReply* reply = r->get();
+          return {reply->element[0]->integer == 1, clamp_ms(reply->element[1]->integer),
+                  static_cast<std::uint32_t>(clamp_ms(reply->element[2]->integer))};
+        }
+        conn.down("unexpected reply to the failure script");
       }
-      if (!replies.empty()) down(unexpected(replies));
     }
     last_shared = false;
     return local.record_failure(std::string(key), limit, window_ms, now());
   }
 
   lock_state locked(std::string_view key) {
-    if (connect()) {
-      redis_reply_ptr r = command({"PTTL", lock_key(key)});
-      if (r && r->type == REDIS_REPLY_INTEGER) {
-        last_shared = true;
-        if (r->integer > 0) return {true, clamp_ms(r->integer), 0};
-        return {};
+    if (conn.configured()) {
+      if (auto r = conn.command({"PTTL", lock_key(key)})) {
+        if ((*r)->type == REDIS_REPLY_INTEGER) {
+          last_shared = true;
+          if ((*r)->integer > 0) return {true, clamp_ms((*r)->integer), 0};
+          return {};
+        }
+        conn.down("unexpected reply to PTTL");
       }
-      down(r && r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len) : context_error());
     }
     last_shared = false;
     return local.locked(std::string(key), now());
@@ -429,13 +302,14 @@ struct rate_limiter::impl {
   void clear(std::string_view key) {
     // Local state is cleared too, so that a lockout counted during an outage does not outlive a success.
     local.clear(std::string(key));
-    if (connect()) {
-      redis_reply_ptr r = command({"DEL", fail_key(key), lock_key(key)});
-      if (r && r->type == REDIS_REPLY_INTEGER) {
-        last_shared = true;
-        return;
+    if (conn.configured()) {
+      if (auto r = conn.command({"DEL", fail_key(key), lock_key(key)})) {
+        if ((*r)->type == REDIS_REPLY_INTEGER) {
+          last_shared = true;
+          return;
+        }
+        conn.down("unexpected reply to DEL");
       }
-      down(r && r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len) : context_error());
     }
     last_shared = false;
   }
