@@ -71,12 +71,12 @@ int serve(const config::node_config& cfg) {
 
   // Writers and the reader block on PostgreSQL, so each gets a thread of its own (detached).
   actors::batch_settings batching{cfg.batch_max_rows, std::chrono::milliseconds(cfg.batch_max_delay_ms),
-                                  cfg.tail_cache_size, std::chrono::milliseconds(2000)};
+                                  cfg.tail_cache_size, std::chrono::milliseconds(2000), cfg.node_id};
   std::vector<actors::batch_writer_actor> writers;
   for (std::uint32_t i = 0; i < cfg.writer_count; ++i)
     writers.push_back(system->spawn<caf::detached>(actors::batch_writer, cfg.database_url, batching));
   auto reader = system->spawn<caf::detached>(actors::history_reader, cfg.database_url);
-  auto presence = system->spawn(actors::presence, cfg.node_id);
+  auto presence = actors::spawn_presence(*system, cfg);  // cluster-wide through Redis when configured
   // Rooms load their access rules through an account worker of their own, so that a room activating never
   // waits behind the password hashing of logins. It serves no HTTP, so it needs no directory to notify.
   auto api_limits = std::make_shared<storage::rate_limiter>(cfg.redis_url);
@@ -126,7 +126,10 @@ int serve(const config::node_config& cfg) {
     room_services = {};
     api.drop_workers();
     caf::anon_send_exit(directory, caf::exit_reason::user_shutdown);
+    // With a redis_url it is detached, so it ends only once this handle is gone too (see below); as it ends
+    // it takes this node's users out of Redis.
     caf::anon_send_exit(presence, caf::exit_reason::user_shutdown);
+    presence = nullptr;
     caf::anon_send_exit(reader, caf::exit_reason::user_shutdown);
     for (auto& w : writers) caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
     // A detached actor's thread ends only once the last handle to it is gone: drop ours.
@@ -166,7 +169,14 @@ int serve(const config::node_config& cfg) {
     membership = system->spawn<caf::detached>(
         cluster::membership, std::make_shared<cluster::node_registry>(cfg.redis_url, registry_options),
         cluster::node_info{cfg.node_id, incarnation, cfg.host, port, *cluster_port, started_ms},
-        std::chrono::milliseconds(cfg.node_heartbeat_ms), directory);
+        std::chrono::milliseconds(cfg.node_heartbeat_ms), directory, counters,
+        cluster::membership_hooks{
+            [&server] { server.request_shutdown(); },  // chorusctl drain: the same way out as SIGTERM
+            [&server] {
+              auto n = server.restart_sessions();
+              spdlog::warn(
+                  "cluster: closed {} connections with 1012 (their clients resume elsewhere or here)", n);
+            }});
   }
 
   server.wait_for_signal();

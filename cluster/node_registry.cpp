@@ -1,6 +1,7 @@
-// Node entries and announcements in Redis over synchronous hiredis connections: Lua scripts make "extend /
-// delete only if still ours" atomic, and the subscriber polls its socket so that a wait never breaks the
-// connection (a hiredis read timeout would leave the context unusable).
+// Node entries, stats, drain requests and announcements in Redis over synchronous hiredis connections: Lua
+// scripts make "extend / delete only if still ours" and "drain only a live node" atomic, and the subscriber
+// polls its socket so that a wait never breaks the connection (a hiredis read timeout would leave the context
+// unusable).
 #include "cluster/node_registry.hpp"
 #include "storage/redis_endpoint.hpp"
 
@@ -62,6 +63,15 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then
 end
 redis.call('PUBLISH', ARGV[2], ARGV[3])
 return ours
+)lua";
+
+// KEYS[1] the node's entry, KEYS[2] its drain key; ARGV[1] validity in ms. Stores the entry as the request,
+// so that it names the incarnation to drain. Returns 1 when requested, 0 when the node has no entry.
+constexpr std::string_view drain_script = R"lua(
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+redis.call('SET', KEYS[2], v, 'PX', ARGV[1])
+return 1
 )lua";
 
 std::int64_t steady_ms() {
@@ -217,6 +227,27 @@ std::optional<node_info> from_json(const json::value& v) {
                    *client_port,   *cluster_port,           *started};
 }
 
+std::optional<std::uint64_t> count_field(const json::object& o, std::string_view key) {
+  const json::value* v = o.if_contains(key);
+  if (v == nullptr) return std::nullopt;
+  if (v->is_uint64()) return v->get_uint64();
+  if (v->is_int64() && v->get_int64() >= 0) return static_cast<std::uint64_t>(v->get_int64());
+  return std::nullopt;
+}
+
+std::optional<node_stats> stats_from_json(const json::value& v) {
+  const json::object* o = v.if_object();
+  if (o == nullptr) return std::nullopt;
+  auto rooms = count_field(*o, "rooms");
+  auto connections = count_field(*o, "connections");
+  auto stored = count_field(*o, "messages_stored");
+  auto at = int_field(*o, "at_ms");
+  const json::value* draining = o->if_contains("draining");
+  if (!rooms || !connections || !stored || !at || draining == nullptr || !draining->is_bool())
+    return std::nullopt;
+  return node_stats{*rooms, *connections, *stored, *at, draining->get_bool()};
+}
+
 std::optional<json::value> parse_json(std::string_view text) {
   json::error_code ec;
   json::value v = json::parse(text, ec);
@@ -293,6 +324,19 @@ std::optional<node_info> decode_node(std::string_view text) {
   return v ? from_json(*v) : std::nullopt;
 }
 
+std::string encode(const node_stats& stats) {
+  return json::serialize(json::object{{"rooms", stats.rooms},
+                                      {"connections", stats.connections},
+                                      {"messages_stored", stats.messages_stored},
+                                      {"at_ms", stats.at_ms},
+                                      {"draining", stats.draining}});
+}
+
+std::optional<node_stats> decode_stats(std::string_view text) {
+  auto v = parse_json(text);
+  return v ? stats_from_json(*v) : std::nullopt;
+}
+
 std::string_view to_string(outcome o) {
   switch (o) {
     case outcome::ok:
@@ -325,6 +369,8 @@ struct node_registry::impl {
   bool last_reachable = false;
 
   std::string key(std::string_view id) const { return opts.key_prefix + std::string(id); }
+  std::string stats_key(std::string_view id) const { return opts.key_prefix + "stats:" + std::string(id); }
+  std::string drain_key(std::string_view id) const { return opts.key_prefix + "drain:" + std::string(id); }
   std::string ttl_text() const { return std::to_string(std::max<std::int64_t>(1, opts.ttl.count())); }
 
   redis_reply_ptr eval(std::initializer_list<std::string_view> args) {
@@ -400,9 +446,9 @@ struct node_registry::impl {
     return r->integer == 1 ? outcome::ok : outcome::lost;
   }
 
-  std::optional<std::vector<node_info>> live_nodes() {
-    std::set<std::string> keys;  // SCAN may return a key more than once
-    const std::string pattern = prefix_pattern(opts.key_prefix);
+  // Every key matching `pattern`, sorted and without duplicates (SCAN may return a key more than once).
+  std::optional<std::vector<std::string>> scan(const std::string& pattern) {
+    std::set<std::string> keys;
     std::string cursor = "0";
     do {
       redis_reply_ptr r = eval({"SCAN", cursor, "MATCH", pattern, "COUNT", "500"});
@@ -418,17 +464,22 @@ struct node_registry::impl {
       for (std::size_t i = 0; i < batch->elements; ++i)
         if (batch->element[i]->type == REDIS_REPLY_STRING) keys.emplace(text_of(batch->element[i]));
     } while (cursor != "0");
+    return std::vector<std::string>(keys.begin(), keys.end());
+  }
 
-    std::vector<node_info> out;
-    const std::vector<std::string> all(keys.begin(), keys.end());
+  // The values of `keys`, in order; nullopt for a key that expired since it was listed or holds no string.
+  // MGET in chunks, so that one command stays small however many nodes there are.
+  std::optional<std::vector<std::optional<std::string>>> mget(const std::vector<std::string>& keys) {
+    std::vector<std::optional<std::string>> out;
+    out.reserve(keys.size());
     constexpr std::size_t chunk = 256;
-    for (std::size_t from = 0; from < all.size(); from += chunk) {
-      const std::size_t n = std::min(chunk, all.size() - from);
+    for (std::size_t from = 0; from < keys.size(); from += chunk) {
+      const std::size_t n = std::min(chunk, keys.size() - from);
       std::vector<const char*> argv{"MGET"};
       std::vector<std::size_t> lens{4};
       for (std::size_t i = from; i < from + n; ++i) {
-        argv.push_back(all[i].data());
-        lens.push_back(all[i].size());
+        argv.push_back(keys[i].data());
+        lens.push_back(keys[i].size());
       }
       last_reachable = false;
       if (conn.get() == nullptr) return std::nullopt;
@@ -441,14 +492,81 @@ struct node_registry::impl {
       last_reachable = true;
       for (std::size_t i = 0; i < n; ++i) {
         const redisReply* v = r->element[i];
-        if (v->type != REDIS_REPLY_STRING) continue;  // expired since the SCAN, or not a string
-        auto node = decode_node(text_of(v));
-        // Only entries stored under their own id count: anything else under the prefix is not ours to read.
-        if (node && all[from + i] == key(node->id)) out.push_back(std::move(*node));
+        out.push_back(v->type == REDIS_REPLY_STRING ? std::optional<std::string>(text_of(v)) : std::nullopt);
       }
+    }
+    return out;
+  }
+
+  std::optional<std::vector<node_info>> live_nodes() {
+    auto keys = scan(prefix_pattern(opts.key_prefix));
+    if (!keys) return std::nullopt;
+    // Node ids never contain ':', so a ':' after the prefix marks a key that is not an entry (stats, drain
+    // requests, or anything else sharing the prefix): not worth fetching.
+    std::erase_if(*keys, [&](const std::string& k) {
+      return std::string_view(k).substr(opts.key_prefix.size()).find(':') != std::string_view::npos;
+    });
+    auto values = mget(*keys);
+    if (!values) return std::nullopt;
+    std::vector<node_info> out;
+    for (std::size_t i = 0; i < keys->size(); ++i) {
+      if (!(*values)[i]) continue;
+      auto node = decode_node(*(*values)[i]);
+      // Only entries stored under their own id count: anything else under the prefix is not ours to read.
+      if (node && (*keys)[i] == key(node->id)) out.push_back(std::move(*node));
     }
     std::sort(out.begin(), out.end(), [](const node_info& a, const node_info& b) { return a.id < b.id; });
     return out;
+  }
+
+  outcome publish_stats(const node_stats& stats) {
+    if (!self) return outcome::not_registered;
+    redis_reply_ptr r = eval({"SET", stats_key(self->id), encode(stats), "PX", ttl_text()});
+    return r ? outcome::ok : outcome::unavailable;
+  }
+
+  std::optional<std::vector<std::pair<std::string, node_stats>>> stats() {
+    const std::string prefix = stats_key("");
+    auto keys = scan(prefix_pattern(prefix));
+    if (!keys) return std::nullopt;
+    auto values = mget(*keys);
+    if (!values) return std::nullopt;
+    // Keys come sorted from scan(), and all share the prefix, so the ids come out sorted too.
+    std::vector<std::pair<std::string, node_stats>> out;
+    for (std::size_t i = 0; i < keys->size(); ++i) {
+      if (!(*values)[i]) continue;
+      std::string id = (*keys)[i].substr(prefix.size());
+      if (id.empty() || id.find(':') != std::string::npos) continue;  // not a node id
+      if (auto s = decode_stats(*(*values)[i])) out.emplace_back(std::move(id), *s);
+    }
+    return out;
+  }
+
+  outcome request_drain(std::string_view node_id, std::chrono::milliseconds valid_for) {
+    // Not an id: `<prefix>stats:x` names a key that exists, but no node.
+    if (node_id.empty() || node_id.find(':') != std::string_view::npos) return outcome::not_registered;
+    const std::string ms = std::to_string(std::max<std::int64_t>(1, valid_for.count()));
+    redis_reply_ptr r = eval({"EVAL", drain_script, "2", key(node_id), drain_key(node_id), ms});
+    if (!r) return outcome::unavailable;
+    if (r->type != REDIS_REPLY_INTEGER) {
+      conn.down(std::string("unexpected reply to the drain script"));
+      last_reachable = false;
+      return outcome::unavailable;
+    }
+    return r->integer == 1 ? outcome::ok : outcome::not_registered;
+  }
+
+  std::optional<bool> drain_requested() {
+    if (!self) return std::nullopt;
+    redis_reply_ptr r = eval({"GET", drain_key(self->id)});
+    if (!r) return std::nullopt;
+    if (r->type == REDIS_REPLY_NIL) return false;
+    if (r->type != REDIS_REPLY_STRING) {
+      conn.down(std::string("unexpected reply to GET of the drain key"));
+      last_reachable = false;
+      return std::nullopt;
+    }
+    return text_of(r.get()) == self_value;  // a request for an earlier incarnation is not for us
   }
 };
 
@@ -477,6 +595,26 @@ outcome node_registry::leave() {
 std::optional<std::vector<node_info>> node_registry::live_nodes() {
   std::lock_guard lock(impl_->mutex);
   return impl_->live_nodes();
+}
+
+outcome node_registry::publish_stats(const node_stats& stats) {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->publish_stats(stats);
+}
+
+std::optional<std::vector<std::pair<std::string, node_stats>>> node_registry::stats() {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->stats();
+}
+
+outcome node_registry::request_drain(std::string_view node_id, std::chrono::milliseconds valid_for) {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->request_drain(node_id, valid_for);
+}
+
+std::optional<bool> node_registry::drain_requested() {
+  std::lock_guard lock(impl_->mutex);
+  return impl_->drain_requested();
 }
 
 std::optional<node_info> node_registry::self() const {

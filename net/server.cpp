@@ -123,6 +123,8 @@ class connection : public std::enable_shared_from_this<connection> {
   virtual void go_away() = 0;
   /// Cut the socket now.
   virtual void force_close() = 0;
+  /// Close a WebSocket with 1012 (its client reconnects and resumes); nothing for plain HTTP.
+  virtual void restart() {}
   /// The io threads are gone: release every I/O object while the io_context still exists, because an
   /// actor may keep this object alive after the server is destroyed.
   virtual void detach() = 0;
@@ -291,6 +293,9 @@ class ws_session final : public connection, public actors::client_link {
   }
 
   void go_away() override { close(close_code::going_away, "server shutting down"); }
+  void restart() override {
+    close(close_code::service_restart, "this node rejoined the cluster; reconnect and resume");
+  }
 
   void force_close() override {
     std::lock_guard lk(mu_);
@@ -1237,6 +1242,20 @@ struct server::impl {
     return port;
   }
 
+  void request_shutdown() {
+    {
+      std::lock_guard lk(wake_mu);
+      signalled = true;
+    }
+    wake_cv.notify_all();
+  }
+
+  std::size_t restart_sessions() {
+    auto all = state->snapshot();  // under the registry's lock: safe from any thread
+    for (auto& c : all) c->restart();
+    return all.size();
+  }
+
   void wait_for_signal() {
     std::unique_lock lk(wake_mu);
     if (!started) return;
@@ -1302,6 +1321,14 @@ std::uint16_t server::start() {
 
 void server::wait_for_signal() {
   impl_->wait_for_signal();
+}
+
+void server::request_shutdown() {
+  impl_->request_shutdown();
+}
+
+std::size_t server::restart_sessions() {
+  return impl_->restart_sessions();
 }
 
 std::size_t server::stop() {

@@ -42,8 +42,17 @@ class server {
   /// Throws std::runtime_error naming the address when it cannot bind.
   std::uint16_t start();
 
-  /// Blocks until SIGINT or SIGTERM arrives (or stop() is called from another thread).
+  /// Blocks until SIGINT or SIGTERM arrives, request_shutdown() is called, or stop() is called from another
+  /// thread.
   void wait_for_signal();
+
+  /// Ends wait_for_signal() as a SIGTERM would (an operator's drain request does this). Any thread.
+  void request_shutdown();
+
+  /// Closes every WebSocket with 1012 (service restart) and keeps serving: for a node that was declared
+  /// down and rejoined, whose sessions' rooms have moved. Returns the number of connections asked. Any
+  /// thread, between start() and stop().
+  std::size_t restart_sessions();
 
   /// Graceful shutdown: stop accepting, close every WebSocket with 1001 (going away) after what is
   /// already queued, wait up to shutdown_timeout_ms for connections to finish, then stop the io threads.

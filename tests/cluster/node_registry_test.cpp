@@ -1,6 +1,6 @@
 // Tests for the Redis node registry (label redis; CHORUS_REDIS_URL from scripts/services.sh): entries,
-// expiry and heartbeats, lost incarnations, leaving, announcements, reconnects, and failures as values
-// when Redis is unreachable. Every test uses a key prefix and channel of its own.
+// expiry and heartbeats, lost incarnations, leaving, announcements, reconnects, stats, drain requests, and
+// failures as values when Redis is unreachable. Every test uses a key prefix and channel of its own.
 #include "cluster/node_registry.hpp"
 #include "tests/support/redis_probe.hpp"
 
@@ -14,12 +14,14 @@
 #include <cctype>
 #include <chrono>
 #include <cstdlib>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <set>
 #include <sstream>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -28,10 +30,12 @@ using namespace std::chrono_literals;
 using chorus::cluster::announcement;
 using chorus::cluster::announcements;
 using chorus::cluster::decode_node;
+using chorus::cluster::decode_stats;
 using chorus::cluster::encode;
 using chorus::cluster::new_incarnation;
 using chorus::cluster::node_info;
 using chorus::cluster::node_registry;
+using chorus::cluster::node_stats;
 using chorus::cluster::outcome;
 using chorus::testing::log_capture;
 using chorus::testing::raw_redis;
@@ -343,6 +347,139 @@ TEST_F(NodeRegistry, SubscriberResubscribesAndSaysSo) {
   EXPECT_EQ(joined->what, announcement::kind::joined);
 }
 
+// --- stats and drain requests ---------------------------------------------------------------------------
+
+using stats_list = std::vector<std::pair<std::string, node_stats>>;
+
+// Polls `done` until it holds or `within` passes: expiry is Redis's clock, there is no event to wait on.
+template <typename F>
+bool eventually(F done, std::chrono::milliseconds within = 3s) {
+  const auto deadline = std::chrono::steady_clock::now() + within;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+TEST_F(NodeRegistry, StatsRoundTripAndExpireAfterTheTtl) {
+  // 500 ms: a loaded machine must not let the figures expire between publishing and reading them.
+  opts_.ttl = 500ms;
+  node_registry reg(url_, opts_);
+  node_registry observer(url_, opts_);
+  const node_stats figures{3, 17, 1'000'000'000'000ull, 1'700'000'000'123, false};
+  EXPECT_EQ(reg.publish_stats(figures), outcome::not_registered);  // nothing stored for a stranger
+  ASSERT_EQ(observer.stats(), stats_list{});
+
+  ASSERT_EQ(reg.register_self(make_node("node-1")), outcome::ok);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(reg.publish_stats(figures), outcome::ok);
+  EXPECT_EQ(observer.stats(), (stats_list{{"node-1", figures}}));
+  raw_redis raw(url_);
+  ASSERT_TRUE(raw.ok());
+  EXPECT_EQ(raw.run({"GET", opts_.key_prefix + "stats:node-1"}), encode(figures));
+  const int ttl = std::stoi(raw.run({"PTTL", opts_.key_prefix + "stats:node-1"}));
+  EXPECT_GT(ttl, 0);
+  EXPECT_LE(ttl, 500);
+
+  // Newer figures replace the old ones.
+  auto later = figures;
+  later.messages_stored += 5;
+  later.at_ms += 1000;
+  later.draining = true;
+  ASSERT_EQ(reg.publish_stats(later), outcome::ok);
+  EXPECT_EQ(observer.stats(), (stats_list{{"node-1", later}}));
+
+  // Not published again: gone after the TTL, like the entry.
+  EXPECT_TRUE(eventually([&] { return observer.stats() == stats_list{}; }));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 450ms);
+}
+
+TEST_F(NodeRegistry, StatsListsEveryNodeSortedById) {
+  node_registry b(url_, opts_);
+  node_registry a(url_, opts_);
+  node_registry observer(url_, opts_);
+  ASSERT_EQ(b.register_self(make_node("node-b", 8002)), outcome::ok);
+  ASSERT_EQ(a.register_self(make_node("node-a", 8001)), outcome::ok);
+  const node_stats sb{1, 2, 3, 4, false};
+  const node_stats sa{10, 20, 30, 40, true};
+  ASSERT_EQ(b.publish_stats(sb), outcome::ok);
+  ASSERT_EQ(a.publish_stats(sa), outcome::ok);
+  EXPECT_EQ(observer.stats(), (stats_list{{"node-a", sa}, {"node-b", sb}}));
+
+  // Unreadable figures, and keys under stats: that name no node, are skipped.
+  raw_redis raw(url_);
+  ASSERT_TRUE(raw.ok());
+  raw.run({"SET", opts_.key_prefix + "stats:node-c", "not json"});
+  raw.run({"SET", opts_.key_prefix + "stats:x:y", encode(sa)});
+  raw.run({"SET", opts_.key_prefix + "stats:", encode(sa)});
+  EXPECT_EQ(observer.stats(), (stats_list{{"node-a", sa}, {"node-b", sb}}));
+}
+
+TEST_F(NodeRegistry, DrainRequestIsSeenByThatNodeOnlyAndExpires) {
+  node_registry a(url_, opts_);
+  node_registry b(url_, opts_);
+  node_registry operator_(url_, opts_);          // chorusctl: never registers
+  EXPECT_EQ(a.drain_requested(), std::nullopt);  // not registered: cannot tell
+  ASSERT_EQ(a.register_self(make_node("node-a", 8001)), outcome::ok);
+  ASSERT_EQ(b.register_self(make_node("node-b", 8002)), outcome::ok);
+  EXPECT_EQ(a.drain_requested(), false);
+  EXPECT_EQ(b.drain_requested(), false);
+
+  EXPECT_EQ(operator_.request_drain("node-c", 10s), outcome::not_registered);        // no such live node
+  EXPECT_EQ(operator_.request_drain("stats:node-a", 10s), outcome::not_registered);  // not even an id
+  EXPECT_EQ(operator_.request_drain("", 10s), outcome::not_registered);
+  const auto start = std::chrono::steady_clock::now();
+  ASSERT_EQ(operator_.request_drain("node-a", 500ms), outcome::ok);
+  EXPECT_EQ(a.drain_requested(), true);
+  EXPECT_EQ(b.drain_requested(), false);
+  // Still a live node while it drains: requesting does not touch the entry, and heartbeats go on.
+  EXPECT_EQ(ids(live(b)), (std::vector<std::string>{"node-a", "node-b"}));
+  EXPECT_EQ(a.heartbeat(), outcome::ok);
+
+  EXPECT_TRUE(eventually([&] { return a.drain_requested() == false; }));
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 450ms);
+  EXPECT_EQ(b.drain_requested(), false);
+}
+
+TEST_F(NodeRegistry, DrainRequestIsForOneIncarnationOnly) {
+  // A node drained and restarted (by hand or by a supervisor) before the request expired is not drained
+  // again: the request names the incarnation it was made for.
+  node_registry first_life(url_, opts_);
+  node_registry operator_(url_, opts_);
+  const auto first = make_node("node-1");
+  ASSERT_EQ(first_life.register_self(first), outcome::ok);
+  ASSERT_EQ(operator_.request_drain("node-1", 60s), outcome::ok);
+  EXPECT_EQ(first_life.drain_requested(), true);
+  ASSERT_EQ(first_life.leave(), outcome::ok);
+  EXPECT_EQ(first_life.drain_requested(), std::nullopt);
+  EXPECT_EQ(operator_.request_drain("node-1", 60s), outcome::not_registered);  // gone: nothing to drain
+
+  node_registry second_life(url_, opts_);
+  auto second = first;
+  second.incarnation = new_incarnation();
+  ASSERT_EQ(second_life.register_self(second), outcome::ok);
+  EXPECT_EQ(second_life.drain_requested(), false);
+  ASSERT_EQ(operator_.request_drain("node-1", 60s), outcome::ok);
+  EXPECT_EQ(second_life.drain_requested(), true);
+}
+
+TEST_F(NodeRegistry, LiveNodesIgnoresStatsAndDrainKeys) {
+  node_registry a(url_, opts_);
+  const auto na = make_node("node-a");
+  ASSERT_EQ(a.register_self(na), outcome::ok);
+  ASSERT_EQ(a.publish_stats(node_stats{1, 2, 3, 4, false}), outcome::ok);
+  ASSERT_EQ(a.request_drain("node-a", 60s), outcome::ok);  // holds node-a's entry: a valid node_info
+  // Values that would pass for entries stored under their own id, were ids allowed to contain ':'.
+  auto fake_stats = make_node("stats:node-z");
+  auto fake_drain = make_node("drain:node-z");
+  raw_redis raw(url_);
+  ASSERT_TRUE(raw.ok());
+  raw.run({"SET", opts_.key_prefix + fake_stats.id, encode(fake_stats)});
+  raw.run({"SET", opts_.key_prefix + fake_drain.id, encode(fake_drain)});
+  EXPECT_EQ(live(a), std::vector<node_info>{na});
+}
+
 // --- without Redis (no CHORUS_REDIS_URL needed) ---------------------------------------------------------
 
 TEST(NodeRegistryOffline, UnreachableRedisFailsAsValuesAndLogsOnce) {
@@ -357,6 +494,10 @@ TEST(NodeRegistryOffline, UnreachableRedisFailsAsValuesAndLogsOnce) {
   EXPECT_EQ(reg.heartbeat(), outcome::not_registered);
   EXPECT_EQ(reg.leave(), outcome::not_registered);
   EXPECT_FALSE(reg.live_nodes().has_value());
+  EXPECT_EQ(reg.publish_stats(node_stats{}), outcome::not_registered);
+  EXPECT_FALSE(reg.stats().has_value());
+  EXPECT_EQ(reg.request_drain("node-2", 1s), outcome::unavailable);
+  EXPECT_EQ(reg.drain_requested(), std::nullopt);
   EXPECT_FALSE(reg.reachable());
   EXPECT_EQ(logs.count("node registry: Redis at 127.0.0.1:1 unreachable"), 1);
 
@@ -401,6 +542,27 @@ TEST(NodeInfo, DecodingRejectsWhatIsNotANode) {
         R"({"id":"a","incarnation":"b","client_port":1,"cluster_port":2,"started_at_ms":3})",
         R"({"id":"a","incarnation":"b","host":"h","client_port":1,"cluster_port":2,"started_at_ms":1.5})"})
     EXPECT_FALSE(decode_node(bad).has_value()) << bad;
+}
+
+TEST(NodeStats, EncodingRoundTrips) {
+  const node_stats s{1, 0, std::numeric_limits<std::uint64_t>::max(), -7, true};
+  const auto text = encode(s);
+  EXPECT_EQ(decode_stats(text), s);
+  EXPECT_EQ(text.find('\n'), std::string::npos);  // compact: one line
+  EXPECT_EQ(decode_stats(R"({"rooms":1,"connections":2,"messages_stored":3,"at_ms":4,"draining":false,)"
+                         R"("queued":"later-field"})"),
+            (node_stats{1, 2, 3, 4, false}));
+}
+
+TEST(NodeStats, DecodingRejectsWhatAreNotStats) {
+  for (const char* bad : {"", "not json", "[]", "{}",
+                          R"({"rooms":-1,"connections":2,"messages_stored":3,"at_ms":4,"draining":false})",
+                          R"({"rooms":1,"connections":2.5,"messages_stored":3,"at_ms":4,"draining":false})",
+                          R"({"rooms":1,"connections":2,"messages_stored":"3","at_ms":4,"draining":false})",
+                          R"({"rooms":1,"connections":2,"messages_stored":3,"draining":false})",
+                          R"({"rooms":1,"connections":2,"messages_stored":3,"at_ms":4,"draining":1})",
+                          R"({"rooms":1,"connections":2,"messages_stored":3,"at_ms":4})"})
+    EXPECT_FALSE(decode_stats(bad).has_value()) << bad;
 }
 
 TEST(NodeInfo, IncarnationsAreFreshHex) {

@@ -1,8 +1,10 @@
 // Whole-node tests of cluster membership: real chorusd processes with a cluster port register in Redis, keep
-// their entries alive, leave cleanly on SIGTERM and expire after kill -9.
+// their entries alive, leave cleanly on SIGTERM and expire after kill -9; and chorusctl reading what they
+// keep.
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -10,12 +12,20 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
+#include <map>
 #include <memory>
+#include <sstream>
 #include <thread>
+#include <utility>
+#include <vector>
 
+#include "actors/jwt.hpp"
 #include "cluster/node_registry.hpp"
 #include "tests/support/node_process.hpp"
+#include "tests/support/redis_probe.hpp"
 #include "tests/support/test_database.hpp"
+#include "tests/support/ws_client.hpp"
 
 namespace chorus::testing {
 namespace {
@@ -34,12 +44,52 @@ std::uint16_t free_port() {
   return ntohs(addr.sin_port);
 }
 
+/// What a chorusctl run printed (stdout and stderr together) and its exit status.
+struct ctl_result {
+  int status = -1;
+  std::string output;
+};
+
+/// Runs chorusctl with `args` (each quoted for the shell) and waits for it.
+ctl_result chorusctl(const std::vector<std::string>& args) {
+  std::string command = CHORUSCTL_PATH;
+  for (const auto& a : args) command += " '" + a + "'";
+  command += " 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return {};
+  ctl_result r;
+  char buf[4096];
+  while (auto n = std::fread(buf, 1, sizeof buf, pipe)) r.output.append(buf, n);
+  const int status = ::pclose(pipe);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+/// The whitespace-separated fields of the line of `table` whose first field is `key`; empty when none is.
+std::vector<std::string> row_of(const std::string& table, const std::string& key) {
+  std::istringstream lines(table);
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::vector<std::string> fields;
+    for (std::string w; words >> w;) fields.push_back(w);
+    if (!fields.empty() && fields[0] == key) return fields;
+  }
+  return {};
+}
+
+bool is_number(const std::string& s) {
+  return !s.empty() && s.find_first_not_of("0123456789.") == std::string::npos;
+}
+
 class cluster_test : public ::testing::Test {
  protected:
   void SetUp() override {
     const char* redis = std::getenv("CHORUS_REDIS_URL");
     if (redis == nullptr) GTEST_SKIP() << "CHORUS_REDIS_URL is not set";
-    redis_ = redis;
+    // A database of its own: ctest runs tests in parallel, and nodes sharing one would form one cluster.
+    database_ = std::make_unique<redis_database>(redis);
+    ASSERT_TRUE(database_->claimed()) << "no free Redis database (1-15) on " << redis;
+    redis_ = database_->url();
     registry_ = std::make_unique<cluster::node_registry>(redis_);
   }
 
@@ -48,8 +98,8 @@ class cluster_test : public ::testing::Test {
       for (auto& [id, node] : nodes_) std::cerr << "--- " << id << " ---\n" << node->output() << "\n";
   }
 
-  /// Starts a clustered node with a node id unique to this test process.
-  node_process& start(const std::string& name) {
+  /// Starts a clustered node with a node id unique to this test process; `extra` overrides or adds settings.
+  node_process& start(const std::string& name, const std::map<std::string, std::string>& extra = {}) {
     auto id = name + "-" + std::to_string(::getpid());
     std::map<std::string, std::string> env{{"CHORUS_JWT_SECRET", "cluster-test-secret-0123456789abcdef"},
                                            {"CHORUS_NODE_ID", id},
@@ -58,6 +108,7 @@ class cluster_test : public ::testing::Test {
                                            {"CHORUS_CLUSTER_PORT", std::to_string(free_port())},
                                            {"CHORUS_NODE_TTL_MS", "1000"},
                                            {"CHORUS_NODE_HEARTBEAT_MS", "200"}};
+    for (const auto& [k, v] : extra) env[k] = v;
     nodes_[id] = std::make_unique<node_process>(CHORUSD_PATH, std::vector<std::string>{}, env);
     return *nodes_[id];
   }
@@ -85,6 +136,7 @@ class cluster_test : public ::testing::Test {
     return std::nullopt;
   }
 
+  std::unique_ptr<redis_database> database_;
   std::string redis_;
   std::unique_ptr<cluster::node_registry> registry_;
   std::map<std::string, std::unique_ptr<node_process>> nodes_;
@@ -114,15 +166,100 @@ TEST_F(cluster_test, chorusctl_nodes_lists_every_live_node) {
   start("g");
   ASSERT_TRUE(wait_registered(id_of("f"), true, 5s));
   ASSERT_TRUE(wait_registered(id_of("g"), true, 5s));
-  std::string command = std::string(CHORUSCTL_PATH) + " --redis_url " + redis_ + " nodes";
-  std::unique_ptr<FILE, int (*)(FILE*)> pipe(::popen(command.c_str(), "r"), ::pclose);
-  ASSERT_TRUE(pipe);
-  std::string out;
-  char buf[4096];
-  while (auto n = std::fread(buf, 1, sizeof buf, pipe.get())) out.append(buf, n);
-  EXPECT_NE(out.find(id_of("f")), std::string::npos) << out;
-  EXPECT_NE(out.find(id_of("g")), std::string::npos) << out;
-  EXPECT_NE(out.find("127.0.0.1:" + std::to_string(a.port())), std::string::npos) << out;
+  auto r = chorusctl({"--redis_url", redis_, "nodes"});
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find(id_of("f")), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(id_of("g")), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("127.0.0.1:" + std::to_string(a.port())), std::string::npos) << r.output;
+}
+
+TEST_F(cluster_test, chorusctl_drain_refuses_a_node_that_is_not_live) {
+  auto r = chorusctl({"--redis_url", redis_, "drain", id_of("nobody")});
+  EXPECT_EQ(r.status, 1) << r.output;
+  EXPECT_NE(r.output.find(id_of("nobody") + " is not a live node"), std::string::npos) << r.output;
+  EXPECT_EQ(chorusctl({"--redis_url", redis_, "drain"}).status, 2);  // no NODE: a usage error
+}
+
+TEST_F(cluster_test, chorusctl_stats_shows_what_every_node_publishes) {
+  start("s");
+  start("t");
+  ASSERT_TRUE(wait_registered(id_of("s"), true, 5s));
+  ASSERT_TRUE(wait_registered(id_of("t"), true, 5s));
+  // Nodes publish their figures with every heartbeat (200 ms here): a row of numbers for each, soon.
+  const auto published = [](const std::vector<std::string>& row) {
+    return row.size() == 6 && is_number(row[1]) && is_number(row[2]) && is_number(row[3]);
+  };
+  ctl_result r;
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  do {
+    r = chorusctl({"--redis_url", redis_, "stats", "--once"});
+    if (published(row_of(r.output, id_of("s"))) && published(row_of(r.output, id_of("t")))) break;
+    std::this_thread::sleep_for(100ms);
+  } while (std::chrono::steady_clock::now() < deadline);
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(published(row_of(r.output, id_of("s")))) << r.output;
+  EXPECT_TRUE(published(row_of(r.output, id_of("t")))) << r.output;
+
+  // Two readings: a rate for each node, and neither is draining.
+  r = chorusctl({"--redis_url", redis_, "stats"});
+  EXPECT_EQ(r.status, 0) << r.output;
+  for (const auto& name : {"s", "t"}) {
+    const auto row = row_of(r.output, id_of(name));
+    ASSERT_EQ(row.size(), 6u) << r.output;
+    EXPECT_TRUE(is_number(row[4])) << r.output;  // MSG/S
+    EXPECT_EQ(row[5], "no") << r.output;         // DRAINING
+  }
+}
+
+TEST_F(cluster_test, chorusctl_drain_wait_returns_once_the_node_has_left) {
+  auto& a = start("u");
+  start("v");
+  ASSERT_TRUE(wait_registered(id_of("u"), true, 5s));
+  ASSERT_TRUE(wait_registered(id_of("v"), true, 5s));
+  auto r = chorusctl({"--redis_url", redis_, "drain", id_of("u"), "--wait"});
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_NE(r.output.find(id_of("u") + " will stop accepting connections, hand its rooms over and exit"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find(id_of("u") + " has left the cluster"), std::string::npos) << r.output;
+  EXPECT_TRUE(a.wait_exit(10s).has_value()) << "a drained node exits";
+  EXPECT_TRUE(entry(id_of("v")).has_value()) << "only the node named is drained";
+}
+
+TEST_F(cluster_test, chorusctl_rooms_lists_a_room_after_a_client_sends_to_it) {
+  // Not clustered (no cluster port, no registry): rooms live where they are joined, so the room is in this
+  // test's database whatever other tests' nodes share the Redis server. chorusctl rooms reads PostgreSQL
+  // only.
+  const std::string secret = "cluster-test-secret-0123456789abcdef";
+  auto& node = start("r", {{"CHORUS_CLUSTER_PORT", "0"}, {"CHORUS_DEV_MODE", "1"}});
+  ws_client::options opts;
+  opts.bearer = actors::jwt::mint(secret, "alice", std::time(nullptr), 3600);
+  auto client = ws_client::connect(node.port(), opts);
+  const std::string room = "ctl-room-" + std::to_string(::getpid());
+  ASSERT_TRUE(client->send_json({{"op", "join"}, {"room", room}, {"id", 1}}));
+  ASSERT_TRUE(client->next_where([](const auto& o) { return o.contains("re") && o.at("re") == 1; }));
+  ASSERT_TRUE(client->send_json({{"op", "send"}, {"room", room}, {"text", "hello"}, {"id", 2}}));
+  auto ack = client->next_where([](const auto& o) { return o.contains("re") && o.at("re") == 2; });
+  ASSERT_TRUE(ack.has_value());
+  ASSERT_TRUE(ack->contains("ok")) << "send refused";
+
+  // ROOM LAST_SEQ OWNER_EPOCH OWNER_NODE, then OWNER_NODE ROOMS; a send is acknowledged once stored.
+  const std::string db = test_database::instance().url();
+  auto r = chorusctl({"--database_url", db, "rooms"});
+  EXPECT_EQ(r.status, 0) << r.output;
+  const auto row = row_of(r.output, room);
+  ASSERT_EQ(row.size(), 4u) << r.output;
+  EXPECT_EQ(row[1], "1") << r.output;
+  EXPECT_EQ(row[3], id_of("r")) << r.output;
+  EXPECT_EQ(row_of(r.output, id_of("r")), (std::vector<std::string>{id_of("r"), "1"})) << r.output;
+
+  // Only that node's rooms, and none of a node that owns nothing.
+  r = chorusctl({"--database_url", db, "rooms", "--node", id_of("r"), "--limit", "1"});
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_EQ(row_of(r.output, room).size(), 4u) << r.output;
+  r = chorusctl({"--database_url", db, "rooms", "--node", "nobody"});
+  EXPECT_EQ(r.status, 0) << r.output;
+  EXPECT_TRUE(row_of(r.output, room).empty()) << r.output;
 }
 
 TEST_F(cluster_test, sigterm_leaves_the_registry_at_once_and_kill_9_expires_after_the_ttl) {

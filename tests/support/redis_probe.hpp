@@ -6,6 +6,8 @@
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <cstdlib>
 #include <memory>
 #include <sstream>
@@ -56,6 +58,8 @@ struct raw_redis {
     const auto rest = url.substr(url.find("://") + 3);
     const auto colon = rest.rfind(':');
     ctx = redisConnect(rest.substr(0, colon).c_str(), std::stoi(rest.substr(colon + 1)));
+    if (auto slash = rest.find('/', colon); slash != std::string::npos && ok())
+      run({"SELECT", rest.substr(slash + 1)});
   }
   ~raw_redis() {
     if (ctx != nullptr) redisFree(ctx);
@@ -86,6 +90,42 @@ struct raw_redis {
       if (line.find(" name=" + name + " ") != std::string::npos) id = line.substr(3, line.find(' ') - 3);
     return !id.empty() && run({"CLIENT", "KILL", "ID", id}) == "1";
   }
+};
+
+/// A Redis database (1–15) of the server CHORUS_REDIS_URL names, claimed for one test's cluster. ctest runs
+/// tests in parallel, and a node counts every node registered in its Redis database as a peer: clusters of
+/// different tests must not meet. The claim is a key in that database; it expires should the test crash.
+class redis_database {
+ public:
+  explicit redis_database(std::string server_url) : conn_(server_url), token_(std::to_string(::getpid())) {
+    // redis://host:port[/db] as scripts/services.sh prints it: keep the server part only.
+    auto path = server_url.find('/', server_url.find("://") + 3);
+    server_ = server_url.substr(0, path);
+    for (int db = 1; db < 16 && conn_.ok(); ++db) {
+      conn_.run({"SELECT", std::to_string(db)});
+      if (conn_.run({"SET", claim_key, token_, "NX", "PX", "300000"}) == "OK") {
+        db_ = db;
+        break;
+      }
+    }
+  }
+  ~redis_database() {
+    if (db_ == 0) return;
+    conn_.run({"SELECT", std::to_string(db_)});
+    if (conn_.run({"GET", claim_key}) == token_) conn_.run({"DEL", claim_key});
+  }
+  redis_database(const redis_database&) = delete;
+  redis_database& operator=(const redis_database&) = delete;
+
+  bool claimed() const { return db_ != 0; }
+  std::string url() const { return server_ + "/" + std::to_string(db_); }
+
+ private:
+  static constexpr const char* claim_key = "chorus-test:cluster-claim";
+  raw_redis conn_;
+  std::string token_;
+  std::string server_;
+  int db_ = 0;
 };
 
 }  // namespace chorus::testing
