@@ -241,19 +241,24 @@ using membership_actor = caf::typed_actor<caf::reacts_to<atom::heartbeat>>;
 /// peer, applied here only. `nodes` is the membership actor's latest view of the cluster. `handover` drains
 /// the node: nothing is placed here any more, every room is handed over, and the answer (how many rooms)
 /// comes once they have all stopped. A `nodes` request answers the nodes of the current view (clients are
-/// told where else they may connect).
+/// told where else they may connect). `hello` answers who this node is now: its id and the incarnation it
+/// registered last (the node actor asks on behalf of peers; `unavailable` before the first registration);
+/// `hello` with a peer's id is the directory's own timer to dial that peer again.
 using room_directory =
     caf::typed_actor<caf::replies_to<atom::lookup, std::string>::with<room_actor>,
+                     caf::replies_to<atom::hello>::with<node_hello>, caf::reacts_to<atom::hello, std::string>,
                      caf::replies_to<atom::claim, std::string>::with<room_actor>,
                      caf::reacts_to<atom::notice, room_notice>, caf::reacts_to<atom::relay, room_notice>,
                      caf::reacts_to<atom::nodes, cluster_view>,
                      caf::replies_to<atom::handover>::with<std::uint64_t>,
                      caf::replies_to<atom::nodes>::with<std::vector<peer_node>>>;
 
-/// Counts each user's connections on this node: `connected` answers whether this is the user's first,
-/// `gone` whether it was the last.
-using presence_actor = caf::typed_actor<caf::replies_to<atom::connected, std::string>::with<bool>,
-                                        caf::replies_to<atom::gone, std::string>::with<bool>>;
+/// Counts each user's connections: `connected` answers whether this is the user's first in the cluster,
+/// `gone` whether it was the last (actors/presence_actor.hpp). `heartbeat` is its own timer, refreshing this
+/// node's presence entry in Redis.
+using presence_actor =
+    caf::typed_actor<caf::replies_to<atom::connected, std::string>::with<bool>,
+                     caf::replies_to<atom::gone, std::string>::with<bool>, caf::reacts_to<atom::heartbeat>>;
 
 /// A node's one actor published through the middleman on its cluster port: what other nodes connect to and
 /// monitor (cluster/peering). `hello` says who the node is; `relay` hands one event to sessions on this node;

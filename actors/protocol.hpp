@@ -44,9 +44,11 @@ std::string_view to_string(error_code code);
 /// WebSocket close codes Chorus uses besides the RFC 6455 ones (1000, 1001, 1007, 1009).
 namespace close_code {
 inline constexpr std::uint16_t normal = 1000;
-inline constexpr std::uint16_t going_away = 1001;     ///< server shutting down
-inline constexpr std::uint16_t bad_payload = 1007;    ///< text frame that is not UTF-8 (RFC 6455: must close)
-inline constexpr std::uint16_t too_big = 1009;        ///< frame over max_frame_bytes
+inline constexpr std::uint16_t going_away = 1001;   ///< server shutting down
+inline constexpr std::uint16_t bad_payload = 1007;  ///< text frame that is not UTF-8 (RFC 6455: must close)
+inline constexpr std::uint16_t too_big = 1009;      ///< frame over max_frame_bytes
+inline constexpr std::uint16_t service_restart =
+    1012;                                             ///< the node was declared down and rejoined the cluster
 inline constexpr std::uint16_t unauthorized = 4001;   ///< bad, expired or missing token
 inline constexpr std::uint16_t slow_consumer = 4008;  ///< outgoing queue full of unread messages
 inline constexpr std::uint16_t auth_timeout = 4002;   ///< no auth within auth_timeout_ms

@@ -473,6 +473,12 @@ void join(room_pointer self, join_request req, caf::typed_response_promise<join_
     rp.deliver(make_error(error_code::not_found));
     return;
   }
+  if (req.resume && !st.loaded) {
+    // Without its stored sequence the room cannot say what was missed (its seq may read 0): the client
+    // retries the resume rather than being told to page from nowhere.
+    rp.deliver(make_error(error_code::unavailable));
+    return;
+  }
   auto addr = ref.session.address();
   if (!st.sessions.count(addr)) {
     bool first_of_user = st.sessions_per_user[ref.user]++ == 0;
@@ -487,9 +493,7 @@ void join(room_pointer self, join_request req, caf::typed_response_promise<join_
     st.sessions.emplace(addr, ref);
   }
   join_result result{st.committed_seq, member_list(st), {}, true};
-  if (req.resume && !st.loaded) {
-    result.complete = false;
-  } else if (req.resume && req.last_seen < st.committed_seq) {
+  if (req.resume && req.last_seen < st.committed_seq) {
     auto first = req.last_seen + 1;
     if (cached(st, first) != nullptr) {
       for (auto seq = first; seq <= st.committed_seq && result.replay.size() < st.services.history_limit;

@@ -194,11 +194,17 @@ void post_to(session_pointer self, std::int64_t re, const std::string& room_id, 
              post_request req) {
   if (room.node() != self->node()) {
     // A room on another node answers every post too, unless that node dies: then its room's down message
-    // fails what is still listed here.
+    // fails what is still listed here, and the timeout covers a post sent just as the room went away. (Only
+    // here: a timer per send costs CPU, see below, and a cross-node send already costs more.)
     auto& st = self->state;
+    if (auto it = st.rooms.find(room_id); it == st.rooms.end() || it->second != room) {
+      // The room stopped while the send was being rate-checked: it would never answer.
+      reply_error(self, re, error_code::unavailable, "the room moved; send again");
+      return;
+    }
     auto token = ++st.next_post;
     st.remote_posts.emplace(token, std::make_pair(room_id, re));
-    self->request(room, caf::infinite, atom::post_v, std::move(req))
+    self->request(room, timeout(self), atom::post_v, std::move(req))
         .then(
             [self, re, token](protocol::chat_message& msg) {
               if (self->state.remote_posts.erase(token)) push(self, protocol::encode_send_ok(re, msg));
@@ -315,6 +321,8 @@ void on_frame(session_pointer self, std::string_view text) {
 
 constexpr std::uint32_t max_rejoin_attempts = 20;
 
+void deliver(session_pointer self, const outbound_event& ev);
+
 /// Joins `room_id` again after its actor stopped, resuming after the last seq the client has: the missed
 /// messages arrive as ordinary message events. Retried with backoff while the cluster settles on the room's
 /// new owner (about max_rejoin_attempts × 1 s at most); then the client is told to join again itself.
@@ -329,6 +337,7 @@ void rejoin(session_pointer self, const std::string& room_id) {
     auto code = to_protocol_error(err);
     if (code != error_code::unavailable || ++it->second >= max_rejoin_attempts) {
       st.rejoining.erase(it);
+      st.held_events.erase(room_id);
       st.seen.erase(room_id);
       reply_error(self, std::nullopt, code, "lost room '" + room_id + "'; join it again");
       return;
@@ -348,7 +357,14 @@ void rejoin(session_pointer self, const std::string& room_id) {
                         caf::anon_send(room, atom::leave_v, me(self));  // the client left meanwhile
                         return;
                       }
-                      for (const auto& msg : joined.replay) push(self, protocol::encode_message_event(msg));
+                      auto held = std::move(st.held_events[room_id]);
+                      st.held_events.erase(room_id);
+                      auto& seen = st.seen[room_id];
+                      for (const auto& msg : joined.replay) {
+                        if (msg.seq <= seen) continue;  // relayed by the previous owner while rejoining
+                        push(self, protocol::encode_message_event(msg));
+                        seen = msg.seq;
+                      }
                       if (!joined.complete) {
                         // More was missed than one resume replays: the client pages the rest, as after a
                         // join.
@@ -358,11 +374,44 @@ void rejoin(session_pointer self, const std::string& room_id) {
                                         std::to_string(from) + " up to " + std::to_string(joined.last_seq));
                       }
                       st.rooms.erase(room_id);
-                      joined_room(self, room_id, room, joined.last_seq);
+                      joined_room(self, room_id, room, std::max(joined.last_seq, seen));
+                      // What arrived meanwhile and the replay did not cover (sent after the join) follows.
+                      for (const auto& ev : held) deliver(self, ev);
                     },
                     retry);
           },
           retry);
+}
+
+/// Pushes a room's event to the client. A chat message arrives once, in order, even across a room's move: one
+/// the client has (relayed by the room's previous owner after the resume replayed it) is dropped, and one
+/// for a room being joined again waits for the replay.
+void deliver(session_pointer self, const outbound_event& ev) {
+  auto& st = self->state;
+  if (st.closing || !st.link) return;
+  if (ev.seq != 0 && ev.room) {
+    if (auto it = st.seen.find(*ev.room); it != st.seen.end()) {
+      if (ev.seq <= it->second) return;
+      if (st.rejoining.count(*ev.room)) {
+        auto& held = st.held_events[*ev.room];
+        if (held.size() < st.ctx->cfg.send_queue_limit) {
+          held.push_back(ev);
+          return;
+        }
+        // Too much traffic to hold while the room moves: the client resumes by itself from what it has.
+        st.rejoining.erase(*ev.room);
+        st.held_events.erase(*ev.room);
+        auto room_id = *ev.room;
+        reply_error(self, std::nullopt, error_code::unavailable,
+                    "lost room '" + room_id + "' while it moved; join it again with last_seq " +
+                        std::to_string(it->second));
+        st.seen.erase(it);
+        return;
+      }
+      it->second = ev.seq;
+    }
+  }
+  st.link->push(ev.bytes, ev.kind);
 }
 
 /// A room's actor stopped: posts it left unanswered fail, and the session joins the room again wherever it
@@ -440,14 +489,7 @@ caf::behavior session(session_pointer self, std::shared_ptr<const session_contex
         reply_error(self, std::nullopt, error_code::unsupported_frame,
                     "binary frames are not supported; send JSON text");
       },
-      [self](atom::deliver, const outbound_event& ev) {
-        auto& st = self->state;
-        if (st.closing || !st.link) return;
-        if (ev.seq != 0 && ev.room)
-          if (auto it = st.seen.find(*ev.room); it != st.seen.end() && it->second < ev.seq)
-            it->second = ev.seq;
-        st.link->push(ev.bytes, ev.kind);
-      },
+      [self](atom::deliver, const outbound_event& ev) { deliver(self, ev); },
       [self](atom::join, const std::string& room_id) { rejoin(self, room_id); },
       [self](atom::auth_due) {
         if (!self->state.user.empty()) return;

@@ -42,6 +42,9 @@ struct session_state {
   /// Rooms whose actor stopped (handed over, or its node died) and that this session is joining again on
   /// their new owner, with the attempts made so far. Sends to them are `unavailable` meanwhile.
   std::unordered_map<std::string, std::uint32_t> rejoining;
+  /// Message events of rooms being joined again, held back until the resume's replay has been pushed (they
+  /// follow it, minus what it replayed): at most send_queue_limit per room.
+  std::unordered_map<std::string, std::vector<outbound_event>> held_events;
   /// Posts to rooms on other nodes that are not answered yet: token → (room, request id). A node that dies
   /// answers nothing, so these are failed with `unavailable` when the room's actor goes down.
   std::map<std::uint64_t, std::pair<std::string, std::int64_t>> remote_posts;

@@ -25,7 +25,12 @@ actors::node_actor::behavior_type node(actors::node_actor::stateful_pointer<node
   self->state.me = std::move(me);
   self->state.directory = std::move(directory);
   return {
-      [self](atom::hello) { return self->state.me; },
+      [self](atom::hello) -> caf::result<actors::node_hello> {
+        // The directory knows the incarnation membership registered last, which changes when this node
+        // rejoins after being declared down; `me` is only the identity it started with.
+        if (self->state.directory) return self->delegate(self->state.directory, atom::hello_v);
+        return self->state.me;
+      },
       [self](atom::relay, const actors::relay_batch& batch) {
         for (const auto& session : batch.sessions)
           if (session) self->send(session, atom::deliver_v, batch.event);
@@ -116,7 +121,11 @@ void attempt(dialer_pointer self) {
 }
 
 node_dialer::behavior_type dialer(dialer_pointer self, std::string host, std::uint16_t port,
-                                  dial_policy policy) {
+                                  dial_policy policy, caf::actor_addr owner) {
+  if (auto owner_actor = caf::actor_cast<caf::actor>(owner)) {
+    self->monitor(owner_actor);
+    self->set_down_handler([self](const caf::down_msg&) { self->quit(); });
+  }
   self->state.host = std::move(host);
   self->state.port = port;
   self->state.policy = policy;
@@ -138,8 +147,9 @@ node_dialer::behavior_type dialer(dialer_pointer self, std::string host, std::ui
 
 }  // namespace
 
-node_dialer spawn_dialer(caf::actor_system& sys, std::string host, std::uint16_t port, dial_policy policy) {
-  return sys.spawn(dialer, std::move(host), port, policy);
+node_dialer spawn_dialer(caf::actor_system& sys, std::string host, std::uint16_t port, dial_policy policy,
+                         caf::actor_addr owner) {
+  return sys.spawn(dialer, std::move(host), port, policy, std::move(owner));
 }
 
 }  // namespace chorus::cluster

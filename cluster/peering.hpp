@@ -33,10 +33,10 @@ struct node_state {
   static inline const char* name = "node";
 };
 
-/// The node actor: answers `hello` with `me`, fans a `relay` out to the sessions it names (each gets
-/// `deliver` with the event), passes a peer's `notice` on to `directory` (to apply here only), and hands a
-/// `claim` for a room to `directory`. Stateless apart from its identity,
-/// so it never blocks and a peer's request to it is answered at once.
+/// The node actor: answers `hello` with the directory's identity of this node (`me` without a directory),
+/// fans a `relay` out to the sessions it names (each gets `deliver` with the event), passes a peer's `notice`
+/// on to `directory` (to apply here only), and hands a `claim` for a room to `directory`. Stateless apart
+/// from its identity, so it never blocks and a peer's request to it is answered at once.
 actors::node_actor::behavior_type node(actors::node_actor::stateful_pointer<node_state> self,
                                        actors::node_hello me, actors::room_directory directory);
 
@@ -67,9 +67,11 @@ using node_dialer = caf::typed_actor<caf::replies_to<atom::connected>::with<acto
 /// Connects to `host`:`port` without blocking anyone: request `connected` from the returned dialer (with
 /// caf::infinite or a deadline of your own) and handle both branches. The dialer tries at once, asks the
 /// middleman (connect_atom) again after each failure, and answers every `connected` with the outcome (also
-/// those that arrive after it is known); it goes away with its last handle. Monitor the node actor it hands
-/// you to hear when the peer dies or hangs.
+/// those that arrive after it is known); it goes away with its last handle, or when `owner` (if given)
+/// terminates: a dialer still retrying holds itself alive through its retry timer, and would otherwise keep
+/// the actor system from shutting down. Monitor the node actor it hands you to hear when the peer dies or
+/// hangs.
 node_dialer spawn_dialer(caf::actor_system& sys, std::string host, std::uint16_t port,
-                         dial_policy policy = {});
+                         dial_policy policy = {}, caf::actor_addr owner = {});
 
 }  // namespace chorus::cluster

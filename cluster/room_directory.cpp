@@ -95,6 +95,16 @@ void update_view(directory_pointer self) {
 
 void dial(directory_pointer self, const std::string& id);
 
+/// Dials `id` again after the dial policy's pause (the `hello` timer), unless it is connected or gone by
+/// then.
+void redial_later(directory_pointer self, const std::string& id) {
+  auto it = self->state.peers.find(id);
+  if (it == self->state.peers.end()) return;
+  if (it->second.dialer) self->send_exit(it->second.dialer, caf::exit_reason::user_shutdown);
+  it->second.dialer = nullptr;
+  self->delayed_send(self, self->state.dialing.retry_delay, atom::hello_v, id);
+}
+
 /// Stops dialing and watching a peer (it left, or came back as another incarnation).
 void forget(directory_pointer self, peer_entry& peer) {
   if (peer.dialer) self->send_exit(peer.dialer, caf::exit_reason::user_shutdown);
@@ -107,8 +117,8 @@ void forget(directory_pointer self, peer_entry& peer) {
 /// the incarnation the registry lists, and watches it.
 void dial(directory_pointer self, const std::string& id) {
   auto& peer = self->state.peers.at(id);
-  peer.dialer =
-      spawn_dialer(self->home_system(), peer.info.host, peer.info.cluster_port, self->state.dialing);
+  peer.dialer = spawn_dialer(self->home_system(), peer.info.host, peer.info.cluster_port, self->state.dialing,
+                             self->address());
   auto incarnation = peer.info.incarnation;
   self->request(peer.dialer, caf::infinite, atom::connected_v)
       .then(
@@ -120,10 +130,12 @@ void dial(directory_pointer self, const std::string& id) {
                       if (it == self->state.peers.end() || it->second.info.incarnation != incarnation) return;
                       auto& peer = it->second;
                       if (hello.node_id != id || hello.incarnation != incarnation) {
-                        // Another run of that node answers on the port; the registry will list it soon.
-                        spdlog::info(
-                            "cluster: {} at {}:{} is incarnation {}, not {}; waiting for the registry", id,
-                            peer.info.host, peer.info.cluster_port, hello.incarnation, incarnation);
+                        // Another run of that node answers on the port, or the peer registered anew and its
+                        // node actor has not heard yet: ask again shortly, until the registry and the peer
+                        // agree.
+                        spdlog::info("cluster: {} at {}:{} is incarnation {}, not {}; asking again", id,
+                                     peer.info.host, peer.info.cluster_port, hello.incarnation, incarnation);
+                        redial_later(self, id);
                         return;
                       }
                       if (peer.dialer) self->send_exit(peer.dialer, caf::exit_reason::user_shutdown);
@@ -133,7 +145,7 @@ void dial(directory_pointer self, const std::string& id) {
                       spdlog::info("cluster: connected to {} (incarnation {})", id, incarnation);
                       update_view(self);
                     },
-                    [](caf::error&) {});  // the registry listing or the next down message decides
+                    [self, id](caf::error&) { redial_later(self, id); });
           },
           [](caf::error&) {});  // the dialer was stopped: the peer left or changed incarnation
 }
@@ -243,6 +255,15 @@ actors::room_directory::behavior_type room_directory(directory_pointer self, std
           self->send(it->second, atom::notice_v, std::move(notice));
       },
       [self](atom::nodes, actors::cluster_view& view) { on_nodes(self, view); },
+      [self](atom::hello) -> caf::result<actors::node_hello> {
+        auto& st = self->state;
+        if (st.incarnation.empty()) return actors::make_error(error_code::unavailable);
+        return actors::node_hello{st.node_id, st.incarnation};
+      },
+      [self](atom::hello, const std::string& id) {
+        auto it = self->state.peers.find(id);
+        if (it != self->state.peers.end() && !it->second.node && !it->second.dialer) dial(self, id);
+      },
       [self](atom::nodes) {
         auto& st = self->state;
         std::vector<actors::peer_node> out;

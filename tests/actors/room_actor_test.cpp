@@ -530,6 +530,28 @@ TEST_F(room_actor_test, resume_replays_exactly_the_missed_messages_then_live_eve
   EXPECT_EQ(events[0].at("seq"), 4);
 }
 
+TEST_F(room_actor_test, a_resume_while_the_room_cannot_load_is_unavailable_until_it_can) {
+  open_room();
+  auto [alice, alice_log] = member("alice");
+  caf::anon_send(alice, atom::post_v, std::string("m1"));
+  run();
+  db_->down = true;
+  caf::anon_send(alice, atom::post_v, std::string("lost"));  // the failed write makes the room reload
+  run();
+  auto [bob, bob_log] = member("bob");
+  bob_log->entries.clear();
+  caf::anon_send(bob, atom::join_v, std::uint64_t{0});
+  run();
+  EXPECT_EQ(replies(*bob_log).back(), "reply:error:unavailable");
+
+  db_->down = false;
+  sched_.trigger_timeouts();
+  run();
+  caf::anon_send(bob, atom::join_v, std::uint64_t{0});
+  run();
+  EXPECT_EQ(replies(*bob_log).back(), "reply:resumed:1,complete");
+}
+
 TEST_F(room_actor_test, resume_beyond_the_cache_says_it_is_incomplete) {
   open_room();  // caches 4 messages, replays at most 3
   auto [alice, alice_log] = member("alice");

@@ -67,8 +67,11 @@ event_sink::behavior_type sink(event_sink::pointer, caf::actor probe, std::strin
 
 /// A room directory that only passes notices from peers on to `probe`, and refuses every claim with
 /// `forbidden` (so that a test can tell its answer from any other error).
-actors::room_directory::behavior_type notice_probe(actors::room_directory::pointer, caf::actor probe) {
+actors::room_directory::behavior_type notice_probe(actors::room_directory::pointer, caf::actor probe,
+                                                   actors::node_hello me) {
   return {
+      [me](atom::hello) { return me; },
+      [](atom::hello, const std::string&) {},
       [](atom::lookup, const std::string&) -> caf::result<actors::room_actor> {
         return caf::make_error(caf::sec::unexpected_message);
       },
@@ -529,9 +532,11 @@ TEST(type_id_block, every_entry_in_messages_hpp_is_covered) {
 
 TEST_F(middleman_test, node_actor_says_hello_relays_passes_notices_on_and_answers_claims) {
   caf::scoped_actor a_probe{*a_};
-  auto directory = on_a(a_->spawn(notice_probe, caf::actor_cast<caf::actor>(a_probe)));
+  // The node actor started as one incarnation; the directory knows the one registered since (the node was
+  // declared down and rejoined): peers must hear the current one.
   actors::node_hello me{"node-a", new_incarnation()};
-  auto node_a = on_a(a_->spawn(node, me, directory));
+  auto directory = on_a(a_->spawn(notice_probe, caf::actor_cast<caf::actor>(a_probe), me));
+  auto node_a = on_a(a_->spawn(node, actors::node_hello{"node-a", new_incarnation()}, directory));
   auto port = publish_node(*a_, node_a, 0);
   ASSERT_TRUE(port);
   ASSERT_NE(*port, 0);
@@ -651,6 +656,21 @@ TEST_F(middleman_test, dialer_keeps_trying_until_the_peer_is_up) {
   std::move(pending).receive([&](const actors::node_actor& peer) { connected = static_cast<bool>(peer); },
                              [&](caf::error& err) { ADD_FAILURE() << b_->render(err); });
   EXPECT_TRUE(connected);
+}
+
+TEST_F(middleman_test, a_dialer_that_never_connects_stops_with_its_owner) {
+  // Its retry timer would keep it alive, and the actor system with it, were it not watching its owner.
+  auto port = free_port();
+  auto owner = b_->spawn([]() -> caf::behavior { return {[](int) {}}; });
+  auto dialer =
+      spawn_dialer(*b_, "127.0.0.1", port, {std::chrono::milliseconds(10), 0, 2000ms}, owner.address());
+  caf::scoped_actor self{*b_};
+  self->monitor(dialer);
+  self->send_exit(owner, caf::exit_reason::user_shutdown);
+  bool stopped = false;
+  self->receive([&](const caf::down_msg& msg) { stopped = msg.source == dialer.address(); },
+                caf::after(reply_timeout) >> [] {});
+  EXPECT_TRUE(stopped) << "the dialer kept retrying after its owner was gone";
 }
 
 TEST_F(middleman_test, a_monitor_hears_when_the_remote_actor_quits) {
