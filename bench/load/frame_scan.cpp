@@ -10,6 +10,7 @@ constexpr std::string_view kEventPrefix = R"({"ev":")";
 constexpr std::string_view kRoomKey = R"("room":")";
 constexpr std::string_view kSeqKey = R"("seq":)";
 constexpr std::string_view kTextKey = R"("text":")";
+constexpr std::string_view kUserKey = R"("user":")";
 constexpr std::string_view kOkTrue = R"("ok":true)";
 constexpr std::string_view kOkFalse = R"("ok":false)";
 constexpr std::string_view kClientMsgIdKey = R"("client_msg_id":")";
@@ -36,6 +37,16 @@ bool scan_message(std::string_view line, std::string_view room_prefix, scanned_l
   rest.remove_prefix(used);
   at = rest.find(kTextKey);
   if (at == std::string_view::npos) return false;
+  // The author comes before the text; a quote inside a JSON string is escaped, so the key cannot be text.
+  if (const auto user = rest.substr(0, at).find(kUserKey); user != std::string_view::npos) {
+    auto name = rest.substr(user + kUserKey.size());
+    if (name.starts_with(kUserPrefix)) {
+      name.remove_prefix(kUserPrefix.size());
+      std::uint64_t index = 0;
+      const auto digits = parse_digits(name, index);
+      if (digits > 0 && digits < name.size() && name[digits] == '"') out.sender = index;
+    }
+  }
   rest.remove_prefix(at + kTextKey.size());
   if (rest.substr(0, kStampMarker.size()) == kStampMarker) {
     rest.remove_prefix(kStampMarker.size());

@@ -24,14 +24,22 @@ struct scanned_line {
   std::uint64_t stamp_ns =
       0;                 ///< send time embedded by the generator (text for messages, client_msg_id for acks)
   bool stamped = false;  ///< stamp_ns was found
+  /// For messages: the connection index in the author's generated name (kUserPrefix + index); UINT64_MAX
+  /// when the author is not one of the generator's users.
+  std::uint64_t sender = UINT64_MAX;
 };
 
 /// The marker that starts every generated message text, followed by the send stamp and ';'.
 inline constexpr std::string_view kStampMarker = "~T";
 
+/// Generated users are named this followed by their connection's index ("u0", "u1", ...), so a receiver
+/// knows which connection sent a message from its `user` field.
+inline constexpr std::string_view kUserPrefix = "u";
+
 /// Classifies `line` by substring search only. The server writes fields in a fixed order
-/// (`{"ev":"message","room":"R","seq":N,"d":{...,"text":"..."}}`), and the generator writes the text, so a
-/// stamp is found by its marker; anything that does not fit is reported as `unknown`, never guessed.
+/// (`{"ev":"message","room":"R","seq":N,"d":{...,"user":"U","text":"..."}}`), and the generator writes the
+/// text, so a stamp is found by its marker; anything that does not fit is reported as `unknown`, never
+/// guessed. A message without a `user` before its text is still a message, of an unknown sender.
 /// `room_prefix` is what the generator puts before each room's index.
 scanned_line scan_line(std::string_view line, std::string_view room_prefix);
 

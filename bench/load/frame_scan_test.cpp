@@ -23,6 +23,27 @@ TEST(FrameScan, MessageEvent) {
   EXPECT_EQ(sc.stamp_ns, 123456789u);
 }
 
+TEST(FrameScan, MessageNamesItsGeneratedSender) {
+  const auto sc = scan_line(R"({"ev":"message","room":"babc12-7","seq":42,"d":{"id":"x","user":"u1234",)"
+                            R"("text":"~T5;xx","ts":"t","client_msg_id":"5"}})",
+                            kPrefix);
+  EXPECT_EQ(sc.kind, line_kind::message);
+  EXPECT_EQ(sc.sender, 1234u);
+  EXPECT_TRUE(sc.stamped);
+}
+
+TEST(FrameScan, SenderIsUnknownUnlessGenerated) {
+  // Another user, a name that only starts like a generated one, no user at all: still a measured message.
+  for (const auto* line : {R"({"ev":"message","room":"babc12-1","seq":1,"d":{"user":"alice","text":"~T5;"}})",
+                           R"({"ev":"message","room":"babc12-1","seq":1,"d":{"user":"u12x","text":"~T5;"}})",
+                           R"({"ev":"message","room":"babc12-1","seq":1,"d":{"text":"~T5;"}})"}) {
+    const auto sc = scan_line(line, kPrefix);
+    EXPECT_EQ(sc.kind, line_kind::message) << line;
+    EXPECT_EQ(sc.sender, UINT64_MAX) << line;
+    EXPECT_TRUE(sc.stamped) << line;
+  }
+}
+
 TEST(FrameScan, MessageFromSomeoneElseHasNoStamp) {
   const auto sc = scan_line(
       R"({"ev":"message","room":"babc12-0","seq":1,"d":{"id":"x","user":"u","text":"hi","ts":"t"}})",

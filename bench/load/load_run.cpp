@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -86,6 +87,7 @@ struct window_counters {
   std::uint64_t disconnects = 0, seq_gaps = 0, seq_out_of_order = 0, max_send_queue = 0;
   std::uint64_t max_pacer_lag_ns = 0;  ///< how late the pacer woke at worst: the generator's own stalls
   std::uint64_t churn_attempted = 0, churn_completed = 0, churn_failed = 0;
+  std::vector<std::uint64_t> delivered_by_url;  ///< window deliveries by the receiver's --url (several only)
   std::map<std::string, std::uint64_t> errors;
 };
 
@@ -194,7 +196,8 @@ class load_run final : public connection_listener {
     members_.resize(s_.connections);
     tokens_.reserve(s_.connections);
     for (std::uint32_t i = 0; i < s_.connections; ++i) {
-      tokens_.push_back(actors::jwt::mint(s_.secret, "u" + std::to_string(i), now_s, kTokenTtl));
+      tokens_.push_back(
+          actors::jwt::mint(s_.secret, std::string(kUserPrefix) + std::to_string(i), now_s, kTokenTtl));
     }
     // Member slot k of room r goes to connection (r * members + k) mod connections: rooms are contiguous
     // blocks of connections, and a run with more slots than connections puts a connection in several rooms.
@@ -221,8 +224,8 @@ class load_run final : public connection_listener {
     const std::size_t pad = s_.message_bytes;
     padding_.assign(pad, 'x');
     report_.connect.requested = s_.connections;
-    if (s_.server_pid > 0) {
-      if (auto rss = rss_kib(s_.server_pid)) {
+    if (s_.memory_pid() > 0) {
+      if (auto rss = rss_kib(s_.memory_pid())) {
         report_.memory.available = true;
         report_.memory.rss_before_kib = *rss;
         report_.memory.samples.emplace_back(0, *rss);
@@ -257,11 +260,12 @@ class load_run final : public connection_listener {
   void launch_more() {
     while (in_flight_ < s_.connect_concurrency && next_to_connect_ < s_.connections && !shutting_down_) {
       const auto id = next_to_connect_++;
-      const auto& u = s_.urls[id % s_.urls.size()];
+      const auto url = s_.url_of(id);
+      const auto& u = s_.urls[url];
       members_[id].connect_started_ns = now_ns();
       ++in_flight_;
-      members_[id].link = client_connection::start(ioc_, endpoints_[id % endpoints_.size()],
-                                                   u.host + ":" + u.port, u.path, tokens_[id], id, *this);
+      members_[id].link = client_connection::start(ioc_, endpoints_[url], u.host + ":" + u.port, u.path,
+                                                   tokens_[id], id, *this);
     }
     if (next_to_connect_ >= s_.connections) tokens_ = {};  // every token is in a handshake by now
   }
@@ -344,8 +348,11 @@ class load_run final : public connection_listener {
 
   step_result run_step(double rate) {
     window_ = window_counters{};
+    if (s_.urls.size() > 1) window_.delivered_by_url.assign(s_.urls.size(), 0);
     ack_hist_.reset();
     delivery_hist_.reset();
+    same_url_hist_.reset();
+    other_url_hist_.reset();
     churn_hist_.reset();
     errors_ = &window_.errors;
     const auto start = now_ns();
@@ -356,11 +363,11 @@ class load_run final : public connection_listener {
     std::uint64_t wall0 = 0, wall1 = 0;
     wait_until([&] { return now_ns() >= window_start_ns_; }, UINT64_MAX, "warming up");
     cpu0 = cpu_seconds();
-    const auto server0 = s_.server_pid > 0 ? cpu_seconds_of(s_.server_pid) : std::nullopt;
+    const auto server0 = servers_cpu_seconds();
     wall0 = now_ns();
     wait_until([&] { return now_ns() >= window_end_ns_; }, UINT64_MAX, "measuring");
     cpu1 = cpu_seconds();
-    const auto server1 = s_.server_pid > 0 ? cpu_seconds_of(s_.server_pid) : std::nullopt;
+    const auto server1 = servers_cpu_seconds();
     wall1 = now_ns();
     // A late pacer still owes the window's last messages; they go out now, and their lateness is latency.
     wait_until([&] { return !pacer_running_; }, now_ns() + seconds_to_ns(s_.drain_s), "measuring");
@@ -386,6 +393,11 @@ class load_run final : public connection_listener {
     r.deliveries_per_s = static_cast<double>(window_.received_in_window) / s_.duration_s;
     r.ack_latency = summarize(ack_hist_);
     r.delivery_latency = summarize(delivery_hist_);
+    if (s_.urls.size() > 1) {
+      r.delivery_latency_same_url = summarize(same_url_hist_);
+      r.delivery_latency_other_url = summarize(other_url_hist_);
+      r.delivered_by_url = window_.delivered_by_url;
+    }
     r.errors = window_.errors;
     r.disconnects = window_.disconnects;
     r.seq_gaps = window_.seq_gaps;
@@ -394,7 +406,14 @@ class load_run final : public connection_listener {
     r.max_pacer_lag_ms = static_cast<double>(window_.max_pacer_lag_ns) / 1e6;
     const double wall = static_cast<double>(wall1 - wall0) / 1e9;
     r.generator_cpu = wall > 0 ? (cpu1 - cpu0) / wall : 0;
-    if (server0 && server1 && wall > 0) r.server_cpu = (*server1 - *server0) / wall;
+    if (server0 && server1 && wall > 0) {
+      r.server_cpu = 0;
+      for (std::size_t i = 0; i < server0->size(); ++i) {
+        const double node = ((*server1)[i] - (*server0)[i]) / wall;
+        r.server_cpu += node;
+        if (server0->size() > 1) r.server_cpus.push_back(node);
+      }
+    }
     if (s_.churn_rate > 0) {
       churn_result c;
       c.offered_rate = s_.churn_rate;
@@ -409,10 +428,22 @@ class load_run final : public connection_listener {
     return r;
   }
 
+  /// CPU seconds of every --server-pid, in order; nullopt when there are none or one is unreadable.
+  std::optional<std::vector<double>> servers_cpu_seconds() const {
+    if (s_.server_pids.empty()) return std::nullopt;
+    std::vector<double> out;
+    for (const int pid : s_.server_pids) {
+      const auto cpu = cpu_seconds_of(pid);
+      if (!cpu) return std::nullopt;
+      out.push_back(*cpu);
+    }
+    return out;
+  }
+
   /// The node's RSS with every connection still open: after the idle settle, or after the last step.
   void record_memory_after() {
     if (!report_.memory.available || report_.memory.rss_after_kib != 0) return;
-    if (auto rss = rss_kib(s_.server_pid)) {
+    if (auto rss = rss_kib(s_.memory_pid())) {
       report_.memory.rss_after_kib = *rss;
       report_.memory.samples.emplace_back(open_, *rss);
       if (open_ > 0) {
@@ -439,7 +470,7 @@ class load_run final : public connection_listener {
   void sample_memory() {
     if (!report_.memory.available || s_.chatting() || s_.connections < 10) return;
     if (open_ % (s_.connections / 10) != 0) return;
-    if (auto rss = rss_kib(s_.server_pid)) report_.memory.samples.emplace_back(open_, *rss);
+    if (auto rss = rss_kib(s_.memory_pid())) report_.memory.samples.emplace_back(open_, *rss);
   }
 
   // --- pacing ----------------------------------------------------------------------------------------
@@ -568,7 +599,15 @@ class load_run final : public connection_listener {
     }
     if (sc.stamped && in_window(sc.stamp_ns)) {
       ++window_.delivered;
-      delivery_hist_.record(now > sc.stamp_ns ? now - sc.stamp_ns : 0);
+      const auto latency = now > sc.stamp_ns ? now - sc.stamp_ns : 0;
+      delivery_hist_.record(latency);
+      if (s_.urls.size() > 1) {
+        const auto url = s_.url_of(id);
+        ++window_.delivered_by_url[url];
+        // Does this member share a node with the sender?
+        if (sc.sender < s_.connections)
+          (s_.url_of(sc.sender) == url ? same_url_hist_ : other_url_hist_).record(latency);
+      }
     }
   }
 
@@ -648,6 +687,14 @@ class load_run final : public connection_listener {
       sc.seq = static_cast<std::uint64_t>(seq->as_int64());
     }
     if (const auto* d = o.if_contains("d"); d != nullptr && d->is_object()) {
+      if (const auto* user = d->as_object().if_contains("user"); user != nullptr && user->is_string()) {
+        std::string_view name = user->as_string();
+        std::uint64_t index = 0;
+        if (name.starts_with(kUserPrefix)) {
+          name.remove_prefix(kUserPrefix.size());
+          if (!name.empty() && parse_digits(name, index) == name.size()) sc.sender = index;
+        }
+      }
       if (const auto* text = d->as_object().if_contains("text"); text != nullptr && text->is_string()) {
         std::string_view t = text->as_string();
         if (t.starts_with(kStampMarker)) {
@@ -826,6 +873,7 @@ class load_run final : public connection_listener {
   std::vector<std::uint32_t> senders_;
   std::string padding_;
   histogram connect_hist_, ack_hist_, delivery_hist_, churn_hist_;
+  histogram same_url_hist_, other_url_hist_;  ///< delivery latency split by the receiver's URL (several only)
   window_counters window_;
   std::map<std::string, std::uint64_t>* errors_ = nullptr;
 
@@ -859,7 +907,7 @@ class load_run final : public connection_listener {
 }  // namespace
 
 run_report run_load(const scenario& s) {
-  // Heap-allocated: four inline histograms make the object a quarter of a megabyte.
+  // Heap-allocated: six inline histograms make the object over a quarter of a megabyte.
   auto run = std::make_unique<load_run>(s);
   return run->run();
 }

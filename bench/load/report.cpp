@@ -88,25 +88,38 @@ json::object counts_to_json(const Map& m) {
 }
 
 json::object to_json(const step_result& s) {
-  return {{"offered_rate", round3(s.offered_rate)},
-          {"duration_s", round3(s.duration_s)},
-          {"sent", s.sent},
-          {"acknowledged", s.acknowledged},
-          {"delivered", s.delivered},
-          {"expected", s.expected},
-          {"delivery_ratio", s.expected == 0 ? 0.0 : std::round(s.delivery_ratio * 1e6) / 1e6},
-          {"deliveries_per_s", std::round(s.deliveries_per_s)},
-          {"ack_latency", to_json(s.ack_latency)},
-          {"delivery_latency", to_json(s.delivery_latency)},
-          {"errors", counts_to_json(s.errors)},
-          {"disconnects", s.disconnects},
-          {"seq_gaps", s.seq_gaps},
-          {"seq_out_of_order", s.seq_out_of_order},
-          {"max_send_queue", s.max_send_queue},
-          {"max_pacer_lag_ms", round3(s.max_pacer_lag_ms)},
-          {"generator_cpu", round3(s.generator_cpu)},
-          {"server_cpu", s.server_cpu < 0 ? json::value(nullptr) : json::value(round3(s.server_cpu))},
-          {"held", s.held}};
+  json::object o{{"offered_rate", round3(s.offered_rate)},
+                 {"duration_s", round3(s.duration_s)},
+                 {"sent", s.sent},
+                 {"acknowledged", s.acknowledged},
+                 {"delivered", s.delivered},
+                 {"expected", s.expected},
+                 {"delivery_ratio", s.expected == 0 ? 0.0 : std::round(s.delivery_ratio * 1e6) / 1e6},
+                 {"deliveries_per_s", std::round(s.deliveries_per_s)},
+                 {"ack_latency", to_json(s.ack_latency)},
+                 {"delivery_latency", to_json(s.delivery_latency)},
+                 {"errors", counts_to_json(s.errors)},
+                 {"disconnects", s.disconnects},
+                 {"seq_gaps", s.seq_gaps},
+                 {"seq_out_of_order", s.seq_out_of_order},
+                 {"max_send_queue", s.max_send_queue},
+                 {"max_pacer_lag_ms", round3(s.max_pacer_lag_ms)},
+                 {"generator_cpu", round3(s.generator_cpu)},
+                 {"server_cpu", s.server_cpu < 0 ? json::value(nullptr) : json::value(round3(s.server_cpu))},
+                 {"held", s.held}};
+  if (!s.server_cpus.empty()) {
+    json::array cpus;
+    for (const double c : s.server_cpus) cpus.push_back(round3(c));
+    o["server_cpus"] = std::move(cpus);
+  }
+  if (!s.delivered_by_url.empty()) {
+    o["delivery_latency_same_url"] = to_json(s.delivery_latency_same_url);
+    o["delivery_latency_other_url"] = to_json(s.delivery_latency_other_url);
+    json::array by_url;
+    for (const auto n : s.delivered_by_url) by_url.push_back(n);
+    o["delivered_by_url"] = std::move(by_url);
+  }
+  return o;
 }
 
 void print_latency(std::FILE* out, const char* name, const latency_summary& l) {
@@ -132,6 +145,13 @@ void print_step(std::FILE* out, const step_result& s) {
   std::fprintf(out, "  deliveries/s       %.0f\n", s.deliveries_per_s);
   print_latency(out, "ack latency", s.ack_latency);
   print_latency(out, "delivery latency", s.delivery_latency);
+  if (!s.delivered_by_url.empty()) {
+    print_latency(out, "same URL as sender", s.delivery_latency_same_url);
+    print_latency(out, "other URL", s.delivery_latency_other_url);
+    std::fprintf(out, "  %-18s", "delivered by URL");
+    for (const auto n : s.delivered_by_url) std::fprintf(out, " %llu", static_cast<unsigned long long>(n));
+    std::fprintf(out, "\n");
+  }
   print_counts(out, "errors", s.errors);
   std::fprintf(out, "  disconnects        %llu   seq gaps %llu   out of order %llu   max send queue %llu\n",
                static_cast<unsigned long long>(s.disconnects), static_cast<unsigned long long>(s.seq_gaps),
@@ -140,6 +160,12 @@ void print_step(std::FILE* out, const step_result& s) {
   std::fprintf(out, "  generator CPU      %.0f %% of one core, worst stall %.1f ms", s.generator_cpu * 100.0,
                s.max_pacer_lag_ms);
   if (s.server_cpu >= 0) std::fprintf(out, "; server CPU %.0f %% of one core", s.server_cpu * 100.0);
+  if (!s.server_cpus.empty()) {
+    std::fprintf(out, " (");
+    for (std::size_t i = 0; i < s.server_cpus.size(); ++i)
+      std::fprintf(out, "%s%.0f %%", i == 0 ? "" : " + ", s.server_cpus[i] * 100.0);
+    std::fprintf(out, ")");
+  }
   std::fprintf(out, "\n");
 }
 

@@ -34,6 +34,11 @@ struct step_result {
   double deliveries_per_s = 0;  ///< message events received during the window, any stamp
   latency_summary ack_latency;
   latency_summary delivery_latency;
+  /// With several --url: delivery latency to members connected through the sender's URL, and through another
+  /// one (on a cluster: same node as the sender, another node); deliveries by the receiver's URL.
+  latency_summary delivery_latency_same_url;
+  latency_summary delivery_latency_other_url;
+  std::vector<std::uint64_t> delivered_by_url;
   std::map<std::string, std::uint64_t> errors;  ///< error code -> count, during the window and its drain
   std::uint64_t disconnects = 0;
   std::uint64_t seq_gaps = 0;  ///< messages skipped within a room's sequence, per receiver
@@ -41,7 +46,8 @@ struct step_result {
   std::uint64_t max_send_queue = 0;  ///< largest client-side write backlog of a sender (generator lag)
   double generator_cpu = 0;          ///< the generator's CPU time / wall time (1.0 = one core)
   double max_pacer_lag_ms = 0;       ///< the generator's worst stall (its timer fired this late)
-  double server_cpu = -1;            ///< the same for --server-pid (a single node); -1 when unknown
+  double server_cpu = -1;            ///< the same for --server-pid, summed over all given; -1 when unknown
+  std::vector<double> server_cpus;   ///< per --server-pid, in order, when more than one was given
   bool held = true;                  ///< met the ramp's bounds
 };
 

@@ -1,6 +1,7 @@
 // Command-line parsing for chorus-bench: presets first, then flags, then validation with a named culprit.
 #include "bench/load/scenario.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <functional>
@@ -18,6 +19,8 @@ usage: chorus-bench --secret SECRET [--scenario NAME] [options]
 
   --url URL                ws://HOST:PORT/PATH of a node; repeat for several (connections go round-robin)
                            default ws://127.0.0.1:8080/ws
+  --url-by connection|room round-robin over the URLs by connection (default) or by room: all members of
+                           room r on URL r mod URLs (needs connections = rooms x members-per-room)
   --secret S               the node's jwt_secret (dev tokens are minted with it); or CHORUS_JWT_SECRET
   --scenario NAME          preset: fanout, big-room, dm, durable, idle, churn (flags given too override it)
                            (durable: the dm shape at 50,000 msg/s, issue 4's target; 5 s after 1 s warm-up)
@@ -40,12 +43,15 @@ usage: chorus-bench --secret SECRET [--scenario NAME] [options]
   --churn-concurrency N    churn connections in flight at once, default 256 (more only queues in SYN backlogs)
   --connect-concurrency N  connection attempts in flight while connecting, default 256
   --connect-timeout S      limit for connecting and joining, default 60
-  --server-pid PID         report this process's VmRSS (and per connection, for idle)
+  --server-pid PID         report this process's CPU and VmRSS (and per connection, for idle); repeat for
+                           the nodes of a cluster: CPU per node and in sum, VmRSS of the first
+  --room-prefix P          name the rooms P0..P(N-1) (default: a random prefix per run)
   --json                   print only the JSON line (no summary, no progress)
   --help
 
 Latency is measured from each message's scheduled send time (so a stalled generator shows up as latency,
-not as missing samples) to its arrival at each receiver; both ends are in this process.
+not as missing samples) to its arrival at each receiver; both ends are in this process. With several --url,
+delivery latency is also split by whether the receiver is connected through the sender's URL or another one.
 )";
 
 struct preset {
@@ -141,6 +147,7 @@ parse_result parse_command_line(int argc, const char* const* argv) {
   std::vector<std::pair<std::string, std::string>> flags;  // in order, after splitting --key=value
   static const std::map<std::string, bool, std::less<>> takes_value = {
       {"url", true},
+      {"url-by", true},
       {"secret", true},
       {"scenario", true},
       {"connections", true},
@@ -162,6 +169,7 @@ parse_result parse_command_line(int argc, const char* const* argv) {
       {"connect-concurrency", true},
       {"connect-timeout", true},
       {"server-pid", true},
+      {"room-prefix", true},
       {"json", false},
       {"help", false},
   };
@@ -212,6 +220,9 @@ parse_result parse_command_line(int argc, const char* const* argv) {
       if (!urls_given) s.urls.clear();
       urls_given = true;
       s.urls.push_back(std::move(u));
+    } else if (key == "url-by") {
+      ok = value == "connection" || value == "room";
+      s.url_by_room = value == "room";
     } else if (key == "secret") {
       s.secret = value;
     } else if (key == "connections") {
@@ -252,7 +263,16 @@ parse_result parse_command_line(int argc, const char* const* argv) {
     } else if (key == "connect-timeout") {
       ok = parse_number(std::string_view(value), s.connect_timeout_s) && s.connect_timeout_s > 0;
     } else if (key == "server-pid") {
-      ok = parse_number(std::string_view(value), s.server_pid) && s.server_pid > 0;
+      int pid = 0;
+      ok = parse_number(std::string_view(value), pid) && pid > 0;
+      s.server_pids.push_back(pid);
+    } else if (key == "room-prefix") {
+      // Room names go into JSON unescaped and are matched byte for byte in the server's lines.
+      ok = !value.empty() && value.size() <= 64 && std::all_of(value.begin(), value.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+               c == '_' || c == '.';
+      });
+      s.room_prefix = value;
     } else if (key == "json") {
       s.json = true;
     }
@@ -279,7 +299,9 @@ parse_result parse_command_line(int argc, const char* const* argv) {
         "--members-per-room: larger than --connections; a room would hold one connection twice"};
   }
   if (s.ramp && !s.chatting()) return parse_error{"--ramp: needs senders, rooms and a rate"};
-  s.room_prefix = random_prefix();
+  if (s.url_by_room && s.connections != slots)
+    return parse_error{"--url-by room: needs --connections equal to --rooms x --members-per-room"};
+  if (s.room_prefix.empty()) s.room_prefix = random_prefix();
   return s;
 }
 

@@ -21,6 +21,7 @@ struct target_url {
 struct scenario {
   std::string name = "custom";
   std::vector<target_url> urls;
+  bool url_by_room = false;          ///< connections go to URLs by room, not round-robin (see url_of)
   std::string secret;                ///< the node's development jwt_secret, to mint tokens
   std::uint32_t connections = 1000;  ///< 0 = as many as the open-files limit allows
   std::uint32_t rooms = 10;
@@ -40,11 +41,21 @@ struct scenario {
   std::uint32_t churn_concurrency = 256;    ///< churn connections in flight at once
   std::uint32_t connect_concurrency = 256;  ///< connection attempts in flight while connecting
   double connect_timeout_s = 60;            ///< the whole connect (and join) phase
-  int server_pid = 0;                       ///< whose VmRSS to report (idle)
+  std::vector<int> server_pids;             ///< nodes whose CPU to report; the first one's VmRSS too (idle)
   bool json = false;                        ///< print only the JSON line
-  std::string room_prefix;                  ///< unique per run so that runs against one node do not mix
+  std::string room_prefix;                  ///< random unless given, so that runs against one node do not mix
+
+  int memory_pid() const { return server_pids.empty() ? 0 : server_pids.front(); }
 
   bool chatting() const { return senders > 0 && rate > 0 && rooms > 0 && members_per_room > 0; }
+
+  /// The index of the URL connection `c` goes through: c mod urls, or with url_by_room (where every
+  /// connection is in exactly one room) the index of its room mod urls, so that a room's members share a
+  /// node.
+  std::size_t url_of(std::uint64_t c) const {
+    if (url_by_room && members_per_room > 0) return (c / members_per_room) % urls.size();
+    return c % urls.size();
+  }
 };
 
 /// Parsed command line, or a message for the user (exit status 2), or the help text (exit status 0).
