@@ -185,6 +185,11 @@ int serve(const config::node_config& cfg) {
   auto cut = server.stop();
   if (cut > 0) spdlog::warn("{} connections did not close in time and were cut off", cut);
   sessions.close();
+  // Sessions go first: as they end they tell presence and their rooms, which must still be there to answer
+  // (a request that reaches an actor as it stops may go unanswered until its timeout).
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(cfg.request_timeout_ms);
+  while (counters->connections.load() > 0 && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   stop_actors();
   system.reset();  // waits for every actor, sessions included, to finish
   spdlog::info("stopped");

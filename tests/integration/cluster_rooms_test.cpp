@@ -2,12 +2,14 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <climits>
 #include <csignal>
+#include <cstdio>
 #include <functional>
 #include <iterator>
 #include <mutex>
@@ -961,6 +963,61 @@ TEST_F(cluster_rooms_test, a_node_paused_past_its_ttl_stores_nothing_under_a_sta
   EXPECT_EQ(room_rows({room})[room].owner_node, paused)
       << room << " moves back once its owner is in the view";
   report_clients();
+}
+
+TEST_F(cluster_rooms_test, draining_a_node_with_clients_moves_them_and_its_rooms_without_loss) {
+  auto ids = node_ids(3);
+  ASSERT_NO_FATAL_FAILURE(start_cluster(ids));
+  auto rooms = rooms_owned(ids, 2);
+  ASSERT_NO_FATAL_FAILURE(add_agents(ids, rooms));
+  start_traffic();
+  ASSERT_TRUE(wait_for_acks(rooms, 30, {}, 15s)) << "traffic never got going";
+
+  const auto drained = ids.front();
+  std::set<std::string> moved;  // rooms the drained node owns
+  for (const auto& room : rooms)
+    if (cluster::owner_of(room, ids) == drained) moved.insert(room);
+  const auto drained_port = node(drained).port();
+  ports_.remove(drained_port);  // clients told to go elsewhere reconnect to the others
+
+  // What an operator runs: it returns once the node has left the registry.
+  const auto asked_at = steady::now();
+  std::string command = std::string(CHORUSCTL_PATH) + " --redis_url '" + redis_->url() + "' drain '" +
+                        drained + "' --wait 2>&1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string printed;
+  char buf[512];
+  while (auto n = std::fread(buf, 1, sizeof buf, pipe)) printed.append(buf, n);
+  const int status = ::pclose(pipe);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << printed;
+  EXPECT_EQ(node(drained).wait_exit(15s), 0) << "a drained node exits cleanly";
+  std::cout << "[ metric ] chorusctl drain to the node's clean exit: " << ms_between(asked_at, steady::now())
+            << " ms\n";
+  const auto out = node(drained).output();
+  EXPECT_NE(out.find("an operator asked node " + drained + " to drain"), std::string::npos);
+  EXPECT_NE(out.find("drained: "), std::string::npos) << "its rooms were handed over before it closed";
+
+  const auto moved_at = steady::now();
+  ASSERT_TRUE(wait_for_acks(rooms, 30, moved_at, 15s)) << "traffic did not go on in every room";
+  stop_traffic();
+  ASSERT_NO_FATAL_FAILURE(finish_traffic(rooms));
+  expect_consistent(rooms);
+
+  report_clients();
+  for (auto& a : agents_) {
+    auto s = a->stats();
+    EXPECT_EQ(s.timeouts, 0) << a->user() << ": every request gets a reply, `unavailable` at worst";
+    if (a->home() == drained_port) {
+      EXPECT_GE(s.disconnects, 1) << a->user() << " was on the drained node";
+      EXPECT_GE(s.rejoins, static_cast<int>(rooms.size())) << a->user() << " resumes every room elsewhere";
+    } else {
+      EXPECT_EQ(s.disconnects, 0) << a->user() << " was on a node that stayed";
+    }
+  }
+  auto table = room_rows(rooms);
+  for (const auto& room : moved)
+    EXPECT_NE(table[room].owner_node, drained) << room << " still names the drained node";
 }
 
 }  // namespace
