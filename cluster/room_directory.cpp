@@ -21,10 +21,31 @@ std::string joined_ids(const std::vector<std::string>& ids) {
   return out;
 }
 
-/// The node that owns `room` in the current view; empty while a clustered directory has no view yet.
+/// The longest a joining node waits for the peers of its first view before placing rooms anyway (a listed
+/// peer may be dead, its entry not expired yet).
+constexpr std::chrono::milliseconds settle_time{2000};
+
+/// Whether the view is worth placing rooms by: the first listing came and its peers answered (or gave it
+/// settle_time). A node whose view is only itself would otherwise take every room for a moment, and fence
+/// their owners' writes for nothing.
+bool settled(directory_pointer self) {
+  auto& st = self->state;
+  if (st.settled) return true;
+  if (st.first_view_at == std::chrono::steady_clock::time_point{}) return false;
+  bool all_connected = std::all_of(st.peers.begin(), st.peers.end(),
+                                   [](const auto& entry) { return bool{entry.second.node}; });
+  if (all_connected || std::chrono::steady_clock::now() >= st.first_view_at + settle_time) {
+    st.settled = true;
+    spdlog::info("cluster: placing rooms over {} nodes", st.view.size());
+  }
+  return st.settled;
+}
+
+/// The node that owns `room` in the current view; empty while a clustered directory has no settled view.
 std::string_view owner(directory_pointer self, const std::string& room) {
   auto& st = self->state;
   if (!st.clustered) return st.draining ? std::string_view{} : std::string_view{st.node_id};
+  if (!settled(self)) return {};
   return owner_of(room, st.view);
 }
 
@@ -159,6 +180,8 @@ void on_nodes(directory_pointer self, actors::cluster_view& view) {
     hand_over(self, [](const std::string&) { return false; });
   }
   st.incarnation = view.incarnation;
+  if (st.first_view_at == std::chrono::steady_clock::time_point{})
+    st.first_view_at = std::chrono::steady_clock::now();
   std::map<std::string, actors::peer_node> listed;
   for (auto& node : view.nodes) {
     if (node.id == st.node_id)

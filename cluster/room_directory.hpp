@@ -12,6 +12,7 @@
 // the writer checks (storage, `fenced`) keeps the older activation from storing anything.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <string>
 #include <unordered_map>
@@ -41,6 +42,11 @@ struct directory_state {
   std::vector<std::string> view;  ///< sorted ids of this node and every connected peer; placement runs on it
   dial_policy dialing;
   bool draining = false;  ///< this node leaves: it is not in its own view and takes no room
+  /// When the first `nodes` came, and whether every peer it listed has answered since (or settle_time
+  /// passed): until then a clustered directory places nothing, rather than take every room while its view is
+  /// only itself.
+  std::chrono::steady_clock::time_point first_view_at{};
+  bool settled = false;
   std::vector<caf::actor_addr> draining_rooms;  ///< rooms handed over by the drain that have not stopped yet
   std::uint64_t drained = 0;                    ///< how many rooms the drain handed over
   std::vector<caf::typed_response_promise<std::uint64_t>> drain_waiting;
@@ -51,8 +57,8 @@ struct directory_state {
 /// room id. Rooms are linked to the directory, so stopping it stops every room.
 ///
 /// Not `clustered` (no cluster port): every room is placed here. Clustered: until the first `nodes` arrives
-/// the directory knows no owner and answers `unavailable` (clients retry); afterwards rooms go to their
-/// owner.
+/// and every peer it lists is connected (at most settle_time after it) the directory knows no owner and
+/// answers `unavailable` (clients retry); afterwards rooms go to their owner.
 actors::room_directory::behavior_type room_directory(
     actors::room_directory::stateful_pointer<directory_state> self, std::string node_id, bool clustered,
     std::vector<actors::batch_writer_actor> writers, actors::room_services services);

@@ -562,10 +562,12 @@ class cluster_rooms_test : public node_test {
                       {"CHORUS_NODE_HEARTBEAT_MS", "200"},
                       {"CHORUS_PEER_HEARTBEAT_MS", "200"},
                       {"CHORUS_PEER_TIMEOUT_MS", "1000"},
-                      // Clients here send far faster than people; and a resume replays every missed message.
+                      // Clients here send far faster than people; and a resume replays every missed message
+                      // (the rooms cache more than a paused node's clients miss).
                       {"CHORUS_OPS_PER_SECOND", "100000"},
                       {"CHORUS_OPS_BURST", "100000"},
-                      {"CHORUS_HISTORY_LIMIT", "1000"}});
+                      {"CHORUS_HISTORY_LIMIT", "1000"},
+                      {"CHORUS_TAIL_CACHE_SIZE", "2048"}});
     auto& node = *(nodes_[id] = std::move(node_));
     ports_.add(node.port());
     return node;
