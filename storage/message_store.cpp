@@ -386,7 +386,7 @@ room_snapshot claim(pqxx::connection& conn, std::string_view room, std::size_t t
   pqxx::work tx{conn};
   // Behind a lock held longer than this (a paused node's open batch), activation fails rather than the
   // room waiting without end.
-  tx.exec("SET LOCAL lock_timeout = '2s'");
+  tx.exec("SET LOCAL lock_timeout = '1s'");
   tx.exec_prepared("chorus_create_room", id);
   // The claim locks the room's row until commit: a batch still being written under the previous epoch
   // commits first (and the tail below includes it), or waits and is then refused.
