@@ -29,8 +29,9 @@ using namespace chorus;
 
 /// Before the connections close: leave the cluster, then hand every room over (each finishes the writes it
 /// has taken, so their senders get their acks) before this node's sessions are told to go elsewhere.
-void drain(caf::actor_system& system, const config::node_config& cfg, const actors::room_directory& directory,
-           actors::membership_actor& membership) {
+void drain(caf::actor_system& system, const config::node_config& cfg, net::server& server,
+           const actors::room_directory& directory, actors::membership_actor& membership) {
+  server.stop_accepting();  // clients that reconnect now find another node
   if (membership) {
     // Out of the registry first; peers drop this node from placement at their next listing, so that the
     // rooms handed over below are claimed by them rather than sent back here.
@@ -180,7 +181,7 @@ int serve(const config::node_config& cfg) {
   }
 
   server.wait_for_signal();
-  drain(*system, cfg, directory, membership);
+  drain(*system, cfg, server, directory, membership);
   spdlog::info("shutting down: closing connections (up to {} ms)", cfg.shutdown_timeout_ms);
   auto cut = server.stop();
   if (cut > 0) spdlog::warn("{} connections did not close in time and were cut off", cut);

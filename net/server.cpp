@@ -1242,6 +1242,10 @@ struct server::impl {
     return port;
   }
 
+  void stop_accepting() {
+    if (started && !stopped) lst->close();
+  }
+
   void request_shutdown() {
     {
       std::lock_guard lk(wake_mu);
@@ -1321,6 +1325,10 @@ std::uint16_t server::start() {
 
 void server::wait_for_signal() {
   impl_->wait_for_signal();
+}
+
+void server::stop_accepting() {
+  impl_->stop_accepting();
 }
 
 void server::request_shutdown() {

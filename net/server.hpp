@@ -46,6 +46,10 @@ class server {
   /// thread.
   void wait_for_signal();
 
+  /// Closes the listening socket: new connections are refused (a draining node sends clients elsewhere), open
+  /// ones carry on until stop(). Same thread as start() and stop().
+  void stop_accepting();
+
   /// Ends wait_for_signal() as a SIGTERM would (an operator's drain request does this). Any thread.
   void request_shutdown();
 

@@ -608,6 +608,42 @@ TEST_F(server_test, stop_closes_every_connection_with_1001) {
   EXPECT_FALSE(factory_.link(0)->push(frame("{}"), traffic::essential));
 }
 
+TEST_F(server_test, stop_accepting_refuses_new_connections_and_keeps_the_open_ones) {
+  start();
+  auto client = connect();
+  ASSERT_NE(factory_.link(0), nullptr);
+  server_->stop_accepting();
+  // The close is posted to the acceptor's strand: poll until a new connection is refused.
+  bool refused = false;
+  for (int i = 0; i < 100 && !refused; ++i) {
+    try {
+      chorus::testing::http_get(port_, "/healthz");
+    } catch (const std::runtime_error&) {
+      refused = true;  // http_get throws when it cannot connect
+    }
+    if (!refused) std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_TRUE(refused) << "the node still accepts connections";
+  ASSERT_TRUE(factory_.link(0)->push(frame("{\"still\":\"here\"}"), traffic::essential));
+  auto got = client->next();
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->at("still"), "here");
+}
+
+TEST_F(server_test, restart_sessions_closes_every_websocket_with_1012_and_keeps_serving) {
+  start();
+  auto first = connect();
+  auto second = connect();
+  ASSERT_NE(factory_.link(1), nullptr);
+  EXPECT_EQ(server_->restart_sessions(), 2u);
+  EXPECT_EQ(first->wait_closed(), close_code::service_restart);
+  EXPECT_EQ(second->wait_closed(), close_code::service_restart);
+  // Clients come back to the same node.
+  auto again = connect();
+  EXPECT_NE(factory_.link(2), nullptr);
+  EXPECT_EQ(chorus::testing::http_get(port_, "/healthz").status, 200u);
+}
+
 TEST_F(server_test, stop_cuts_off_clients_that_do_not_answer_the_close) {
   auto cfg = base_config();
   cfg.shutdown_timeout_ms = 300;
