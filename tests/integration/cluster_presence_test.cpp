@@ -21,8 +21,13 @@ namespace {
 class cluster_presence_test : public node_test {
  protected:
   void SetUp() override {
-    redis_ = redis_url();
-    if (redis_.empty()) GTEST_SKIP() << "CHORUS_REDIS_URL is not set (scripts/services.sh env)";
+    const auto server = redis_url();
+    if (server.empty()) GTEST_SKIP() << "CHORUS_REDIS_URL is not set (scripts/services.sh env)";
+    // A database of its own: presence counts every node in it, and tests running in parallel connect users
+    // of the same names.
+    database_ = std::make_unique<redis_database>(server);
+    ASSERT_TRUE(database_->claimed()) << "no free Redis database (1-15) on " << server;
+    redis_ = database_->url();
   }
 
   void TearDown() override {
@@ -84,6 +89,7 @@ class cluster_presence_test : public node_test {
     });
   }
 
+  std::unique_ptr<redis_database> database_;
   std::string redis_;
   std::map<std::string, std::unique_ptr<node_process>> nodes_;
 };
