@@ -1,9 +1,9 @@
-// Node entries, stats, drain requests and announcements in Redis over synchronous hiredis connections: Lua
+// Node entries, stats, drain requests and announcements in Redis over storage::redis_connection: Lua
 // scripts make "extend / delete only if still ours" and "drain only a live node" atomic, and the subscriber
 // polls its socket so that a wait never breaks the connection (a hiredis read timeout would leave the context
 // unusable).
 #include "cluster/node_registry.hpp"
-#include "storage/redis_endpoint.hpp"
+#include "storage/redis_connection.hpp"
 
 #include <hiredis/hiredis.h>
 #include <poll.h>
@@ -12,10 +12,7 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <cerrno>
-#include <charconv>
 #include <cstring>
-#include <deque>
-#include <initializer_list>
 #include <limits>
 #include <mutex>
 #include <random>
@@ -27,11 +24,10 @@
 namespace chorus::cluster {
 namespace {
 
-using storage::parse_redis_url;
-using storage::redis_context_ptr;
-using storage::redis_endpoint;
+using storage::redis_connection;
 using storage::redis_reply_ptr;
-using storage::to_timeval;
+using storage::redis_script;
+using storage::text_of;
 
 namespace json = boost::json;
 
@@ -80,100 +76,20 @@ std::int64_t steady_ms() {
       .count();
 }
 
-// --- one synchronous connection with lazy reconnects ------------------------------------------------------
-
-// A hiredis context that is (re)opened on demand, no sooner than the backoff allows, and that logs each
-// change between reachable and unreachable once, under `label`.
-class connection {
- public:
-  connection(std::string label, std::string_view url, const node_registry::options& opts)
-      : label_(std::move(label)), opts_(opts), backoff_(opts.min_backoff) {
-    if (url.empty()) {
-      spdlog::warn("{}: no redis_url; cluster membership is unavailable", label_);
-    } else if (!(ep_ = parse_redis_url(url))) {
-      spdlog::error("{}: redis_url is not redis://[[user]:password@]host[:port][/db]", label_);
-    } else {
-      where_ = ep_->host + ":" + std::to_string(ep_->port);
-    }
-  }
-
-  /// The open context, or null when Redis cannot be reached now (already logged).
-  redisContext* get() {
-    if (!ep_) return nullptr;
-    if (ctx_) return ctx_.get();
-    if (mode_ == state::down && steady_ms() < next_attempt_ms_) return nullptr;
-    ctx_.reset(redisConnectWithTimeout(ep_->host.c_str(), ep_->port, to_timeval(opts_.connect_timeout)));
-    if (!ctx_ || ctx_->err) {
-      down(ctx_ ? ctx_->errstr : "cannot allocate a context");
-      return nullptr;
-    }
-    if (redisSetTimeout(ctx_.get(), to_timeval(opts_.command_timeout)) != REDIS_OK) {
-      down(error());
-      return nullptr;
-    }
-    if (!ep_->password.empty() && !ok(ep_->user.empty() ? command({"AUTH", ep_->password})
-                                                        : command({"AUTH", ep_->user, ep_->password})))
-      return nullptr;
-    if (ep_->db != 0 && !ok(command({"SELECT", std::to_string(ep_->db)}))) return nullptr;
-    if (!opts_.client_name.empty() && !ok(command({"CLIENT", "SETNAME", opts_.client_name}))) return nullptr;
-    up();
-    return ctx_.get();
-  }
-
-  /// Drops the context and starts (or extends) the backoff. By value: `why` often points into the context.
-  void down(std::string why) {
-    ctx_.reset();
-    next_attempt_ms_ = steady_ms() + backoff_.count();
-    backoff_ = std::min(backoff_ * 2, opts_.max_backoff);
-    if (mode_ != state::down) {
-      spdlog::warn("{}: Redis at {} unreachable ({})", label_, where_, why);
-      mode_ = state::down;
-    }
-  }
-
-  /// Drops the context after an unusable reply, naming the error.
-  void down(const redis_reply_ptr& r) {
-    down(r && r->type == REDIS_REPLY_ERROR ? std::string(r->str, r->len) : r ? "unexpected reply" : error());
-  }
-
-  redis_reply_ptr command(std::initializer_list<std::string_view> args) {
-    std::vector<const char*> argv;
-    std::vector<std::size_t> lens;
-    for (auto a : args) {
-      argv.push_back(a.data());
-      lens.push_back(a.size());
-    }
-    return redis_reply_ptr(static_cast<redisReply*>(
-        redisCommandArgv(ctx_.get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
-  }
-
-  std::string error() const { return ctx_ && ctx_->err ? ctx_->errstr : "no reply"; }
-  std::int64_t next_attempt_ms() const { return next_attempt_ms_; }
-  bool configured() const { return ep_.has_value(); }
-
- private:
-  bool ok(const redis_reply_ptr& r) {
-    if (r && r->type != REDIS_REPLY_ERROR) return true;
-    down(r);
-    return false;
-  }
-
-  void up() {
-    backoff_ = opts_.min_backoff;
-    if (mode_ == state::down) spdlog::info("{}: Redis at {} is back", label_, where_);
-    if (mode_ == state::unknown) spdlog::debug("{}: using Redis at {}", label_, where_);
-    mode_ = state::up;
-  }
-
-  std::string label_;
-  node_registry::options opts_;
-  std::optional<redis_endpoint> ep_;
-  std::string where_;  // host:port for log lines; never the password
-  redis_context_ptr ctx_;
-  enum class state { unknown, up, down } mode_ = state::unknown;
-  std::int64_t next_attempt_ms_ = 0;
-  std::chrono::milliseconds backoff_;
-};
+// The shared connection, configured from the registry's options; `label` starts its log lines.
+storage::redis_connection::options connection_options(std::string label, std::string fallback,
+                                                      std::string resumed, const node_registry::options& o) {
+  storage::redis_connection::options c;
+  c.label = std::move(label);
+  c.fallback = std::move(fallback);
+  c.resumed = std::move(resumed);
+  c.connect_timeout = o.connect_timeout;
+  c.command_timeout = o.command_timeout;
+  c.min_backoff = o.min_backoff;
+  c.max_backoff = o.max_backoff;
+  c.client_name = o.client_name;
+  return c;
+}
 
 std::string default_channel(const node_registry::options& opts) {
   return opts.channel.empty() ? opts.key_prefix + "events" : opts.channel;
@@ -291,10 +207,6 @@ std::string prefix_pattern(std::string_view prefix) {
   return out + "*";
 }
 
-std::string_view text_of(const redisReply* r) {
-  return {r->str, r->len};
-}
-
 }  // namespace
 
 std::string new_incarnation() {
@@ -356,34 +268,29 @@ std::string_view to_string(outcome o) {
 // --- node_registry ------------------------------------------------------------------------------------
 
 struct node_registry::impl {
-  impl(std::string url, options o)
-      : opts(std::move(o)), channel(default_channel(opts)), conn("node registry", url, opts) {}
+  impl(const std::string& url, options o)
+      : opts(std::move(o)),
+        channel(default_channel(opts)),
+        conn(url, connection_options("node registry", "cluster membership is unavailable", "", opts)) {
+    if (url.empty()) spdlog::warn("node registry: no redis_url; cluster membership is unavailable");
+  }
 
   mutable std::mutex mutex;
   options opts;
   std::string channel;
-  connection conn;
+  redis_connection conn;
+  redis_script register_call{register_script, 1};
+  redis_script heartbeat_call{heartbeat_script, 1};
+  redis_script leave_call{leave_script, 1};
+  redis_script drain_call{drain_script, 2};
   std::optional<node_info> self;
   std::string self_value;                // encode(*self), exactly as stored
   std::unordered_set<std::string> lost;  // incarnations declared down: never registered again
-  bool last_reachable = false;
 
   std::string key(std::string_view id) const { return opts.key_prefix + std::string(id); }
   std::string stats_key(std::string_view id) const { return opts.key_prefix + "stats:" + std::string(id); }
   std::string drain_key(std::string_view id) const { return opts.key_prefix + "drain:" + std::string(id); }
   std::string ttl_text() const { return std::to_string(std::max<std::int64_t>(1, opts.ttl.count())); }
-
-  redis_reply_ptr eval(std::initializer_list<std::string_view> args) {
-    last_reachable = false;
-    if (conn.get() == nullptr) return nullptr;
-    redis_reply_ptr r = conn.command(args);
-    if (!r || r->type == REDIS_REPLY_ERROR) {
-      conn.down(r);
-      return nullptr;
-    }
-    last_reachable = true;
-    return r;
-  }
 
   void declare_lost(std::string_view how) {
     spdlog::warn("node registry: entry of {} (incarnation {}) {}; this incarnation is down", self->id,
@@ -396,11 +303,11 @@ struct node_registry::impl {
   outcome register_self(const node_info& node) {
     if (lost.contains(node.incarnation)) return outcome::stale_incarnation;
     const std::string value = encode(node);
-    redis_reply_ptr r = eval({"EVAL", register_script, "1", key(node.id), value, ttl_text(), channel,
-                              announcement_text("joined", node)});
+    auto r = conn.eval(register_call,
+                       {key(node.id), value, ttl_text(), channel, announcement_text("joined", node)});
     if (!r) return outcome::unavailable;
-    if (r->type == REDIS_REPLY_STRING && text_of(r.get()) != value) {
-      const auto old = decode_node(text_of(r.get()));
+    if ((*r)->type == REDIS_REPLY_STRING && text_of(r->get()) != value) {
+      const auto old = decode_node(text_of(r->get()));
       spdlog::warn("node registry: {} was still registered as incarnation {}; replaced by {}", node.id,
                    old ? old->incarnation : "(unreadable)", node.incarnation);
     }
@@ -413,17 +320,17 @@ struct node_registry::impl {
 
   outcome heartbeat() {
     if (!self) return outcome::not_registered;
-    redis_reply_ptr r = eval({"EVAL", heartbeat_script, "1", key(self->id), self_value, ttl_text()});
+    auto r = conn.eval(heartbeat_call, {key(self->id), self_value, ttl_text()});
     if (!r) return outcome::unavailable;
-    if (r->type == REDIS_REPLY_INTEGER && r->integer == 1) return outcome::ok;
-    if (r->type == REDIS_REPLY_NIL) {
+    const redisReply* v = r->get();
+    if (v->type == REDIS_REPLY_INTEGER && v->integer == 1) return outcome::ok;
+    if (v->type == REDIS_REPLY_NIL) {
       declare_lost("expired");
-    } else if (r->type == REDIS_REPLY_STRING) {
-      const auto now = decode_node(text_of(r.get()));
+    } else if (v->type == REDIS_REPLY_STRING) {
+      const auto now = decode_node(text_of(v));
       declare_lost("was replaced by incarnation " + (now ? now->incarnation : std::string("(unreadable)")));
     } else {
-      conn.down(std::string("unexpected reply to the heartbeat script"));
-      last_reachable = false;
+      conn.down("unexpected reply to the heartbeat script");
       return outcome::unavailable;
     }
     return outcome::lost;
@@ -431,19 +338,17 @@ struct node_registry::impl {
 
   outcome leave() {
     if (!self) return outcome::not_registered;
-    redis_reply_ptr r = eval(
-        {"EVAL", leave_script, "1", key(self->id), self_value, channel, announcement_text("left", *self)});
+    auto r = conn.eval(leave_call, {key(self->id), self_value, channel, announcement_text("left", *self)});
     if (!r) return outcome::unavailable;
-    if (r->type != REDIS_REPLY_INTEGER) {
-      conn.down(std::string("unexpected reply to the leave script"));
-      last_reachable = false;
+    if ((*r)->type != REDIS_REPLY_INTEGER) {
+      conn.down("unexpected reply to the leave script");
       return outcome::unavailable;
     }
     // Either way this incarnation is over: a node that leaves comes back as a new one.
     lost.insert(self->incarnation);
     self.reset();
     self_value.clear();
-    return r->integer == 1 ? outcome::ok : outcome::lost;
+    return (*r)->integer == 1 ? outcome::ok : outcome::lost;
   }
 
   // Every key matching `pattern`, sorted and without duplicates (SCAN may return a key more than once).
@@ -451,16 +356,16 @@ struct node_registry::impl {
     std::set<std::string> keys;
     std::string cursor = "0";
     do {
-      redis_reply_ptr r = eval({"SCAN", cursor, "MATCH", pattern, "COUNT", "500"});
+      auto r = conn.command({"SCAN", cursor, "MATCH", pattern, "COUNT", "500"});
       if (!r) return std::nullopt;
-      if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 || r->element[0]->type != REDIS_REPLY_STRING ||
-          r->element[1]->type != REDIS_REPLY_ARRAY) {
-        conn.down(std::string("unexpected reply to SCAN"));
-        last_reachable = false;
+      const redisReply* v = r->get();
+      if (v->type != REDIS_REPLY_ARRAY || v->elements != 2 || v->element[0]->type != REDIS_REPLY_STRING ||
+          v->element[1]->type != REDIS_REPLY_ARRAY) {
+        conn.down("unexpected reply to SCAN");
         return std::nullopt;
       }
-      cursor.assign(text_of(r->element[0]));
-      const redisReply* batch = r->element[1];
+      cursor.assign(text_of(v->element[0]));
+      const redisReply* batch = v->element[1];
       for (std::size_t i = 0; i < batch->elements; ++i)
         if (batch->element[i]->type == REDIS_REPLY_STRING) keys.emplace(text_of(batch->element[i]));
     } while (cursor != "0");
@@ -475,24 +380,18 @@ struct node_registry::impl {
     constexpr std::size_t chunk = 256;
     for (std::size_t from = 0; from < keys.size(); from += chunk) {
       const std::size_t n = std::min(chunk, keys.size() - from);
-      std::vector<const char*> argv{"MGET"};
-      std::vector<std::size_t> lens{4};
-      for (std::size_t i = from; i < from + n; ++i) {
-        argv.push_back(keys[i].data());
-        lens.push_back(keys[i].size());
-      }
-      last_reachable = false;
-      if (conn.get() == nullptr) return std::nullopt;
-      redis_reply_ptr r(static_cast<redisReply*>(
-          redisCommandArgv(conn.get(), static_cast<int>(argv.size()), argv.data(), lens.data())));
-      if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != n) {
-        conn.down(r);
+      std::vector<std::string> args{"MGET"};
+      args.insert(args.end(), keys.begin() + from, keys.begin() + from + n);
+      auto r = conn.command(args);
+      if (!r) return std::nullopt;
+      const redisReply* v = r->get();
+      if (v->type != REDIS_REPLY_ARRAY || v->elements != n) {
+        conn.down("unexpected reply to MGET");
         return std::nullopt;
       }
-      last_reachable = true;
       for (std::size_t i = 0; i < n; ++i) {
-        const redisReply* v = r->element[i];
-        out.push_back(v->type == REDIS_REPLY_STRING ? std::optional<std::string>(text_of(v)) : std::nullopt);
+        const redisReply* e = v->element[i];
+        out.push_back(e->type == REDIS_REPLY_STRING ? std::optional<std::string>(text_of(e)) : std::nullopt);
       }
     }
     return out;
@@ -521,7 +420,7 @@ struct node_registry::impl {
 
   outcome publish_stats(const node_stats& stats) {
     if (!self) return outcome::not_registered;
-    redis_reply_ptr r = eval({"SET", stats_key(self->id), encode(stats), "PX", ttl_text()});
+    auto r = conn.command({"SET", stats_key(self->id), encode(stats), "PX", ttl_text()});
     return r ? outcome::ok : outcome::unavailable;
   }
 
@@ -546,27 +445,25 @@ struct node_registry::impl {
     // Not an id: `<prefix>stats:x` names a key that exists, but no node.
     if (node_id.empty() || node_id.find(':') != std::string_view::npos) return outcome::not_registered;
     const std::string ms = std::to_string(std::max<std::int64_t>(1, valid_for.count()));
-    redis_reply_ptr r = eval({"EVAL", drain_script, "2", key(node_id), drain_key(node_id), ms});
+    auto r = conn.eval(drain_call, {key(node_id), drain_key(node_id), ms});
     if (!r) return outcome::unavailable;
-    if (r->type != REDIS_REPLY_INTEGER) {
-      conn.down(std::string("unexpected reply to the drain script"));
-      last_reachable = false;
+    if ((*r)->type != REDIS_REPLY_INTEGER) {
+      conn.down("unexpected reply to the drain script");
       return outcome::unavailable;
     }
-    return r->integer == 1 ? outcome::ok : outcome::not_registered;
+    return (*r)->integer == 1 ? outcome::ok : outcome::not_registered;
   }
 
   std::optional<bool> drain_requested() {
     if (!self) return std::nullopt;
-    redis_reply_ptr r = eval({"GET", drain_key(self->id)});
+    auto r = conn.command({"GET", drain_key(self->id)});
     if (!r) return std::nullopt;
-    if (r->type == REDIS_REPLY_NIL) return false;
-    if (r->type != REDIS_REPLY_STRING) {
-      conn.down(std::string("unexpected reply to GET of the drain key"));
-      last_reachable = false;
+    if ((*r)->type == REDIS_REPLY_NIL) return false;
+    if ((*r)->type != REDIS_REPLY_STRING) {
+      conn.down("unexpected reply to GET of the drain key");
       return std::nullopt;
     }
-    return text_of(r.get()) == self_value;  // a request for an earlier incarnation is not for us
+    return text_of(r->get()) == self_value;  // a request for an earlier incarnation is not for us
   }
 };
 
@@ -628,30 +525,35 @@ const std::string& node_registry::channel() const {
 
 bool node_registry::reachable() const {
   std::lock_guard lock(impl_->mutex);
-  return impl_->last_reachable;
+  return impl_->conn.reachable();
 }
 
 // --- announcements ------------------------------------------------------------------------------------
 
 struct announcements::impl {
-  impl(std::string url, options o)
-      : opts(std::move(o)), channel(default_channel(opts)), conn("node announcements", url, opts) {
+  impl(const std::string& url, options o)
+      : opts(std::move(o)),
+        channel(default_channel(opts)),
+        conn(url, connection_options("node announcements", "joins and leaves go unheard", "subscribing again",
+                                     opts)) {
+    if (url.empty()) spdlog::warn("node announcements: no redis_url; cluster membership is unavailable");
     subscribe();
   }
 
   options opts;
   std::string channel;
-  connection conn;
+  redis_connection conn;  // subscribed, so driven through its context(): the socket is polled here
   bool subscribed = false;
   bool resync_pending = false;
 
   // Opens the connection and subscribes; on success the next next() reports a resync.
   bool subscribe() {
-    if (conn.get() == nullptr) return false;
-    redis_reply_ptr r = conn.command({"SUBSCRIBE", channel});
-    if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 1 || r->element[0]->type != REDIS_REPLY_STRING ||
-        text_of(r->element[0]) != "subscribe") {
-      conn.down(r);
+    auto r = conn.command({"SUBSCRIBE", channel});
+    if (!r) return false;
+    const redisReply* v = r->get();
+    if (v->type != REDIS_REPLY_ARRAY || v->elements < 1 || v->element[0]->type != REDIS_REPLY_STRING ||
+        text_of(v->element[0]) != "subscribe") {
+      conn.down("unexpected reply to SUBSCRIBE");
       return false;
     }
     subscribed = true;
@@ -664,11 +566,15 @@ struct announcements::impl {
     conn.down(std::move(why));
   }
 
+  // The subscribed connection's context. Only while subscribed: the connection is open then (every failure
+  // goes through down()), so this never opens a new, unsubscribed one.
+  redisContext* context() { return conn.context(); }
+
   // A complete message already read from the socket, if any. Other pushes (confirmations) are dropped.
   std::optional<announcement> buffered() {
     while (subscribed) {
       void* raw = nullptr;
-      if (redisGetReplyFromReader(conn.get(), &raw) != REDIS_OK) {
+      if (redisGetReplyFromReader(context(), &raw) != REDIS_OK) {
         down(conn.error());
         return std::nullopt;
       }
@@ -705,7 +611,7 @@ struct announcements::impl {
       }
       if (auto a = buffered()) return a;
       if (!subscribed) continue;
-      pollfd p{conn.get()->fd, POLLIN, 0};
+      pollfd p{context()->fd, POLLIN, 0};
       const std::int64_t left = std::max<std::int64_t>(0, deadline - steady_ms());
       const int n = ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left, 60'000)));
       if (n < 0) {
@@ -718,7 +624,7 @@ struct announcements::impl {
         continue;
       }
       // Readable, closed or failed: a read tells which (and never blocks now).
-      if (redisBufferRead(conn.get()) != REDIS_OK) down(conn.error());
+      if (redisBufferRead(context()) != REDIS_OK) down(conn.error());
     }
   }
 };
