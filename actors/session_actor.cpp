@@ -437,8 +437,7 @@ void on_room_down(session_pointer self, const caf::down_msg& msg) {
 }
 
 /// The connection is gone: presence goes offline if this was the user's last connection, rooms forget
-/// this session, and the actor quits. Messages to the rooms are fire-and-forget (anonymous), since no
-/// one is left to read an answer.
+/// this session, and the actor quits once they have.
 void on_closed(session_pointer self) {
   auto& st = self->state;
   st.closing = true;
@@ -450,13 +449,21 @@ void on_closed(session_pointer self) {
   auto leave_all = [self](bool last_connection) {
     auto& st = self->state;
     auto ref = me(self);
+    if (last_connection && st.ctx->accounts) caf::anon_send(st.ctx->accounts, atom::gone_v, st.user);
+    // The session ends once every room has answered its leave (or the timeout passed): were it to quit at
+    // once, the down message rooms get (which CAF delivers ahead of ordinary messages) could overtake the
+    // presence update, and members would see "left" before "offline".
+    auto waiting = std::make_shared<std::size_t>(st.rooms.size());
+    auto answered = [self, waiting] {
+      if (--*waiting == 0) self->quit();
+    };
     for (auto& [id, room] : st.rooms) {
-      if (last_connection && !st.invisible) caf::anon_send(room, atom::presence_v, st.user, false);
-      caf::anon_send(room, atom::leave_v, ref);
+      if (last_connection && !st.invisible) self->send(room, atom::presence_v, st.user, false);
+      self->request(room, timeout(self), atom::leave_v, ref)
+          .then([answered](bool) { answered(); }, [answered](caf::error&) { answered(); });
     }
     st.rooms.clear();
-    if (last_connection && st.ctx->accounts) caf::anon_send(st.ctx->accounts, atom::gone_v, st.user);
-    self->quit();
+    if (*waiting == 0) self->quit();
   };
   self->request(st.ctx->presence, timeout(self), atom::gone_v, st.user)
       .then([leave_all](bool last) { leave_all(last); }, [leave_all](caf::error&) { leave_all(false); });
