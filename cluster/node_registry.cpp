@@ -76,21 +76,6 @@ std::int64_t steady_ms() {
       .count();
 }
 
-// The shared connection, configured from the registry's options; `label` starts its log lines.
-storage::redis_connection::options connection_options(std::string label, std::string fallback,
-                                                      std::string resumed, const node_registry::options& o) {
-  storage::redis_connection::options c;
-  c.label = std::move(label);
-  c.fallback = std::move(fallback);
-  c.resumed = std::move(resumed);
-  c.connect_timeout = o.connect_timeout;
-  c.command_timeout = o.command_timeout;
-  c.min_backoff = o.min_backoff;
-  c.max_backoff = o.max_backoff;
-  c.client_name = o.client_name;
-  return c;
-}
-
 std::string default_channel(const node_registry::options& opts) {
   return opts.channel.empty() ? opts.key_prefix + "events" : opts.channel;
 }
@@ -271,7 +256,8 @@ struct node_registry::impl {
   impl(const std::string& url, options o)
       : opts(std::move(o)),
         channel(default_channel(opts)),
-        conn(url, connection_options("node registry", "cluster membership is unavailable", "", opts)) {
+        conn(url,
+             storage::connection_options(opts, "node registry", "cluster membership is unavailable", "")) {
     if (url.empty()) spdlog::warn("node registry: no redis_url; cluster membership is unavailable");
   }
 
@@ -534,8 +520,8 @@ struct announcements::impl {
   impl(const std::string& url, options o)
       : opts(std::move(o)),
         channel(default_channel(opts)),
-        conn(url, connection_options("node announcements", "joins and leaves go unheard", "subscribing again",
-                                     opts)) {
+        conn(url, storage::connection_options(opts, "node announcements", "joins and leaves go unheard",
+                                              "subscribing again")) {
     if (url.empty()) spdlog::warn("node announcements: no redis_url; cluster membership is unavailable");
     subscribe();
   }

@@ -71,7 +71,8 @@ struct presence_store::impl {
   impl(std::string url, std::string id, options o)
       : opts(std::move(o)),
         node_id(std::move(id)),
-        conn(url, connection_options(opts)),
+        conn(url, connection_options(opts, "presence", "presence counts this node only",
+                                     "presence is cluster-wide again")),
         hash(opts.key_prefix + "node:" + node_id),
         set(opts.key_prefix + "nodes"),
         node_prefix(opts.key_prefix + "node:"),
@@ -91,20 +92,6 @@ struct presence_store::impl {
   std::unordered_map<std::string, std::size_t> local;  ///< this node's connections per user: the truth
   std::uint64_t mirrored_generation = 0;  ///< the connection whose Redis holds `local` (0: none yet)
   bool last_shared = false;
-
-  static redis_connection::options connection_options(const options& o) {
-    redis_connection::options c;
-    c.label = "presence";
-    c.fallback = "presence counts this node only";
-    c.resumed = "presence is cluster-wide again";
-    c.connect_timeout = o.connect_timeout;
-    c.command_timeout = o.command_timeout;
-    c.min_backoff = o.min_backoff;
-    c.max_backoff = o.max_backoff;
-    c.client_name = o.client_name;
-    c.now_ms = o.now_ms;
-    return c;
-  }
 
   // Replaces this node's hash with `local`, in one transaction (MULTI … EXEC, pipelined in one round trip),
   // so no other node sees it half written. Drops what an earlier process of this node id left behind.

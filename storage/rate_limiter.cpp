@@ -192,7 +192,9 @@ struct rate_limiter::impl {
   std::mutex mutex;  ///< one caller at a time: a node's HTTP workers share one limiter (and its local counts)
 
   impl(std::string_view url, options o)
-      : opts(with_clock(std::move(o))), local(opts.max_local_keys), conn(url, connection_options(opts)) {
+      : opts(with_clock(std::move(o))),
+        local(opts.max_local_keys),
+        conn(url, connection_options(opts, "rate limits", "counting locally", "counting there again")) {
     if (url.empty()) spdlog::debug("rate limits: no redis_url; counting locally");
   }
 
@@ -212,20 +214,6 @@ struct rate_limiter::impl {
       };
     }
     return o;
-  }
-
-  static redis_connection::options connection_options(const options& o) {
-    redis_connection::options c;
-    c.label = "rate limits";
-    c.fallback = "counting locally";
-    c.resumed = "counting there again";
-    c.connect_timeout = o.connect_timeout;
-    c.command_timeout = o.command_timeout;
-    c.min_backoff = o.min_backoff;
-    c.max_backoff = o.max_backoff;
-    c.client_name = o.client_name;
-    c.now_ms = o.now_ms;  // the backoff follows the same (possibly injected) clock as the local buckets
-    return c;
   }
 
   std::int64_t now() const { return opts.now_ms(); }

@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "storage/redis_endpoint.hpp"
@@ -134,6 +135,24 @@ class redis_connection {
   std::chrono::milliseconds backoff_;
   std::uint64_t generation_ = 0;
 };
+
+/// The connection options of an owner whose own options carry the same timeouts, backoff and client name
+/// (the rate limiter, presence, the node registry), with its words for the log lines.
+template <class OwnerOptions>
+redis_connection::options connection_options(const OwnerOptions& o, std::string label, std::string fallback,
+                                             std::string resumed) {
+  redis_connection::options c;
+  c.label = std::move(label);
+  c.fallback = std::move(fallback);
+  c.resumed = std::move(resumed);
+  c.connect_timeout = o.connect_timeout;
+  c.command_timeout = o.command_timeout;
+  c.min_backoff = o.min_backoff;
+  c.max_backoff = o.max_backoff;
+  c.client_name = o.client_name;
+  if constexpr (requires { o.now_ms; }) c.now_ms = o.now_ms;  // an injected clock drives the backoff too
+  return c;
+}
 
 /// The text of a string or status reply.
 inline std::string_view text_of(const redisReply* r) {

@@ -3,6 +3,7 @@
 // without blocking, and a peer that quits, dies or hangs is noticed by its monitors.
 #include "cluster/node_registry.hpp"
 #include "cluster/peering.hpp"
+#include "tests/support/free_port.hpp"
 
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -28,6 +29,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using actors::event_sink;
+using chorus::testing::free_port;
 
 // Short enough to keep the tests quick, long enough that loopback under sanitizers never trips it.
 constexpr std::uint32_t heartbeat_ms = 100;
@@ -89,20 +91,6 @@ actors::room_directory::behavior_type notice_probe(actors::room_directory::point
 /// A node's relay as rooms see it; drops what it gets (only its handle is under test).
 actors::relay_sink::behavior_type relay_stub(actors::relay_sink::pointer, int) {
   return {[](atom::relay, const actors::relay_batch&) {}};
-}
-
-/// A loopback port that nothing listens on (at the time of the call).
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = 0;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
 }
 
 // -- equality, field by field (not through inspect, which is what is under test) --

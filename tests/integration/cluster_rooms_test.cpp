@@ -19,6 +19,7 @@
 
 #include "cluster/placement.hpp"
 #include "tests/integration/node_fixture.hpp"
+#include "tests/support/free_port.hpp"
 #include "tests/support/redis_probe.hpp"
 
 namespace chorus::testing {
@@ -32,18 +33,6 @@ constexpr auto reply_timeout = 6s;
 constexpr auto give_up_after = 15s;
 /// Pause before retrying a send or join answered `unavailable` (the client keeps reading meanwhile).
 constexpr auto retry_backoff = 100ms;
-
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 /// The line a node logs when its view of the live cluster becomes `ids`.
 std::string view_line(std::vector<std::string> ids) {
@@ -699,6 +688,25 @@ class cluster_rooms_test : public node_test {
     ASSERT_TRUE(caught_up) << "clients that never received every stored message:" << lagging;
   }
 
+  /// After node `gone` (client port `port`) left the cluster: every request was answered, its clients
+  /// reconnected and resumed every room elsewhere, the others kept their connections, and none of the rooms
+  /// it owned (`owned`) names it as owner any more.
+  void expect_clients_moved_off(const std::string& gone, std::uint16_t port,
+                                const std::vector<std::string>& rooms, const std::set<std::string>& owned) {
+    for (auto& a : agents_) {
+      auto s = a->stats();
+      EXPECT_EQ(s.timeouts, 0) << a->user() << ": every request gets a reply, `unavailable` at worst";
+      if (a->home() == port) {
+        EXPECT_GE(s.disconnects, 1) << a->user() << " was on " << gone;
+        EXPECT_GE(s.rejoins, static_cast<int>(rooms.size())) << a->user() << " resumes every room elsewhere";
+      } else {
+        EXPECT_EQ(s.disconnects, 0) << a->user() << " was on a node that stayed";
+      }
+    }
+    auto table = room_rows(rooms);
+    for (const auto& room : owned) EXPECT_NE(table[room].owner_node, gone) << room << " still names " << gone;
+  }
+
   /// Prints what each client went through: retries, timeouts (with when and where), reconnects.
   void report_clients() {
     reported_ = true;
@@ -860,19 +868,7 @@ TEST_F(cluster_rooms_test, kill_9_of_a_node_loses_no_acknowledged_message) {
   expect_consistent(rooms);
 
   report_clients();
-  for (auto& a : agents_) {
-    auto s = a->stats();
-    EXPECT_EQ(s.timeouts, 0) << a->user() << ": every request gets a reply, `unavailable` at worst";
-    if (a->home() == victim_port) {
-      EXPECT_GE(s.disconnects, 1) << a->user() << " was on the killed node";
-      EXPECT_GE(s.rejoins, static_cast<int>(rooms.size())) << a->user() << " resumes every room";
-    } else {
-      EXPECT_EQ(s.disconnects, 0) << a->user() << " was on a surviving node";
-    }
-  }
-  auto table = room_rows(rooms);
-  for (const auto& room : orphaned)
-    EXPECT_NE(table[room].owner_node, victim) << room << " still names the dead owner";
+  expect_clients_moved_off(victim, victim_port, rooms, orphaned);
 }
 
 TEST_F(cluster_rooms_test, a_fourth_node_joining_during_traffic_costs_no_error_beyond_delay) {
@@ -1013,19 +1009,7 @@ TEST_F(cluster_rooms_test, draining_a_node_with_clients_moves_them_and_its_rooms
   expect_consistent(rooms);
 
   report_clients();
-  for (auto& a : agents_) {
-    auto s = a->stats();
-    EXPECT_EQ(s.timeouts, 0) << a->user() << ": every request gets a reply, `unavailable` at worst";
-    if (a->home() == drained_port) {
-      EXPECT_GE(s.disconnects, 1) << a->user() << " was on the drained node";
-      EXPECT_GE(s.rejoins, static_cast<int>(rooms.size())) << a->user() << " resumes every room elsewhere";
-    } else {
-      EXPECT_EQ(s.disconnects, 0) << a->user() << " was on a node that stayed";
-    }
-  }
-  auto table = room_rows(rooms);
-  for (const auto& room : moved)
-    EXPECT_NE(table[room].owner_node, drained) << room << " still names the drained node";
+  expect_clients_moved_off(drained, drained_port, rooms, moved);
 }
 
 }  // namespace

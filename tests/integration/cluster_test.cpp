@@ -22,6 +22,7 @@
 
 #include "actors/jwt.hpp"
 #include "cluster/node_registry.hpp"
+#include "tests/support/free_port.hpp"
 #include "tests/support/node_process.hpp"
 #include "tests/support/redis_probe.hpp"
 #include "tests/support/test_database.hpp"
@@ -31,18 +32,6 @@ namespace chorus::testing {
 namespace {
 
 using namespace std::chrono_literals;
-
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 /// What a chorusctl run printed (stdout and stderr together) and its exit status.
 struct ctl_result {

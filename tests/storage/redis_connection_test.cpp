@@ -2,6 +2,7 @@
 // pipelines, scripts, database selection, the backoff, logging each state change once, and coming back after
 // a private Redis server restarts.
 #include "storage/redis_connection.hpp"
+#include "tests/support/free_port.hpp"
 #include "tests/support/redis_probe.hpp"
 
 #include <gtest/gtest.h>
@@ -26,6 +27,7 @@ using namespace std::chrono_literals;
 using chorus::storage::redis_connection;
 using chorus::storage::redis_script;
 using chorus::storage::text_of;
+using chorus::testing::free_port;
 using chorus::testing::log_capture;
 using chorus::testing::raw_redis;
 using chorus::testing::redis_url;
@@ -195,22 +197,6 @@ TEST(RedisConnectionOffline, EmptyAndMalformedUrlsNeverConnect) {
 }
 
 // --- a private Redis server that goes away and comes back -------------------------------------------------
-
-// A port nothing listens on right now (the kernel's pick, released at once).
-int free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    ::close(fd);
-    return 0;
-  }
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 /// redis-server on a port of its own, with a password, started and stopped by the test.
 class private_redis {

@@ -1,5 +1,6 @@
 // Runs a throwaway PostgreSQL cluster for failure tests: initdb, start, stop, clean up.
 #include "tests/support/postgres_server.hpp"
+#include "tests/support/free_port.hpp"
 
 #include <netinet/in.h>
 #include <pwd.h>
@@ -15,18 +16,6 @@
 namespace chorus::testing {
 
 namespace {
-
-std::uint16_t free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof addr;
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
 
 std::string find_bin() {
   namespace fs = std::filesystem;
