@@ -36,18 +36,8 @@ if nice -n -10 true 2>/dev/null; then prio=(nice -n -10); fi
 server_cpu=0 bench_cpu=1
 [ "$(nproc)" -ge 2 ] || server_cpu=0 bench_cpu=0
 
-export CCACHE_NOHASHDIR=1
-if [ -z "${BENCH_CHORUSD:-}" ] || [ ! -x "$build/bench/chorus-bench" ]; then
-  cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCHORUS_BUILD_TESTS=OFF -DCHORUS_BUILD_BENCH=ON \
-    >/dev/null
-  if [ -n "${BENCH_CHORUSD:-}" ]; then
-    cmake --build "$build" -j2 --target chorus-bench
-  else
-    cmake --build "$build" -j2 --target chorusd chorus-bench
-  fi
-fi
-chorusd=${BENCH_CHORUSD:-$build/chorusd}
-bench=$build/bench/chorus-bench
+# shellcheck source=bench_build.sh
+. bench/bench_build.sh
 # shellcheck source=throwaway_postgres.sh
 . bench/throwaway_postgres.sh
 

@@ -21,15 +21,8 @@ using chorus::storage::presence_store;
 using chorus::testing::log_capture;
 using chorus::testing::raw_redis;
 using chorus::testing::redis_url;
+using chorus::testing::unique;
 using chorus::testing::unreachable_url;
-
-// Unique per process and per call, so reruns and parallel runs never share keys or client names.
-std::string unique(std::string_view name) {
-  static const auto run = std::chrono::steady_clock::now().time_since_epoch().count();
-  static int counter = 0;
-  return "test-" + std::to_string(::getpid()) + "-" + std::to_string(run) + "-" + std::to_string(++counter) +
-         "-" + std::string(name);
-}
 
 class PresenceStore : public ::testing::Test {
  protected:

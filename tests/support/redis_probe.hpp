@@ -8,6 +8,7 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <memory>
 #include <sstream>
@@ -19,6 +20,15 @@ namespace chorus::testing {
 
 /// A closed port on loopback: connecting fails at once.
 inline constexpr const char* unreachable_url = "redis://127.0.0.1:1";
+
+/// A name unique per process and per call ("test-<pid>-<start>-<n>-<name>"), so that reruns and parallel runs
+/// never share a key or a client name.
+inline std::string unique(std::string_view name) {
+  static const auto run = std::chrono::steady_clock::now().time_since_epoch().count();
+  static int counter = 0;
+  return "test-" + std::to_string(::getpid()) + "-" + std::to_string(run) + "-" + std::to_string(++counter) +
+         "-" + std::string(name);
+}
 
 /// The Redis the tests may use (scripts/test.sh exports it), or "" when there is none.
 inline std::string redis_url() {
