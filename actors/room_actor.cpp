@@ -38,8 +38,17 @@ std::string make_message_id(std::int64_t ts_ms, std::uint64_t entropy, std::uint
   return buf;
 }
 
-std::string id_key(const std::string& user, const std::string& client_msg_id) {
-  return user + '\0' + client_msg_id;
+/// The send_id_index key of a send, built in the room's scratch buffer: valid until the next call.
+std::string_view id_key(room_state& st, const std::string& user, const std::string& client_msg_id) {
+  st.key_scratch.assign(user);
+  st.key_scratch += '\0';
+  st.key_scratch += client_msg_id;
+  return st.key_scratch;
+}
+
+void forget_id(send_id_index& index, room_state& st, const chat_message& msg) {
+  if (msg.client_msg_id.empty()) return;
+  if (auto it = index.find(id_key(st, msg.user, msg.client_msg_id)); it != index.end()) index.erase(it);
 }
 
 /// Whether events for this member go through its node's relay rather than straight to the session.
@@ -111,25 +120,30 @@ const chat_message* cached(const room_state& st, std::uint64_t seq) {
   return &st.tail[seq - st.tail.front().seq];
 }
 
-void remember(room_pointer self, const chat_message& msg) {
+void remember(room_pointer self, chat_message msg) {
   auto& st = self->state;
   if (st.services.tail_cache_size == 0) return;
-  st.tail.push_back(msg);
-  if (!msg.client_msg_id.empty()) st.tail_ids[id_key(msg.user, msg.client_msg_id)] = msg.seq;
+  if (!msg.client_msg_id.empty()) {
+    auto key = id_key(st, msg.user, msg.client_msg_id);
+    if (auto it = st.tail_ids.find(key); it != st.tail_ids.end())
+      it->second = msg.seq;
+    else
+      st.tail_ids.emplace(std::string(key), msg.seq);
+  }
+  st.tail.push_back(std::move(msg));
   while (st.tail.size() > st.services.tail_cache_size) {
-    const auto& old = st.tail.front();
-    if (!old.client_msg_id.empty()) st.tail_ids.erase(id_key(old.user, old.client_msg_id));
+    forget_id(st.tail_ids, st, st.tail.front());
     st.tail.pop_front();
   }
 }
 
 /// A stored message becomes real: its senders get their answer, then every member gets the event.
-void deliver_committed(room_pointer self, const chat_message& msg,
+void deliver_committed(room_pointer self, chat_message&& msg,
                        std::vector<caf::typed_response_promise<chat_message>>& waiting) {
   self->state.committed_seq = msg.seq;
   for (auto& rp : waiting) rp.deliver(msg);
   fan_out(self, message_event(self->state, msg));
-  remember(self, msg);
+  remember(self, std::move(msg));
 }
 
 // ---- loading and resyncing ----
@@ -162,7 +176,7 @@ void on_loaded(room_pointer self, storage::room_snapshot& snapshot) {
     // Stored but never announced: its write was answered as failed (the commit was in doubt), yet it
     // committed. Members get it now, so their sequence has no gap.
     if (st.ever_loaded && msg.seq > st.committed_seq) fan_out(self, message_event(st, msg));
-    remember(self, msg);
+    remember(self, std::move(msg));
   }
   st.committed_seq = st.assigned_seq = snapshot.last_seq;
   st.epoch = snapshot.epoch;
@@ -330,8 +344,7 @@ void on_stored(room_pointer self, std::uint64_t first, std::size_t count,
   }
   auto take = [&](std::uint64_t seq) {
     auto node = st.in_flight.extract(seq);
-    if (!node.empty() && !node.mapped().msg.client_msg_id.empty())
-      st.in_flight_ids.erase(id_key(node.mapped().msg.user, node.mapped().msg.client_msg_id));
+    if (!node.empty()) forget_id(st.in_flight_ids, st, node.mapped().msg);
     return node;
   };
   bool all_stored = true;
@@ -367,7 +380,7 @@ void on_stored(room_pointer self, std::uint64_t first, std::size_t count,
       resync(self);
       return;
     }
-    deliver_committed(self, node.mapped().msg, node.mapped().waiting);
+    deliver_committed(self, std::move(node.mapped().msg), node.mapped().waiting);
   }
   if (st.services.counters) st.services.counters->messages_stored.fetch_add(count, std::memory_order_relaxed);
   finish_handover(self);
@@ -427,7 +440,7 @@ void post(room_pointer self, post_request req, caf::typed_response_promise<chat_
     return;
   }
   if (!req.client_msg_id.empty()) {
-    auto key = id_key(req.user, req.client_msg_id);
+    auto key = id_key(st, req.user, req.client_msg_id);
     if (auto it = st.tail_ids.find(key); it != st.tail_ids.end()) {
       rp.deliver(*cached(st, it->second));
       return;
@@ -450,7 +463,8 @@ void post(room_pointer self, post_request req, caf::typed_response_promise<chat_
   msg.text = std::move(req.text);
   msg.client_msg_id = std::move(req.client_msg_id);
   auto seq = msg.seq;
-  if (!msg.client_msg_id.empty()) st.in_flight_ids.emplace(id_key(msg.user, msg.client_msg_id), seq);
+  if (!msg.client_msg_id.empty())
+    st.in_flight_ids.emplace(std::string(id_key(st, msg.user, msg.client_msg_id)), seq);
   auto row = to_row(msg);
   row.epoch = st.epoch;
   st.in_flight.emplace(seq, in_flight_message{std::move(msg), {rp}});

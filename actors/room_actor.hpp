@@ -18,6 +18,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "actors/messages.hpp"
@@ -41,6 +42,14 @@ struct room_services {
   std::chrono::milliseconds request_timeout{5000};
   std::shared_ptr<node_counters> counters;  ///< messages stored are counted here; may be null
 };
+
+/// Hashes a key given as std::string or std::string_view alike: lookups by a view need no temporary string.
+struct key_hash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view key) const noexcept { return std::hash<std::string_view>{}(key); }
+};
+/// user + '\0' + client_msg_id → seq.
+using send_id_index = std::unordered_map<std::string, std::uint64_t, key_hash, std::equal_to<>>;
 
 /// A message handed to the writer and not yet answered, with every request waiting for it (a resend of
 /// the same client_msg_id waits on the original instead of being stored twice).
@@ -76,9 +85,10 @@ struct room_state {
   std::uint64_t committed_seq = 0;  ///< last seq stored and fanned out
   std::uint64_t assigned_seq = 0;   ///< last seq handed to the writer
   std::map<std::uint64_t, in_flight_message> in_flight;
-  std::unordered_map<std::string, std::uint64_t> in_flight_ids;  ///< user + '\0' + client_msg_id → seq
-  std::deque<protocol::chat_message> tail;                       ///< last committed messages, oldest first
-  std::unordered_map<std::string, std::uint64_t> tail_ids;       ///< user + '\0' + client_msg_id → seq
+  send_id_index in_flight_ids;
+  std::deque<protocol::chat_message> tail;  ///< last committed messages, oldest first
+  send_id_index tail_ids;
+  std::string key_scratch;  ///< where lookups build their send_id_index key, so a send allocates none
   std::deque<std::function<void()>> deferred;
   std::chrono::milliseconds load_backoff{0};
 

@@ -7,7 +7,10 @@
 # env:   DURABLE_DURATION=S  measured window per rate (default 5; 1 s warm-up before it)
 #        DURABLE_REPEAT=N    runs per rate (default 1), each against a fresh node
 #        DURABLE_FLAGS="..." extra chorusd flags, e.g. "--writer_count 4 --batch_max_delay_ms 0"
+#        DURABLE_SHAPE="..." chorus-bench flags overriding the preset's shape, e.g. "--connections 500 --rooms 250"
 #        DURABLE_PERF=RATE   record `perf record -g` of chorusd during the run at RATE (into $out/raw/perf-RATE.data)
+#        DURABLE_NODE_CPUS=L CPUs chorusd may run on (taskset list; default 0), e.g. "0,1" with
+#                            DURABLE_FLAGS="--actor_threads 2"
 #        DURABLE_PG_PRIO=0   leave PostgreSQL at normal priority (default: the node's raised priority)
 #        BENCH_BUILD_DIR     Release build to use (default build/perf; built here unless BENCH_CHORUSD is set)
 #        BENCH_CHORUSD=PATH  benchmark this chorusd (e.g. an older commit's) with this tree's chorus-bench
@@ -26,6 +29,8 @@ repeat=${DURABLE_REPEAT:-1}
 build=${BENCH_BUILD_DIR:-build/perf}
 out=${BENCH_OUT:-bench/results/durable-$(date +%Y-%m-%d-%H%M)}
 extra_flags=${DURABLE_FLAGS:-}
+# shellcheck disable=SC2206
+shape=(${DURABLE_SHAPE:-})
 perf_rate=${DURABLE_PERF:-}
 
 for tool in cmake ninja taskset curl python3; do
@@ -35,6 +40,7 @@ prio=()
 if nice -n -10 true 2>/dev/null; then prio=(nice -n -10); fi
 server_cpu=0 bench_cpu=1
 [ "$(nproc)" -ge 2 ] || server_cpu=0 bench_cpu=0
+server_cpu=${DURABLE_NODE_CPUS:-$server_cpu}
 
 # shellcheck source=bench_build.sh
 . bench/bench_build.sh
@@ -103,7 +109,7 @@ start_server() {
 
 echo "durable.sh: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "durable.sh: taskset -c $server_cpu $chorusd ${chorusd_flags[*]/$db_url/DB}"
-echo "durable.sh: taskset -c $bench_cpu $bench --scenario durable --rate R --duration $duration --warmup 1"
+echo "durable.sh: taskset -c $bench_cpu $bench --scenario durable ${shape[*]} --rate R --duration $duration --warmup 1"
 # gen_stall: the generator's worst timer lateness; when it is large, the machine (not the node) was busy and
 # the latencies of that run are the generator's as much as the node's: repeat the point.
 printf '%9s %17s %10s %9s %9s %9s %8s %s\n' offered "acked/sent" "acked/s" "ack p50" "ack p99" "ack max" \
@@ -114,13 +120,13 @@ for rate in "${rates[@]}"; do
     start_server "$raw.log"
     if [ "$perf_rate" = "$rate" ] && [ "$run" = 1 ]; then
       # From the end of connecting (about 1 s warm-up left) to the end of the window.
-      (sleep 4 && exec perf record -g -o "$out/raw/perf-$rate.data" -p "$server_pid" -- sleep "$duration" \
+      (sleep 4 && exec perf record ${DURABLE_PERF_ARGS:--g} -o "$out/raw/perf-$rate.data" -p "$server_pid" -- sleep "$duration" \
         >/dev/null 2>&1) &
       perf_pid=$!
     fi
     "${prio[@]}" taskset -c "$bench_cpu" "$bench" --url "ws://127.0.0.1:$port/ws" --secret "$secret" \
-      --server-pid "$server_pid" --scenario durable --rate "$rate" --duration "$duration" --warmup 1 \
-      --json >"$raw.json" 2>"$raw.err" || true
+      --server-pid "$server_pid" --scenario durable "${shape[@]}" --rate "$rate" --duration "$duration" \
+      --warmup 1 --json >"$raw.json" 2>"$raw.err" || true
     if [ -n "$perf_pid" ]; then wait "$perf_pid" 2>/dev/null || true; perf_pid=""; fi
     stop_server
     python3 - "$raw.json" <<'EOF' | tee -a "$out/summary.txt"

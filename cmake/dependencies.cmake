@@ -28,6 +28,13 @@ pkg_check_modules(TOMLPP REQUIRED IMPORTED_TARGET tomlplusplus)
 pkg_check_modules(PQXX REQUIRED IMPORTED_TARGET libpqxx)
 pkg_check_modules(HIREDIS REQUIRED IMPORTED_TARGET hiredis)
 pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
+# chorusd allocates and frees a few small strings per message on one thread and frees many on another (frames
+# leave through the io thread); glibc's malloc spent about a sixth of the node's CPU on that (BENCHMARKS.md,
+# durable sends). Not under the sanitizers, which bring their own allocator.
+option(CHORUS_JEMALLOC "Link chorusd with jemalloc" ON)
+if(CHORUS_JEMALLOC AND NOT CHORUS_SANITIZERS)
+  pkg_check_modules(JEMALLOC REQUIRED IMPORTED_TARGET jemalloc)
+endif()
 
 if(CHORUS_BUILD_TESTS)
   find_package(GTest CONFIG REQUIRED)

@@ -7,7 +7,7 @@ packages=(
   libcaf-dev
   libboost1.81-dev libboost-json1.81-dev
   libpqxx-dev libhiredis-dev libspdlog-dev libfmt-dev libsodium-dev libssl-dev
-  libtomlplusplus-dev
+  libtomlplusplus-dev libjemalloc-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-websockets curl procps util-linux gnuplot-nox
   postgresql redis-server redis-tools
