@@ -5,12 +5,10 @@
 #include <pqxx/pqxx>
 
 #include <algorithm>
-#include <cstdio>
-#include <ctime>
+#include <charconv>
 #include <limits>
 #include <map>
 #include <set>
-#include <tuple>
 #include <unordered_map>
 #include <utility>
 
@@ -35,13 +33,24 @@ const std::pair<const char*, const char*> statements[] = {
      " CROSS JOIN LATERAL (SELECT " CHORUS_MESSAGE_COLUMNS
      " FROM messages m WHERE m.author = k.author AND m.client_msg_id = k.client_msg_id LIMIT 1) m"},
     // A room advances only if its first new seq continues last_seq and its rows were written under its
-    // current ownership epoch. Under READ COMMITTED a concurrent writer or activation of the same room
-    // blocks on the row lock and then re-checks against the committed row, so a batch that passes commits
-    // before any later activation reads last_seq, and a batch behind an activation is refused.
+    // current ownership epoch; the rows of exactly the rooms that advanced go in with it, in one statement
+    // (one round trip, where COPY took three). Under READ COMMITTED a concurrent writer or activation of the
+    // same room blocks on the row lock and then re-checks against the committed row, so a batch that passes
+    // commits before any later activation reads last_seq, and a batch behind an activation is refused.
+    // created_at travels as epoch milliseconds and is added as an interval: exact, unlike a float division.
     {"chorus_advance",
-     "UPDATE rooms r SET last_seq = v.hi"
+     "WITH advanced AS ("
+     " UPDATE rooms r SET last_seq = v.hi"
      " FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS v (id, lo, hi, epoch)"
-     " WHERE r.id = v.id AND r.last_seq = v.lo - 1 AND r.owner_epoch = v.epoch RETURNING r.id"},
+     " WHERE r.id = v.id AND r.last_seq = v.lo - 1 AND r.owner_epoch = v.epoch RETURNING r.id),"
+     " stored AS ("
+     " INSERT INTO messages (id, room, seq, author, text, client_msg_id, created_at, epoch)"
+     " SELECT m.id, m.room, m.seq, m.author, m.text, nullif(m.client_msg_id, ''),"
+     " timestamptz 'epoch' + m.created_ms * interval '1 millisecond', m.epoch"
+     " FROM unnest($5::uuid[], $6::text[], $7::bigint[], $8::text[], $9::text[], $10::text[], $11::bigint[],"
+     " $12::bigint[]) AS m (id, room, seq, author, text, client_msg_id, created_ms, epoch)"
+     " WHERE m.room IN (SELECT id FROM advanced))"
+     " SELECT id FROM advanced"},
     // Only after a room was refused: its current epoch tells a fenced writer from one out of sequence.
     {"chorus_owner_epochs", "SELECT id, owner_epoch FROM rooms WHERE id = ANY ($1::text[])"},
     {"chorus_create_room", "INSERT INTO rooms (id) VALUES ($1) ON CONFLICT (id) DO NOTHING"},
@@ -86,44 +95,36 @@ std::vector<message_row> read_rows(const pqxx::result& res) {
   return out;
 }
 
-// A PostgreSQL array literal, passed as a text parameter: only '"' and '\' need escaping inside quotes.
+// A PostgreSQL array literal, passed as a text parameter: only '"' and '\\' need escaping inside quotes.
 class array_literal {
  public:
   void add(std::string_view value) {
     text_ += text_.size() == 1 ? "\"" : ",\"";
-    for (char c : value) {
-      if (c == '"' || c == '\\') text_ += '\\';
-      text_ += c;
+    for (std::size_t at = 0;;) {
+      const auto special = value.find_first_of("\"\\", at);
+      text_.append(
+          value.substr(at, special == std::string_view::npos ? std::string_view::npos : special - at));
+      if (special == std::string_view::npos) break;
+      text_ += '\\';
+      text_ += value[special];
+      at = special + 1;
     }
     text_ += '"';
   }
-  void add(std::uint64_t value) {
-    if (text_.size() > 1) text_ += ',';
-    text_ += std::to_string(value);
-  }
+  void add(std::uint64_t value) { add_number(static_cast<long long>(std::min(value, max_seq))); }
+  void add(std::int64_t value) { add_number(value); }
   bool empty() const { return text_.size() == 1; }
   std::string str() const { return text_ + '}'; }
 
  private:
+  void add_number(long long value) {
+    if (text_.size() > 1) text_ += ',';
+    char buf[24];
+    const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+    text_.append(buf, end);
+  }
   std::string text_ = "{";
 };
-
-// RFC 3339 in UTC with milliseconds, which timestamptz parses whatever the session time zone.
-std::string rfc3339_utc(std::int64_t ms) {
-  std::int64_t secs = ms / 1000;
-  std::int64_t rem = ms % 1000;
-  if (rem < 0) {
-    rem += 1000;
-    --secs;
-  }
-  const std::time_t t = static_cast<std::time_t>(secs);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[48];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-                tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(rem));
-  return buf;
-}
 
 long long clamp_to_bigint(std::uint64_t v) {
   return static_cast<long long>(std::min(v, max_seq));
@@ -202,22 +203,39 @@ append_outcome append_in(pqxx::work& tx, std::span<const message_row> rows) {
   }
   std::sort(candidates.begin(), candidates.end(),
             [](const room_part* a, const room_part* b) { return a->id < b->id; });
-  std::size_t written_rows = 0;
   if (!candidates.empty()) {
     array_literal ids, firsts, lasts, epochs;
+    std::vector<char> candidate(parts.size(), 0);
     for (const room_part* part : candidates) {
       ids.add(part->id);
       firsts.add(rows[part->rows.front()].seq);
       lasts.add(rows[part->rows.back()].seq);
-      epochs.add(std::min(part->epoch, max_seq));  // owner_epoch never gets near it, so it stays refused
+      epochs.add(part->epoch);  // clamped to bigint: owner_epoch never gets near it, so it stays refused
+      candidate[static_cast<std::size_t>(part - parts.data())] = 1;
+    }
+    // The rows of every candidate room; the statement keeps those of the rooms that advance. Every row of a
+    // candidate carries its room's epoch (no mixed epochs), which the UPDATE checks, so it fits a bigint.
+    array_literal msg_ids, msg_rooms, msg_seqs, msg_authors, msg_texts, msg_client_ids, msg_created,
+        msg_epochs;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      if (!candidate[part_of_row[i]]) continue;
+      const auto& row = rows[i];
+      msg_ids.add(row.id);
+      msg_rooms.add(row.room);
+      msg_seqs.add(row.seq);
+      msg_authors.add(row.author);
+      msg_texts.add(row.text);
+      msg_client_ids.add(row.client_msg_id);
+      msg_created.add(row.created_at_ms);
+      msg_epochs.add(row.epoch);
     }
     const auto advanced =
-        tx.exec_prepared("chorus_advance", ids.str(), firsts.str(), lasts.str(), epochs.str());
+        tx.exec_prepared("chorus_advance", ids.str(), firsts.str(), lasts.str(), epochs.str(), msg_ids.str(),
+                         msg_rooms.str(), msg_seqs.str(), msg_authors.str(), msg_texts.str(),
+                         msg_client_ids.str(), msg_created.str(), msg_epochs.str());
     for (const auto& r : advanced) {
       auto it = part_of_room.find(r[0].as<std::string>());
-      if (it == part_of_room.end()) continue;
-      parts[it->second].advanced = true;
-      written_rows += parts[it->second].rows.size();
+      if (it != part_of_room.end()) parts[it->second].advanced = true;
     }
     // Not advanced: last_seq or owner_epoch did not match, or the room does not exist (never activated).
     for (room_part* part : candidates) part->out_of_sequence = !part->advanced;
@@ -257,25 +275,6 @@ append_outcome append_in(pqxx::work& tx, std::span<const message_row> rows) {
     if (!part.advanced) out.unwritten.emplace_back(part.id);
   }
 
-  // The rows go in after the UPDATE has decided which rooms pass; the transaction makes both visible at once,
-  // and the foreign key is satisfied either way because every written room exists.
-  if (written_rows > 0) {
-    pqxx::stream_to copy{tx, "messages",
-                         std::vector<std::string>{"id", "room", "seq", "author", "text", "client_msg_id",
-                                                  "created_at", "epoch"}};
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-      if (!parts[part_of_row[i]].advanced) continue;
-      const auto& row = rows[i];
-      const std::optional<std::string> client_id =
-          row.client_msg_id.empty() ? std::nullopt : std::optional<std::string>{row.client_msg_id};
-      // Every written row carries its room's current epoch (the UPDATE checked it), which fits a bigint.
-      copy << std::tuple<const std::string&, const std::string&, long long, const std::string&,
-                         const std::string&, const std::optional<std::string>&, std::string, long long>{
-          row.id,   row.room,  static_cast<long long>(row.seq), row.author,
-          row.text, client_id, rfc3339_utc(row.created_at_ms),  static_cast<long long>(row.epoch)};
-    }
-    copy.complete();
-  }
   tx.commit();
   return out;
 }
