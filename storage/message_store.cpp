@@ -1,4 +1,4 @@
-// PostgreSQL access for messages and rooms: batch appends with COPY, room activation, history pages.
+// PostgreSQL access for messages and rooms: batch appends, room activation, history pages.
 #include "storage/message_store.hpp"
 
 #include <spdlog/spdlog.h>
@@ -410,11 +410,13 @@ result<room_snapshot> message_store::activate(std::string_view room, std::size_t
     } catch (const pqxx::sql_error& e) {
       if (e.sqlstate() != lock_not_available) throw;
     }
-    // Still locked after lock_timeout: the previous owner stopped in the middle of a batch. Paused in a
-    // COPY, its backend waits for data ("active", not "idle in transaction", so the server's idle timeout
-    // never ends it) and keeps the room's row locked for as long as the process is stopped. A live writer
-    // never leaves its COPY unfinished for a second: end such backends (a role may end its own) and try
-    // once more. The stalled node's batch rolls back; it was fenced anyway.
+    // Still locked after lock_timeout: the previous owner stopped in the middle of a batch. This version's
+    // writers send each statement whole, so a paused one is "idle in transaction" and the server ends it
+    // after a second. A writer of an older version (rows by COPY, during a rolling upgrade) paused in its
+    // COPY waits for data ("active", so no server timeout ends it) and keeps the room's row locked for as
+    // long as the process is stopped. A live writer never leaves its COPY unfinished for a second: end such
+    // backends (a role may end its own) and try once more. The stalled node's batch rolls back; it was
+    // fenced anyway.
     long long ended = 0;
     {
       pqxx::nontransaction tx{conn};

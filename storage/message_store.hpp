@@ -95,9 +95,9 @@ class message_store {
   const std::string& last_error() const;
 
   /// Writes a batch in one transaction, never one row per round trip: one query finds rows whose
-  /// (author, client_msg_id) is already stored, COPY writes the rows of every other room, and one
-  /// statement advances rooms.last_seq for all of them, refusing rooms whose seqs do not continue
-  /// their stored sequence or whose rows do not carry the room's current owner_epoch. Only when a room
+  /// (author, client_msg_id) is already stored, and one statement advances rooms.last_seq of every other
+  /// room and inserts the rows of those that advanced, refusing rooms whose seqs do not continue their
+  /// stored sequence or whose rows do not carry the room's current owner_epoch. Only when a room
   /// is left unwritten does one more query tell fenced rooms from the others. Rows of one room appear in
   /// seq order. Every room must exist (activate()).
   result<append_outcome> append(std::span<const message_row> rows);

@@ -426,7 +426,7 @@ TEST_F(message_store_test, failed_statement_rolls_back_and_keeps_the_connection)
   EXPECT_EQ(std::get<db_error>(failed), db_error::unavailable);
   EXPECT_NE(store.last_error().find("uuid"), std::string::npos) << store.last_error();
   EXPECT_TRUE(store.connected());
-  // The UPDATE of last_seq rolled back with the COPY.
+  // The UPDATE of last_seq rolled back with the rows of its statement.
   EXPECT_EQ(last_seq("r"), 0u);
 
   EXPECT_TRUE(ok(store.append(std::vector<message_row>{row("r", 1)})).written("r"));
@@ -453,8 +453,9 @@ TEST_F(message_store_test, every_activation_takes_the_next_epoch_and_records_its
 
 TEST_F(message_store_test, activation_ends_a_writer_stalled_in_its_copy_and_takes_the_room) {
   ok(store.activate("r", 0, "node-a"));
-  // A writer paused (SIGSTOP) in the middle of its batch: the room's row is locked by the UPDATE, and the
-  // COPY waits for rows that never come. Its backend is "active", so no server timeout ends it.
+  // A writer of an older version (rows by COPY, as in a rolling upgrade) paused (SIGSTOP) in the middle of
+  // its batch: the room's row is locked by the UPDATE, and the COPY waits for rows that never come. Its
+  // backend is "active", so no server timeout ends it.
   pqxx::connection stalled{url()};
   auto tx = std::make_unique<pqxx::work>(stalled);
   tx->exec("UPDATE rooms SET last_seq = last_seq WHERE id = 'r'");
@@ -470,6 +471,24 @@ TEST_F(message_store_test, activation_ends_a_writer_stalled_in_its_copy_and_take
             0);                        // (other tests' databases have writers of their own)
   EXPECT_ANY_THROW(copy->complete());  // the stalled writer's batch is gone: its connection was ended
   copy.reset();
+  tx.reset();
+}
+
+TEST_F(message_store_test, activation_takes_the_room_from_a_writer_paused_between_its_statements) {
+  ok(store.activate("r", 0, "node-a"));
+  // This version's writer paused (SIGSTOP) between the statements of its batch: the room's row is locked by
+  // the batch's UPDATE and its backend is idle in a transaction, which the server ends after a second (as
+  // for every writer connection; set here by hand on a plain connection).
+  pqxx::connection stalled{url()};
+  pqxx::nontransaction{stalled}.exec("SET idle_in_transaction_session_timeout = '1s'");
+  auto tx = std::make_unique<pqxx::work>(stalled);
+  tx->exec("UPDATE rooms SET last_seq = last_seq WHERE id = 'r'");
+
+  storage::message_store other{url()};
+  const auto taken = ok(other.activate("r", 0, "node-b"));
+  EXPECT_EQ(taken.epoch, 2u);
+  EXPECT_EQ(owner("r"), (std::pair<std::uint64_t, std::string>{2, "node-b"}));
+  EXPECT_ANY_THROW(tx->commit());  // the paused writer's batch is gone: the server ended its session
   tx.reset();
 }
 
