@@ -113,7 +113,7 @@ echo "durable.sh: taskset -c $bench_cpu $bench --scenario durable ${shape[*]} --
 # gen_stall: the generator's worst timer lateness; when it is large, the machine (not the node) was busy and
 # the latencies of that run are the generator's as much as the node's: repeat the point.
 printf '%9s %17s %10s %9s %9s %9s %8s %s\n' offered "acked/sent" "acked/s" "ack p50" "ack p99" "ack max" \
-  delivered "errors, node CPU (1 = one core), ..."
+  delivered "errors, CPU of node, PostgreSQL and generator (1 = one core), ..."
 for rate in "${rates[@]}"; do
   for run in $(seq "$repeat"); do
     raw=$out/raw/rate-$rate-$run
@@ -124,13 +124,38 @@ for rate in "${rates[@]}"; do
         >/dev/null 2>&1) &
       perf_pid=$!
     fi
+    # PostgreSQL's CPU (every process of the throwaway cluster), sampled each second: the summary reports the
+    # busiest window as long as the measured one, which is the measured one (the load is steady in it).
+    (while :; do
+      ticks=0
+      for p in $({ pgrep -u postgres -f "$pg_dir"; pgrep -P "$(head -n 1 "$pg_dir/data/postmaster.pid")"; } 2>/dev/null | sort -u); do
+        read -r -a st <"/proc/$p/stat" 2>/dev/null || continue
+        ticks=$((ticks + st[13] + st[14]))
+      done
+      echo "$(date +%s.%N) $ticks"
+      sleep 1
+    done) >"$raw.pgcpu" 2>/dev/null &
+    pg_sampler=$!
     "${prio[@]}" taskset -c "$bench_cpu" "$bench" --url "ws://127.0.0.1:$port/ws" --secret "$secret" \
       --server-pid "$server_pid" --scenario durable "${shape[@]}" --rate "$rate" --duration "$duration" \
       --warmup 1 --json >"$raw.json" 2>"$raw.err" || true
+    kill "$pg_sampler" 2>/dev/null || true
+    wait "$pg_sampler" 2>/dev/null || true
     if [ -n "$perf_pid" ]; then wait "$perf_pid" 2>/dev/null || true; perf_pid=""; fi
     stop_server
-    python3 - "$raw.json" <<'EOF' | tee -a "$out/summary.txt"
+    python3 - "$raw.json" "$raw.pgcpu" "$duration" "$(getconf CLK_TCK)" <<'EOF' | tee -a "$out/summary.txt"
 import json, sys
+samples = []
+for l in open(sys.argv[2]):
+    t, ticks = l.split()
+    samples.append((float(t), int(ticks)))
+window, hz = float(sys.argv[3]), float(sys.argv[4])
+pg_cpu = 0.0
+for i, (t0, k0) in enumerate(samples):
+    for t1, k1 in samples[i + 1:]:
+        if t1 - t0 >= window:
+            pg_cpu = max(pg_cpu, (k1 - k0) / hz / (t1 - t0))
+            break
 lines = [l for l in open(sys.argv[1]) if l.startswith('{')]
 if not lines:
     print(f"{'?':>9} (no report: see {sys.argv[1][:-5]}.err)")
@@ -142,7 +167,8 @@ errs = ",".join(f"{k}={v}" for k, v in s.get("errors", {}).items()) or "-"
 print(f"{s.get('offered_rate', 0):9.0f} {s.get('acknowledged', 0):>8}/{s.get('sent', 0):<8} "
       f"{s.get('acknowledged', 0) / max(s.get('duration_s', 1), 1e-9):10.0f} {a.get('p50_ms', 0):7.1f}ms "
       f"{a.get('p99_ms', 0):7.1f}ms {a.get('max_ms', 0):7.1f}ms {100 * s.get('delivery_ratio', 0):7.2f}% "
-      f"{errs} node_cpu={s.get('server_cpu')} gen_stall={s.get('max_pacer_lag_ms', 0):.0f}ms "
+      f"{errs} node_cpu={s.get('server_cpu')} pg_cpu={pg_cpu:.2f} gen_cpu={s.get('generator_cpu', 0):.2f} "
+      f"gen_stall={s.get('max_pacer_lag_ms', 0):.0f}ms "
       f"gaps={s.get('seq_gaps', 0)}")
 EOF
   done

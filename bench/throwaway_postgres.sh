@@ -13,7 +13,8 @@ pg_throwaway_as_owner() {
   if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
 }
 
-# Prints the connection URL on success; the cluster lives in DIR/data, its log in DIR/server.log.
+# Prints the connection URL on success; the cluster lives in DIR/data, its log in DIR/server.log. PG_EXTRA_OPTS adds
+# server options, e.g. "-c shared_preload_libraries=pg_stat_statements" to see where its time goes.
 pg_throwaway_start() {
   local dir=$1 port=$2 bin
   if ! bin=$(pg_throwaway_bin); then
@@ -28,7 +29,7 @@ pg_throwaway_start() {
     return 1
   fi
   pg_throwaway_as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w \
-    -o "-p $port -k $dir/sock -c listen_addresses=127.0.0.1" start >/dev/null ||
+    -o "-p $port -k $dir/sock -c listen_addresses=127.0.0.1 ${PG_EXTRA_OPTS:-}" start >/dev/null ||
     { cat "$dir/server.log" >&2; return 1; }
   echo "postgresql://postgres@127.0.0.1:$port/postgres"
 }
