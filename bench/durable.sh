@@ -124,8 +124,8 @@ for rate in "${rates[@]}"; do
         >/dev/null 2>&1) &
       perf_pid=$!
     fi
-    # PostgreSQL's CPU (every process of the throwaway cluster), sampled each second: the summary reports the
-    # busiest window as long as the measured one, which is the measured one (the load is steady in it).
+    # PostgreSQL's CPU (every process of the throwaway cluster), sampled each second; the summary reports it
+    # over the measured window (which starts after connecting, joining and the warm-up the report gives).
     (while :; do
       ticks=0
       for p in $({ pgrep -u postgres -f "$pg_dir"; pgrep -P "$(head -n 1 "$pg_dir/data/postmaster.pid")"; } 2>/dev/null | sort -u); do
@@ -136,6 +136,7 @@ for rate in "${rates[@]}"; do
       sleep 1
     done) >"$raw.pgcpu" 2>/dev/null &
     pg_sampler=$!
+    bench_start=$(date +%s.%N)
     "${prio[@]}" taskset -c "$bench_cpu" "$bench" --url "ws://127.0.0.1:$port/ws" --secret "$secret" \
       --server-pid "$server_pid" --scenario durable "${shape[@]}" --rate "$rate" --duration "$duration" \
       --warmup 1 --json >"$raw.json" 2>"$raw.err" || true
@@ -143,31 +144,30 @@ for rate in "${rates[@]}"; do
     wait "$pg_sampler" 2>/dev/null || true
     if [ -n "$perf_pid" ]; then wait "$perf_pid" 2>/dev/null || true; perf_pid=""; fi
     stop_server
-    python3 - "$raw.json" "$raw.pgcpu" "$duration" "$(getconf CLK_TCK)" <<'EOF' | tee -a "$out/summary.txt"
+    python3 - "$raw.json" "$raw.pgcpu" "$bench_start" "$(getconf CLK_TCK)" <<'EOF' | tee -a "$out/summary.txt"
 import json, sys
-samples = []
-for l in open(sys.argv[2]):
-    t, ticks = l.split()
-    samples.append((float(t), int(ticks)))
-window, hz = float(sys.argv[3]), float(sys.argv[4])
-pg_cpu = 0.0
-for i, (t0, k0) in enumerate(samples):
-    for t1, k1 in samples[i + 1:]:
-        if t1 - t0 >= window:
-            pg_cpu = max(pg_cpu, (k1 - k0) / hz / (t1 - t0))
-            break
+samples = [(float(t), int(k)) for t, k in (l.split() for l in open(sys.argv[2]))]
+def pg_cpu(r):
+    c = r.get("connect", {})
+    begin = float(sys.argv[3]) + c.get("connect_time_s", 0) + c.get("join_time_s", 0) + r.get("warmup_s", 0)
+    end = begin + r.get("duration_s", 0)
+    inside = [(t, k) for t, k in samples if begin - 0.5 <= t <= end + 0.5]
+    if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
+        return float("nan")
+    return (inside[-1][1] - inside[0][1]) / float(sys.argv[4]) / (inside[-1][0] - inside[0][0])
 lines = [l for l in open(sys.argv[1]) if l.startswith('{')]
 if not lines:
     print(f"{'?':>9} (no report: see {sys.argv[1][:-5]}.err)")
     sys.exit(0)
 r = json.loads(lines[-1])
+pg = pg_cpu(r)
 s = r.get("result") or (r["steps"][-1] if r.get("steps") else {})
 a = s.get("ack_latency", {})
 errs = ",".join(f"{k}={v}" for k, v in s.get("errors", {}).items()) or "-"
 print(f"{s.get('offered_rate', 0):9.0f} {s.get('acknowledged', 0):>8}/{s.get('sent', 0):<8} "
       f"{s.get('acknowledged', 0) / max(s.get('duration_s', 1), 1e-9):10.0f} {a.get('p50_ms', 0):7.1f}ms "
       f"{a.get('p99_ms', 0):7.1f}ms {a.get('max_ms', 0):7.1f}ms {100 * s.get('delivery_ratio', 0):7.2f}% "
-      f"{errs} node_cpu={s.get('server_cpu')} pg_cpu={pg_cpu:.2f} gen_cpu={s.get('generator_cpu', 0):.2f} "
+      f"{errs} node_cpu={s.get('server_cpu')} pg_cpu={pg:.2f} gen_cpu={s.get('generator_cpu', 0):.2f} "
       f"gen_stall={s.get('max_pacer_lag_ms', 0):.0f}ms "
       f"gaps={s.get('seq_gaps', 0)}")
 EOF
