@@ -142,23 +142,82 @@ struct room_part {
   bool advanced = false;
 };
 
-append_outcome append_in(pqxx::work& tx, std::span<const message_row> rows) {
-  append_outcome out;
+// A batch split by room.
+struct batch_rooms {
   std::vector<room_part> parts;
   std::unordered_map<std::string_view, std::size_t> part_of_room;
-  std::vector<std::size_t> part_of_row(rows.size());
+  std::vector<std::size_t> part_of_row;
+};
+
+batch_rooms split_by_room(std::span<const message_row> rows) {
+  batch_rooms b;
+  b.part_of_row.resize(rows.size());
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const auto& row = rows[i];
-    auto [it, fresh] = part_of_room.try_emplace(row.room, parts.size());
-    if (fresh) parts.push_back(room_part{row.room, {}, row.epoch});
-    auto& part = parts[it->second];
+    auto [it, fresh] = b.part_of_room.try_emplace(row.room, b.parts.size());
+    if (fresh) b.parts.push_back(room_part{row.room, {}, row.epoch});
+    auto& part = b.parts[it->second];
     if (row.epoch != part.epoch) part.mixed_epochs = true;
-    part_of_row[i] = it->second;
+    b.part_of_row[i] = it->second;
     // bigint holds the seqs; a batch that is not consecutive within itself cannot continue anything.
     if (row.seq == 0 || row.seq > max_seq) part.out_of_sequence = true;
     if (!part.rows.empty() && row.seq != rows[part.rows.back()].seq + 1) part.out_of_sequence = true;
     part.rows.push_back(i);
   }
+  return b;
+}
+
+// Runs chorus_advance for `candidates` (sorted by id, so that two writers with overlapping rooms lock them
+// in the same order instead of deadlocking) and marks the parts that advanced; their rows are in.
+void advance(pqxx::transaction_base& tx, std::span<const message_row> rows, batch_rooms& b,
+             const std::vector<room_part*>& candidates) {
+  array_literal ids, firsts, lasts, epochs;
+  std::vector<char> candidate(b.parts.size(), 0);
+  for (const room_part* part : candidates) {
+    ids.add(part->id);
+    firsts.add(rows[part->rows.front()].seq);
+    lasts.add(rows[part->rows.back()].seq);
+    epochs.add(part->epoch);  // clamped to bigint: owner_epoch never gets near it, so it stays refused
+    candidate[static_cast<std::size_t>(part - b.parts.data())] = 1;
+  }
+  // The rows of every candidate room; the statement keeps those of the rooms that advance. Every row of a
+  // candidate carries its room's epoch (no mixed epochs), which the UPDATE checks, so it fits a bigint.
+  array_literal msg_ids, msg_rooms, msg_seqs, msg_authors, msg_texts, msg_client_ids, msg_created, msg_epochs;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (!candidate[b.part_of_row[i]]) continue;
+    const auto& row = rows[i];
+    msg_ids.add(row.id);
+    msg_rooms.add(row.room);
+    msg_seqs.add(row.seq);
+    msg_authors.add(row.author);
+    msg_texts.add(row.text);
+    msg_client_ids.add(row.client_msg_id);
+    msg_created.add(row.created_at_ms);
+    msg_epochs.add(row.epoch);
+  }
+  const auto advanced =
+      tx.exec_prepared("chorus_advance", ids.str(), firsts.str(), lasts.str(), epochs.str(), msg_ids.str(),
+                       msg_rooms.str(), msg_seqs.str(), msg_authors.str(), msg_texts.str(),
+                       msg_client_ids.str(), msg_created.str(), msg_epochs.str());
+  for (const auto& r : advanced) {
+    auto it = b.part_of_room.find(r[0].as<std::string>());
+    if (it != b.part_of_room.end()) b.parts[it->second].advanced = true;
+  }
+}
+
+std::vector<room_part*> sorted_by_id(std::vector<room_part*> parts) {
+  std::sort(parts.begin(), parts.end(), [](const room_part* a, const room_part* b) { return a->id < b->id; });
+  return parts;
+}
+
+// The full path, in one transaction: finds stored duplicates and repeats first, so that it can say which
+// rows are duplicates (with their originals) and why each held-back room was held back.
+append_outcome append_in(pqxx::work& tx, std::span<const message_row> rows) {
+  append_outcome out;
+  auto b = split_by_room(rows);
+  auto& parts = b.parts;
+  auto& part_of_room = b.part_of_room;
+  auto& part_of_row = b.part_of_row;
 
   // Idempotency: every row whose (author, client_msg_id) is stored, or repeated earlier in the batch.
   std::map<std::pair<std::string_view, std::string_view>, std::vector<std::size_t>> rows_of_key;
@@ -195,48 +254,14 @@ append_outcome append_in(pqxx::work& tx, std::span<const message_row> rows) {
     }
   }
 
-  // Advance last_seq of every remaining room in one statement. Sorted by id so that two writers with
-  // overlapping rooms lock them in the same order instead of deadlocking.
+  // Advance last_seq of every remaining room, and write its rows, in one statement.
   std::vector<room_part*> candidates;
   for (auto& part : parts) {
     if (!part.duplicate && !part.out_of_sequence && !part.mixed_epochs) candidates.push_back(&part);
   }
-  std::sort(candidates.begin(), candidates.end(),
-            [](const room_part* a, const room_part* b) { return a->id < b->id; });
+  candidates = sorted_by_id(std::move(candidates));
   if (!candidates.empty()) {
-    array_literal ids, firsts, lasts, epochs;
-    std::vector<char> candidate(parts.size(), 0);
-    for (const room_part* part : candidates) {
-      ids.add(part->id);
-      firsts.add(rows[part->rows.front()].seq);
-      lasts.add(rows[part->rows.back()].seq);
-      epochs.add(part->epoch);  // clamped to bigint: owner_epoch never gets near it, so it stays refused
-      candidate[static_cast<std::size_t>(part - parts.data())] = 1;
-    }
-    // The rows of every candidate room; the statement keeps those of the rooms that advance. Every row of a
-    // candidate carries its room's epoch (no mixed epochs), which the UPDATE checks, so it fits a bigint.
-    array_literal msg_ids, msg_rooms, msg_seqs, msg_authors, msg_texts, msg_client_ids, msg_created,
-        msg_epochs;
-    for (std::size_t i = 0; i < rows.size(); ++i) {
-      if (!candidate[part_of_row[i]]) continue;
-      const auto& row = rows[i];
-      msg_ids.add(row.id);
-      msg_rooms.add(row.room);
-      msg_seqs.add(row.seq);
-      msg_authors.add(row.author);
-      msg_texts.add(row.text);
-      msg_client_ids.add(row.client_msg_id);
-      msg_created.add(row.created_at_ms);
-      msg_epochs.add(row.epoch);
-    }
-    const auto advanced =
-        tx.exec_prepared("chorus_advance", ids.str(), firsts.str(), lasts.str(), epochs.str(), msg_ids.str(),
-                         msg_rooms.str(), msg_seqs.str(), msg_authors.str(), msg_texts.str(),
-                         msg_client_ids.str(), msg_created.str(), msg_epochs.str());
-    for (const auto& r : advanced) {
-      auto it = part_of_room.find(r[0].as<std::string>());
-      if (it != part_of_room.end()) parts[it->second].advanced = true;
-    }
+    advance(tx, rows, b, candidates);
     // Not advanced: last_seq or owner_epoch did not match, or the room does not exist (never activated).
     for (room_part* part : candidates) part->out_of_sequence = !part->advanced;
   }
@@ -276,6 +301,48 @@ append_outcome append_in(pqxx::work& tx, std::span<const message_row> rows) {
   }
 
   tx.commit();
+  return out;
+}
+
+// The common case in one statement that commits by itself (one round trip instead of four, and no duplicate
+// probe): every room consecutive under one epoch and no client_msg_id twice in the batch. A stored duplicate
+// makes the unique index refuse the whole statement, and nothing is written: nullopt, take the full path.
+// Rooms that did not advance (out of sequence, fenced) go through the full path afterwards, alone, so that
+// the outcome says what it would have said; the rows of the other rooms are committed by then.
+std::optional<append_outcome> append_fast(pqxx::connection& conn, std::span<const message_row> rows) {
+  auto b = split_by_room(rows);
+  std::vector<room_part*> candidates;
+  for (auto& part : b.parts) {
+    if (part.out_of_sequence || part.mixed_epochs) return std::nullopt;
+    candidates.push_back(&part);
+  }
+  std::vector<std::pair<std::string_view, std::string_view>> keys;
+  for (const auto& row : rows)
+    if (!row.client_msg_id.empty()) keys.emplace_back(row.author, row.client_msg_id);
+  std::sort(keys.begin(), keys.end());
+  if (std::adjacent_find(keys.begin(), keys.end()) != keys.end()) return std::nullopt;
+
+  try {
+    pqxx::nontransaction tx{conn};
+    advance(tx, rows, b, sorted_by_id(std::move(candidates)));
+  } catch (const pqxx::unique_violation&) {
+    return std::nullopt;
+  } catch (const pqxx::broken_connection& e) {
+    // The statement may have reached the server and committed before the connection went.
+    throw pqxx::in_doubt_error(e.what());
+  }
+
+  std::vector<message_row> held;
+  std::vector<std::size_t> held_index;  // index in `rows` of each row of `held`
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (b.parts[b.part_of_row[i]].advanced) continue;
+    held.push_back(rows[i]);
+    held_index.push_back(i);
+  }
+  if (held.empty()) return append_outcome{};
+  pqxx::work tx{conn};
+  auto out = append_in(tx, held);
+  for (auto& [index, original] : out.duplicates) index = held_index[index];
   return out;
 }
 
@@ -370,6 +437,7 @@ const std::string& message_store::last_error() const {
 result<append_outcome> message_store::append(std::span<const message_row> rows) {
   if (rows.empty()) return append_outcome{};
   return impl_->guard<append_outcome>([&](pqxx::connection& conn) {
+    if (auto done = append_fast(conn, rows)) return std::move(*done);
     pqxx::work tx{conn};
     return append_in(tx, rows);
   });

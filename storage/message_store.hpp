@@ -94,12 +94,15 @@ class message_store {
   /// What libpqxx or the server said about the most recent failure, for a log line; empty before any.
   const std::string& last_error() const;
 
-  /// Writes a batch in one transaction, never one row per round trip: one query finds rows whose
-  /// (author, client_msg_id) is already stored, and one statement advances rooms.last_seq of every other
-  /// room and inserts the rows of those that advanced, refusing rooms whose seqs do not continue their
-  /// stored sequence or whose rows do not carry the room's current owner_epoch. Only when a room
-  /// is left unwritten does one more query tell fenced rooms from the others. Rows of one room appear in
-  /// seq order. Every room must exist (activate()).
+  /// Writes a batch, never one row per round trip, each room all or nothing. Usually one statement that
+  /// commits by itself: it advances rooms.last_seq of every room and inserts the rows of the rooms that
+  /// advanced, refusing rooms whose seqs do not continue their stored sequence or whose rows do not carry
+  /// the room's current owner_epoch. When the unique index finds an (author, client_msg_id) already stored,
+  /// or the batch repeats one, or a room's rows are not consecutive, nothing of that statement is written and
+  /// the batch goes through one transaction that first finds the duplicates (returned with their originals);
+  /// rooms the statement held back go through that transaction too, so the outcome tells fenced rooms, out
+  /// of sequence ones and duplicates apart. Rows of one room appear in seq order. Every room must exist
+  /// (activate()). A connection lost during the write is `in_doubt`: the statement may have committed.
   result<append_outcome> append(std::span<const message_row> rows);
 
   /// Claims the room for `owner_node`, in one transaction: creates the room if it does not exist, takes the

@@ -295,6 +295,29 @@ TEST_F(message_store_test, seqs_that_do_not_continue_the_room_are_refused) {
   EXPECT_TRUE(ok(other.append(std::vector<message_row>{row("good", 3)})).written("good"));
 }
 
+TEST_F(message_store_test, rooms_held_back_are_told_apart_while_the_rest_of_the_batch_commits) {
+  for (const char* room : {"good", "gap", "dup"}) ok(store.activate(room, 0, node));
+  ok(store.append(std::vector<message_row>{row("gap", 1), row("gap", 2), row("dup", 1, "alice", "c-1")}));
+  const std::vector<message_row> batch = {
+      row("good", 1, "bob", "c-9"),
+      row("gap", 4),                  // stored up to 2: 3 is missing
+      row("dup", 5, "alice", "c-1"),  // out of sequence, and a resend of a stored message
+      row("good", 2),
+  };
+
+  const auto outcome = ok(store.append(batch));
+
+  EXPECT_TRUE(outcome.written("good"));
+  EXPECT_EQ(outcome.out_of_sequence, (std::vector<std::string>{"gap"}));
+  EXPECT_TRUE(outcome.fenced.empty());
+  ASSERT_EQ(outcome.duplicates.size(), 1u);
+  EXPECT_EQ(outcome.duplicates[0].first, 2u);  // its index in this batch
+  EXPECT_EQ(outcome.duplicates[0].second.seq, 1u);
+  EXPECT_EQ(stored_seqs("good"), (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_EQ(stored_seqs("gap"), (std::vector<std::uint64_t>{1, 2}));
+  EXPECT_EQ(stored_seqs("dup"), (std::vector<std::uint64_t>{1}));
+}
+
 TEST_F(message_store_test, pages_match_the_table_in_both_directions) {
   ok(store.activate("h", 0, node));
   ok(store.activate("other", 0, node));
@@ -406,9 +429,11 @@ TEST_F(message_store_test, broken_connection_fails_one_call_then_reconnects) {
     ASSERT_TRUE(killed[0][0].as<bool>());
   }
 
+  // The batch goes out as one statement that commits by itself, so a connection lost under it may have
+  // committed it: the call cannot say "nothing written", only "in doubt" (the room resyncs either way).
   const auto failed = victim.append(std::vector<message_row>{row("r", 1)});
   ASSERT_TRUE(std::holds_alternative<db_error>(failed));
-  EXPECT_EQ(std::get<db_error>(failed), db_error::unavailable);
+  EXPECT_EQ(std::get<db_error>(failed), db_error::in_doubt);
   EXPECT_FALSE(victim.connected());
   EXPECT_FALSE(victim.last_error().empty());
 
