@@ -8,9 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BENCH_BUILD_DIR:-build/perf}
 
-export CCACHE_NOHASHDIR=1
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCHORUS_BUILD_TESTS=OFF -DCHORUS_BUILD_BENCH=ON >/dev/null
-cmake --build "$build" -j2 --target chorus-append-bench
+# shellcheck disable=SC2034  # read by bench_build.sh
+bench_targets=(chorus-append-bench)
+# shellcheck source=bench_build.sh
+. bench/bench_build.sh
 
 # shellcheck source=throwaway_postgres.sh
 . bench/throwaway_postgres.sh
