@@ -38,17 +38,22 @@ std::string make_message_id(std::int64_t ts_ms, std::uint64_t entropy, std::uint
   return buf;
 }
 
-/// The send_id_index key of a send, built in the room's scratch buffer: valid until the next call.
-std::string_view id_key(room_state& st, const std::string& user, const std::string& client_msg_id) {
-  st.key_scratch.assign(user);
-  st.key_scratch += '\0';
-  st.key_scratch += client_msg_id;
-  return st.key_scratch;
+/// The send_id_index key of a send.
+std::uint64_t send_key(const std::string& user, const std::string& client_msg_id) {
+  const std::uint64_t a = std::hash<std::string_view>{}(user);
+  const std::uint64_t b = std::hash<std::string_view>{}(client_msg_id);
+  return a ^ (b + 0x9e3779b97f4a7c15ull + (a << 6) + (a >> 2));
 }
 
-void forget_id(send_id_index& index, room_state& st, const chat_message& msg) {
+bool same_send(const chat_message& msg, const std::string& user, const std::string& client_msg_id) {
+  return msg.client_msg_id == client_msg_id && msg.user == user;
+}
+
+/// Removes the entry of `msg`, unless its slot was taken over by another send with the same key.
+void forget_id(send_id_index& index, const chat_message& msg) {
   if (msg.client_msg_id.empty()) return;
-  if (auto it = index.find(id_key(st, msg.user, msg.client_msg_id)); it != index.end()) index.erase(it);
+  if (auto it = index.find(send_key(msg.user, msg.client_msg_id)); it != index.end() && it->second == msg.seq)
+    index.erase(it);
 }
 
 /// Whether events for this member go through its node's relay rather than straight to the session.
@@ -123,16 +128,10 @@ const chat_message* cached(const room_state& st, std::uint64_t seq) {
 void remember(room_pointer self, chat_message msg) {
   auto& st = self->state;
   if (st.services.tail_cache_size == 0) return;
-  if (!msg.client_msg_id.empty()) {
-    auto key = id_key(st, msg.user, msg.client_msg_id);
-    if (auto it = st.tail_ids.find(key); it != st.tail_ids.end())
-      it->second = msg.seq;
-    else
-      st.tail_ids.emplace(std::string(key), msg.seq);
-  }
+  if (!msg.client_msg_id.empty()) st.tail_ids[send_key(msg.user, msg.client_msg_id)] = msg.seq;
   st.tail.push_back(std::move(msg));
   while (st.tail.size() > st.services.tail_cache_size) {
-    forget_id(st.tail_ids, st, st.tail.front());
+    forget_id(st.tail_ids, st.tail.front());
     st.tail.pop_front();
   }
 }
@@ -344,7 +343,7 @@ void on_stored(room_pointer self, std::uint64_t first, std::size_t count,
   }
   auto take = [&](std::uint64_t seq) {
     auto node = st.in_flight.extract(seq);
-    if (!node.empty()) forget_id(st.in_flight_ids, st, node.mapped().msg);
+    if (!node.empty()) forget_id(st.in_flight_ids, node.mapped().msg);
     return node;
   };
   bool all_stored = true;
@@ -439,15 +438,21 @@ void post(room_pointer self, post_request req, caf::typed_response_promise<chat_
     rp.deliver(make_error(error_code::forbidden));
     return;
   }
+  const auto key = req.client_msg_id.empty() ? 0 : send_key(req.user, req.client_msg_id);
   if (!req.client_msg_id.empty()) {
-    auto key = id_key(st, req.user, req.client_msg_id);
     if (auto it = st.tail_ids.find(key); it != st.tail_ids.end()) {
-      rp.deliver(*cached(st, it->second));
-      return;
+      if (const auto* original = cached(st, it->second);
+          original != nullptr && same_send(*original, req.user, req.client_msg_id)) {
+        rp.deliver(*original);
+        return;
+      }
     }
     if (auto it = st.in_flight_ids.find(key); it != st.in_flight_ids.end()) {
-      st.in_flight[it->second].waiting.push_back(rp);
-      return;
+      if (auto sent = st.in_flight.find(it->second);
+          sent != st.in_flight.end() && same_send(sent->second.msg, req.user, req.client_msg_id)) {
+        sent->second.waiting.push_back(rp);
+        return;
+      }
     }
   }
   if (!st.loaded || st.handing_over) {
@@ -463,8 +468,7 @@ void post(room_pointer self, post_request req, caf::typed_response_promise<chat_
   msg.text = std::move(req.text);
   msg.client_msg_id = std::move(req.client_msg_id);
   auto seq = msg.seq;
-  if (!msg.client_msg_id.empty())
-    st.in_flight_ids.emplace(std::string(id_key(st, msg.user, msg.client_msg_id)), seq);
+  if (!msg.client_msg_id.empty()) st.in_flight_ids[key] = seq;
   auto row = to_row(msg);
   row.epoch = st.epoch;
   st.in_flight.emplace(seq, in_flight_message{std::move(msg), {rp}});

@@ -18,8 +18,9 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <unordered_map>
+
+#include <boost/unordered/unordered_flat_map.hpp>
 
 #include "actors/messages.hpp"
 #include "actors/node_counters.hpp"
@@ -43,13 +44,10 @@ struct room_services {
   std::shared_ptr<node_counters> counters;  ///< messages stored are counted here; may be null
 };
 
-/// Hashes a key given as std::string or std::string_view alike: lookups by a view need no temporary string.
-struct key_hash {
-  using is_transparent = void;
-  std::size_t operator()(std::string_view key) const noexcept { return std::hash<std::string_view>{}(key); }
-};
-/// user + '\0' + client_msg_id → seq.
-using send_id_index = std::unordered_map<std::string, std::uint64_t, key_hash, std::equal_to<>>;
+/// A send's (user, client_msg_id) → the seq it got, keyed by a 64-bit hash of the pair: no key strings and no
+/// node per entry. A hit is checked against the message itself, so two sends whose keys collide only lose
+/// this shortcut (the database's unique index still finds the duplicate).
+using send_id_index = boost::unordered_flat_map<std::uint64_t, std::uint64_t>;
 
 /// A message handed to the writer and not yet answered, with every request waiting for it (a resend of
 /// the same client_msg_id waits on the original instead of being stored twice).
@@ -88,7 +86,6 @@ struct room_state {
   send_id_index in_flight_ids;
   std::deque<protocol::chat_message> tail;  ///< last committed messages, oldest first
   send_id_index tail_ids;
-  std::string key_scratch;  ///< where lookups build their send_id_index key, so a send allocates none
   std::deque<std::function<void()>> deferred;
   std::chrono::milliseconds load_backoff{0};
 
