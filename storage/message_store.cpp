@@ -100,21 +100,26 @@ class array_literal {
  public:
   void add(std::string_view value) {
     text_ += text_.size() == 1 ? "\"" : ",\"";
-    for (std::size_t at = 0;;) {
-      const auto special = value.find_first_of("\"\\", at);
-      text_.append(
-          value.substr(at, special == std::string_view::npos ? std::string_view::npos : special - at));
-      if (special == std::string_view::npos) break;
+    // Runs between specials are appended whole; a special goes out with a backslash before it.
+    const char* run = value.data();
+    const char* const end = run + value.size();
+    for (const char* p = run; p != end; ++p) {
+      if (*p != '"' && *p != '\\') continue;
+      text_.append(run, p);
       text_ += '\\';
-      text_ += value[special];
-      at = special + 1;
+      run = p;
     }
+    text_.append(run, end);
     text_ += '"';
   }
   void add(std::uint64_t value) { add_number(static_cast<long long>(std::min(value, max_seq))); }
   void add(std::int64_t value) { add_number(value); }
   bool empty() const { return text_.size() == 1; }
-  std::string str() const { return text_ + '}'; }
+  /// The literal; the builder is spent (the text moves out).
+  std::string str() {
+    text_ += '}';
+    return std::move(text_);
+  }
 
  private:
   void add_number(long long value) {
