@@ -34,7 +34,7 @@ const std::pair<const char*, const char*> statements[] = {
      " FROM messages m WHERE m.author = k.author AND m.client_msg_id = k.client_msg_id LIMIT 1) m"},
     // A room advances only if its first new seq continues last_seq and its rows were written under its
     // current ownership epoch; the rows of exactly the rooms that advanced go in with it, in one statement
-    // (one round trip, where COPY took three). Under READ COMMITTED a concurrent writer or activation of the
+    // (where a COPY took three round trips). Under READ COMMITTED a concurrent writer or activation of the
     // same room blocks on the row lock and then re-checks against the committed row, so a batch that passes
     // commits before any later activation reads last_seq, and a batch behind an activation is refused.
     // created_at travels as epoch milliseconds and is added as an interval: exact, unlike a float division.
@@ -95,7 +95,7 @@ std::vector<message_row> read_rows(const pqxx::result& res) {
   return out;
 }
 
-// A PostgreSQL array literal, passed as a text parameter: only '"' and '\\' need escaping inside quotes.
+// A PostgreSQL array literal, passed as a text parameter: only '"' and '\' need escaping inside quotes.
 class array_literal {
  public:
   void add(std::string_view value) {
