@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Durable sends (issue 4): a rate sweep of the `durable` scenario (5,000 connections in 2,500 two-member
 # rooms, every connection sending; each send acknowledged only after the PostgreSQL commit holding it).
-# Prints, per offered rate, the acknowledged sends per second and the ack latency p50/p99.
+# Prints, per offered rate, the acknowledged sends per second, the ack latency p50/p99 and the CPU of the node,
+# PostgreSQL and the generator over the measured window.
 #
 # usage: bench/durable.sh [RATE...]        (default: 10000 20000 30000 40000 50000)
 # env:   DURABLE_DURATION=S  measured window per rate (default 5; 1 s warm-up before it)
@@ -9,9 +10,11 @@
 #        DURABLE_FLAGS="..." extra chorusd flags, e.g. "--writer_count 4 --batch_max_delay_ms 0"
 #        DURABLE_SHAPE="..." chorus-bench flags overriding the preset's shape, e.g. "--connections 500 --rooms 250"
 #        DURABLE_PERF=RATE   record `perf record -g` of chorusd during the run at RATE (into $out/raw/perf-RATE.data)
+#        DURABLE_PERF_ARGS="..." perf record options instead of -g, e.g. "--call-graph dwarf,16384 -F 499"
 #        DURABLE_NODE_CPUS=L CPUs chorusd may run on (taskset list; default 0), e.g. "0,1" with
 #                            DURABLE_FLAGS="--actor_threads 2"
 #        DURABLE_PG_PRIO=0   leave PostgreSQL at normal priority (default: the node's raised priority)
+#        PG_EXTRA_OPTS="..." PostgreSQL server options, e.g. "-c shared_preload_libraries=pg_stat_statements"
 #        BENCH_BUILD_DIR     Release build to use (default build/perf; built here unless BENCH_CHORUSD is set)
 #        BENCH_CHORUSD=PATH  benchmark this chorusd (e.g. an older commit's) with this tree's chorus-bench
 #        BENCH_OUT           where raw output goes (default bench/results/durable-DATE)
