@@ -13,6 +13,7 @@
 #        DURABLE_PERF_ARGS="..." perf record options instead of -g, e.g. "--call-graph dwarf,16384 -F 499"
 #        DURABLE_NODE_CPUS=L CPUs chorusd may run on (taskset list; default 0), e.g. "0,1" with
 #                            DURABLE_FLAGS="--actor_threads 2"
+#        DURABLE_PG_CPUS=L   CPUs PostgreSQL may run on (default: all), e.g. "1": the generator's CPU
 #        DURABLE_PG_PRIO=0   leave PostgreSQL at normal priority (default: the node's raised priority)
 #        PG_EXTRA_OPTS="..." PostgreSQL server options, e.g. "-c shared_preload_libraries=pg_stat_statements"
 #        BENCH_BUILD_DIR     Release build to use (default build/perf; built here unless BENCH_CHORUSD is set)
@@ -89,11 +90,20 @@ db_url=$(pg_throwaway_start "$pg_dir" "$(free_port)") || { echo "durable.sh: can
 # PostgreSQL is half of what is measured: it gets the node's priority (its backends inherit the
 # postmaster's), so that other work on the machine slows both alike.
 if [ ${#prio[@]} -gt 0 ] && [ "${DURABLE_PG_PRIO:-1}" = 1 ]; then renice -n -10 -p "$(head -n 1 "$pg_dir/data/postmaster.pid")" >/dev/null || true; fi
+# Its processes running now and every backend forked later (they inherit the postmaster's CPU set).
+if [ -n "${DURABLE_PG_CPUS:-}" ]; then
+  for p in $(pgrep -u postgres -f "$pg_dir"); do taskset -p -c "$DURABLE_PG_CPUS" "$p" >/dev/null; done
+fi
 
 # The per-connection op rate limit would throttle senders: raised far above any per-sender rate here.
 # shellcheck disable=SC2206
 chorusd_flags=(--database_url "$db_url" --ops_per_second 1000000 --ops_burst 1000000 --log_level warn
   --actor_threads 1 --io_threads 1 $extra_flags)
+
+# Rows stored so far and PostgreSQL's WAL counters: the summary gives WAL bytes and full-page images per row.
+wal_counters() {
+  psql "$db_url" -Atc "SELECT (SELECT count(*) FROM messages), wal_fpi, wal_bytes FROM pg_stat_wal" 2>/dev/null || true
+}
 
 start_server() {
   local log=$1
@@ -114,7 +124,8 @@ echo "durable.sh: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $(
 echo "durable.sh: taskset -c $server_cpu $chorusd ${chorusd_flags[*]/$db_url/DB}"
 echo "durable.sh: taskset -c $bench_cpu $bench --scenario durable ${shape[*]} --rate R --duration $duration --warmup 1"
 # gen_stall: the generator's worst timer lateness; when it is large, the machine (not the node) was busy and
-# the latencies of that run are the generator's as much as the node's: repeat the point.
+# the latencies of that run are the generator's as much as the node's: repeat the point. wal_per_row and
+# fpi_per_row: PostgreSQL's WAL bytes and full-page images over the run, per message stored in it.
 printf '%9s %17s %10s %9s %9s %9s %8s %s\n' offered "acked/sent" "acked/s" "ack p50" "ack p99" "ack max" \
   delivered "errors, CPU of node, PostgreSQL and generator (1 = one core), ..."
 for rate in "${rates[@]}"; do
@@ -139,6 +150,7 @@ for rate in "${rates[@]}"; do
       sleep 1
     done) >"$raw.pgcpu" 2>/dev/null &
     pg_sampler=$!
+    wal_before=$(wal_counters)
     bench_start=$(date +%s.%N)
     "${prio[@]}" taskset -c "$bench_cpu" "$bench" --url "ws://127.0.0.1:$port/ws" --secret "$secret" \
       --server-pid "$server_pid" --scenario durable "${shape[@]}" --rate "$rate" --duration "$duration" \
@@ -146,9 +158,11 @@ for rate in "${rates[@]}"; do
     kill "$pg_sampler" 2>/dev/null || true
     wait "$pg_sampler" 2>/dev/null || true
     if [ -n "$perf_pid" ]; then wait "$perf_pid" 2>/dev/null || true; perf_pid=""; fi
+    wal_after=$(wal_counters)
     stop_server
-    python3 - "$raw.json" "$raw.pgcpu" "$bench_start" "$(getconf CLK_TCK)" <<'EOF' | tee -a "$out/summary.txt"
+    python3 - "$raw.json" "$raw.pgcpu" "$bench_start" "$(getconf CLK_TCK)" "$wal_before" "$wal_after" <<'EOF' | tee -a "$out/summary.txt"
 import json, sys
+wal = [b - a for a, b in zip(*(map(int, x.split("|")) for x in sys.argv[5:7]))] if all(sys.argv[5:7]) else []
 samples = [(float(t), int(k)) for t, k in (l.split() for l in open(sys.argv[2]))]
 def pg_cpu(r):
     c = r.get("connect", {})
@@ -172,7 +186,8 @@ print(f"{s.get('offered_rate', 0):9.0f} {s.get('acknowledged', 0):>8}/{s.get('se
       f"{a.get('p99_ms', 0):7.1f}ms {a.get('max_ms', 0):7.1f}ms {100 * s.get('delivery_ratio', 0):7.2f}% "
       f"{errs} node_cpu={s.get('server_cpu')} pg_cpu={pg:.2f} gen_cpu={s.get('generator_cpu', 0):.2f} "
       f"gen_stall={s.get('max_pacer_lag_ms', 0):.0f}ms "
-      f"gaps={s.get('seq_gaps', 0)}")
+      f"gaps={s.get('seq_gaps', 0)}"
+      + (f" wal_per_row={wal[2] / max(wal[0], 1):.0f}B fpi_per_row={wal[1] / max(wal[0], 1):.2f}" if wal else ""))
 EOF
   done
 done
