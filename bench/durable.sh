@@ -105,6 +105,16 @@ wal_counters() {
   psql "$db_url" -Atc "SELECT (SELECT count(*) FROM messages), wal_fpi, wal_bytes FROM pg_stat_wal" 2>/dev/null || true
 }
 
+# Milliseconds a fixed loop takes on the node's CPU just before a run: other tenants of the host slow this
+# machine from hour to hour (by a factor of two in p50 at the same rate), and this shows when.
+cpu_probe() {
+  taskset -c "${server_cpu%%,*}" python3 -c 'import time
+t = time.perf_counter()
+s = 0
+for i in range(2_000_000): s += i
+print(round((time.perf_counter() - t) * 1000))'
+}
+
 start_server() {
   local log=$1
   port=$(free_port)
@@ -126,6 +136,7 @@ echo "durable.sh: taskset -c $bench_cpu $bench --scenario durable ${shape[*]} --
 # gen_stall: the generator's worst timer lateness; when it is large, the machine (not the node) was busy and
 # the latencies of that run are the generator's as much as the node's: repeat the point. wal_per_row and
 # fpi_per_row: PostgreSQL's WAL bytes and full-page images over the run, per message stored in it.
+# cpu_probe: see cpu_probe() above; compare runs only when it is about the same.
 printf '%9s %17s %10s %9s %9s %9s %8s %s\n' offered "acked/sent" "acked/s" "ack p50" "ack p99" "ack max" \
   delivered "errors, CPU of node, PostgreSQL and generator (1 = one core), ..."
 for rate in "${rates[@]}"; do
@@ -151,6 +162,7 @@ for rate in "${rates[@]}"; do
     done) >"$raw.pgcpu" 2>/dev/null &
     pg_sampler=$!
     wal_before=$(wal_counters)
+    probe_ms=$(cpu_probe)
     bench_start=$(date +%s.%N)
     "${prio[@]}" taskset -c "$bench_cpu" "$bench" --url "ws://127.0.0.1:$port/ws" --secret "$secret" \
       --server-pid "$server_pid" --scenario durable "${shape[@]}" --rate "$rate" --duration "$duration" \
@@ -160,7 +172,7 @@ for rate in "${rates[@]}"; do
     if [ -n "$perf_pid" ]; then wait "$perf_pid" 2>/dev/null || true; perf_pid=""; fi
     wal_after=$(wal_counters)
     stop_server
-    python3 - "$raw.json" "$raw.pgcpu" "$bench_start" "$(getconf CLK_TCK)" "$wal_before" "$wal_after" <<'EOF' | tee -a "$out/summary.txt"
+    python3 - "$raw.json" "$raw.pgcpu" "$bench_start" "$(getconf CLK_TCK)" "$wal_before" "$wal_after" "$probe_ms" <<'EOF' | tee -a "$out/summary.txt"
 import json, sys
 wal = [b - a for a, b in zip(*(map(int, x.split("|")) for x in sys.argv[5:7]))] if all(sys.argv[5:7]) else []
 samples = [(float(t), int(k)) for t, k in (l.split() for l in open(sys.argv[2]))]
@@ -187,7 +199,8 @@ print(f"{s.get('offered_rate', 0):9.0f} {s.get('acknowledged', 0):>8}/{s.get('se
       f"{errs} node_cpu={s.get('server_cpu')} pg_cpu={pg:.2f} gen_cpu={s.get('generator_cpu', 0):.2f} "
       f"gen_stall={s.get('max_pacer_lag_ms', 0):.0f}ms "
       f"gaps={s.get('seq_gaps', 0)}"
-      + (f" wal_per_row={wal[2] / max(wal[0], 1):.0f}B fpi_per_row={wal[1] / max(wal[0], 1):.2f}" if wal else ""))
+      + (f" wal_per_row={wal[2] / max(wal[0], 1):.0f}B fpi_per_row={wal[1] / max(wal[0], 1):.2f}" if wal else "")
+      + f" cpu_probe={sys.argv[7]}ms")
 EOF
   done
 done
