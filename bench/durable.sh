@@ -106,7 +106,7 @@ wal_counters() {
 }
 
 # Milliseconds a fixed loop takes on the node's CPU just before a run: other tenants of the host slow this
-# machine from hour to hour (by a factor of two in p50 at the same rate), and this shows when.
+# machine from hour to hour (p50s two to four times higher at the same rate), and this shows when.
 cpu_probe() {
   taskset -c "${server_cpu%%,*}" python3 -c 'import time
 t = time.perf_counter()
