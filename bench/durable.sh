@@ -11,9 +11,11 @@
 #        DURABLE_SHAPE="..." chorus-bench flags overriding the preset's shape, e.g. "--connections 500 --rooms 250"
 #        DURABLE_PERF=RATE   record `perf record -g` of chorusd during the run at RATE (into $out/raw/perf-RATE.data)
 #        DURABLE_PERF_ARGS="..." perf record options instead of -g, e.g. "--call-graph dwarf,16384 -F 499"
+#        DURABLE_PERF_ALL=1  record every process on the machine (perf -a: node, PostgreSQL, generator, kernel)
 #        DURABLE_NODE_CPUS=L CPUs chorusd may run on (taskset list; default 0), e.g. "0,1" with
 #                            DURABLE_FLAGS="--actor_threads 2"
 #        DURABLE_PG_CPUS=L   CPUs PostgreSQL may run on (default: all), e.g. "1": the generator's CPU
+#        DURABLE_GEN_CPUS=L  CPUs chorus-bench may run on (default 1)
 #        DURABLE_PG_PRIO=0   leave PostgreSQL at normal priority (default: the node's raised priority)
 #        PG_EXTRA_OPTS="..." PostgreSQL server options, e.g. "-c shared_preload_libraries=pg_stat_statements"
 #        BENCH_BUILD_DIR     Release build to use (default build/perf; built here unless BENCH_CHORUSD is set)
@@ -45,6 +47,7 @@ if nice -n -10 true 2>/dev/null; then prio=(nice -n -10); fi
 server_cpu=0 bench_cpu=1
 [ "$(nproc)" -ge 2 ] || server_cpu=0 bench_cpu=0
 server_cpu=${DURABLE_NODE_CPUS:-$server_cpu}
+bench_cpu=${DURABLE_GEN_CPUS:-$bench_cpu}
 
 # shellcheck source=bench_build.sh
 . bench/bench_build.sh
@@ -145,7 +148,9 @@ for rate in "${rates[@]}"; do
     start_server "$raw.log"
     if [ "$perf_rate" = "$rate" ] && [ "$run" = 1 ]; then
       # From the end of connecting (about 1 s warm-up left) to the end of the window.
-      (sleep 4 && exec perf record ${DURABLE_PERF_ARGS:--g} -o "$out/raw/perf-$rate.data" -p "$server_pid" -- sleep "$duration" \
+      perf_target=(-p "$server_pid")
+      [ "${DURABLE_PERF_ALL:-}" = 1 ] && perf_target=(-a)
+      (sleep 4 && exec perf record ${DURABLE_PERF_ARGS:--g} -o "$out/raw/perf-$rate.data" "${perf_target[@]}" -- sleep "$duration" \
         >/dev/null 2>&1) &
       perf_pid=$!
     fi

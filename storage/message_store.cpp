@@ -38,11 +38,16 @@ const std::pair<const char*, const char*> statements[] = {
     // same room blocks on the row lock and then re-checks against the committed row, so a batch that passes
     // commits before any later activation reads last_seq, and a batch behind an activation is refused.
     // created_at travels as epoch milliseconds and is added as an interval: exact, unlike a float division.
+    // `r.id = ANY ($1)` gives the batch's rooms a lookup by key (sequential scans are off on this
+    // connection, see connect): joined on `r.id = v.id` alone, the cached plan could be a hash join over a
+    // scan of every room, with thousands of rooms not yet analyzed (0.33 ms a statement at 2,500 rooms
+    // against 0.12 ms; BENCHMARKS.md, durable sends).
     {"chorus_advance",
      "WITH advanced AS ("
      " UPDATE rooms r SET last_seq = v.hi"
      " FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS v (id, lo, hi, epoch)"
-     " WHERE r.id = v.id AND r.last_seq = v.lo - 1 AND r.owner_epoch = v.epoch RETURNING r.id),"
+     " WHERE r.id = ANY ($1::text[]) AND r.id = v.id AND r.last_seq = v.lo - 1 AND r.owner_epoch = v.epoch"
+     " RETURNING r.id),"
      " stored AS ("
      " INSERT INTO messages (id, room, seq, author, text, client_msg_id, created_at, epoch)"
      " SELECT m.id, m.room, m.seq, m.author, m.text, nullif(m.client_msg_id, ''),"
@@ -386,6 +391,10 @@ struct message_store::impl {
         // stuck behind it (its activation waits at most lock_timeout below). A batch's statements follow
         // each other within milliseconds, so a live writer never comes near it.
         tx.exec("SET idle_in_transaction_session_timeout = '1s'");
+        // Every statement here finds its rows by key, so a batch should cost the same at any table size.
+        // The planner disagreed for `rooms` (thousands of rows it had not analyzed looked cheaper to scan
+        // than to probe) and the prepared plan kept its scan; without scans a key lookup is what is left.
+        tx.exec("SET enable_seqscan = off");
       }
       for (const auto& [name, sql] : statements) fresh->prepare(name, sql);
       conn = std::move(fresh);

@@ -601,6 +601,51 @@ TEST_F(message_store_test, wrong_seq_under_the_current_epoch_is_out_of_sequence_
   EXPECT_EQ(last_seq("r"), 1u);
 }
 
+// What PostgreSQL has counted for `rooms` over every session: sequential scans and rows updated. A session
+// hands its counts over when it ends (while it lives, up to ten seconds later).
+std::pair<long long, long long> room_counts(const std::string& url) {
+  pqxx::connection conn{url};
+  pqxx::nontransaction tx{conn};
+  const auto r = tx.exec("SELECT seq_scan, n_tup_upd FROM pg_stat_user_tables WHERE relname = 'rooms'").at(0);
+  return {r[0].as<long long>(), r[1].as<long long>()};
+}
+
+// A batch finds its rooms by key, so its cost does not grow with the number of rooms. Thousands of rooms
+// PostgreSQL has not analyzed yet (a burst of new ones, before autovacuum comes by) made the planner read
+// all of them for every batch, and the prepared statement kept that plan.
+TEST_F(message_store_test, appends_find_their_rooms_by_key_among_thousands) {
+  {
+    pqxx::connection conn{url()};
+    pqxx::nontransaction tx{conn};
+    tx.exec("INSERT INTO rooms (id) SELECT 'many-' || g FROM generate_series(1, 3000) g");
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // earlier sessions' counts arrive
+  const auto [scans_before, updates_before] = room_counts(url());
+
+  std::vector<std::string> busy;
+  for (int i = 1; i <= 10; ++i) busy.push_back(numbered("many-", i * 250));
+  constexpr int batches = 20;  // past the five executions after which PostgreSQL may settle on a cached plan
+  {
+    storage::message_store writer{url()};
+    for (const auto& room : busy) ok(writer.activate(room, 0, node));
+    for (int b = 0; b < batches; ++b) {
+      std::vector<message_row> rows;
+      for (const auto& room : busy) rows.push_back(row(room, static_cast<std::uint64_t>(b) + 1));
+      ASSERT_TRUE(ok(writer.append(rows)).unwritten.empty());
+    }
+  }  // the writer's session ends, and its counts arrive
+  const long long updates = static_cast<long long>(busy.size()) * (1 + batches);  // a claim, then advances
+  auto after = room_counts(url());
+  for (int i = 0; i < 200 && after.second < updates_before + updates; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    after = room_counts(url());
+  }
+
+  EXPECT_EQ(after.second - updates_before, updates);
+  EXPECT_EQ(after.first, scans_before) << "appends read the whole rooms table";
+  EXPECT_EQ(stored_seqs(busy.front()).size(), static_cast<std::size_t>(batches));
+}
+
 TEST(message_store_offline, unreachable_server_returns_unavailable_without_throwing) {
   storage::message_store store{"postgresql://postgres@127.0.0.1:1/chorus?connect_timeout=2"};
   EXPECT_FALSE(store.connected());
