@@ -66,6 +66,12 @@ int serve(const config::node_config& cfg) {
     caf_cfg.add_message_types<caf::id_block::chorus>();
   if (cfg.actor_threads > 0)
     caf_cfg.set("scheduler.max-threads", static_cast<std::size_t>(cfg.actor_threads));
+  // An idle actor thread spins briefly, polls with up to 500 sleeps of 50 us (to steal work from the other
+  // threads), then waits on its condition variable until work is enqueued. A lone thread has nobody to steal
+  // from, and each sleep is a context switch, on a VM a dear one (a 50 us sleep took 143 us here): with
+  // thousands of quiet connections, where the thread idles between most messages, the node needed 10-20 %
+  // less CPU at 5,000-8,000 durable sends/s without them (BENCHMARKS.md, durable sends).
+  if (cfg.actor_threads == 1) caf_cfg.set("work-stealing.moderate-poll-attempts", std::size_t{0});
   // The actor system goes before the server is destroyed: sessions hold sockets that belong to the
   // server's io_context, so every actor must be gone before it is (see the end of this function).
   auto system = std::make_unique<caf::actor_system>(caf_cfg);
