@@ -619,8 +619,15 @@ TEST_F(message_store_test, appends_find_their_rooms_by_key_among_thousands) {
     pqxx::nontransaction tx{conn};
     tx.exec("INSERT INTO rooms (id) SELECT 'many-' || g FROM generate_series(1, 3000) g");
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // earlier sessions' counts arrive
-  const auto [scans_before, updates_before] = room_counts(url());
+  // This process's earlier sessions (migrations, the insert above) have ended: wait for their counts.
+  auto before = room_counts(url());
+  for (int i = 0; i < 25; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const auto now = room_counts(url());
+    if (now == before) break;
+    before = now;
+  }
+  const auto [scans_before, updates_before] = before;
 
   std::vector<std::string> busy;
   for (int i = 1; i <= 10; ++i) busy.push_back(numbered("many-", i * 250));
