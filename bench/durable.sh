@@ -5,7 +5,10 @@
 # PostgreSQL and the generator over the measured window.
 #
 # usage: bench/durable.sh [RATE...]        (default: 10000 20000 30000 40000 50000)
-# env:   DURABLE_DURATION=S  measured window per rate (default 5; 1 s warm-up before it)
+# env:   DURABLE_DURATION=S  measured window per rate (default 5)
+#        DURABLE_WARMUP=S    sending before the window opens (default 1). The joins' request timeouts (5 s,
+#                            request_timeout_ms) expire about 5 s after connecting, thousands at once with the
+#                            preset; a warm-up of 6 keeps that burst out of the window (steady state).
 #        DURABLE_REPEAT=N    runs per rate (default 1), each against a fresh node
 #        DURABLE_FLAGS="..." extra chorusd flags, e.g. "--writer_count 4 --batch_max_delay_ms 0"
 #        DURABLE_SHAPE="..." chorus-bench flags overriding the preset's shape, e.g. "--connections 500 --rooms 250"
@@ -31,6 +34,7 @@ cd "$(dirname "$0")/.."
 rates=("$@")
 [ ${#rates[@]} -gt 0 ] || rates=(10000 20000 30000 40000 50000)
 duration=${DURABLE_DURATION:-5}
+warmup=${DURABLE_WARMUP:-1}
 repeat=${DURABLE_REPEAT:-1}
 build=${BENCH_BUILD_DIR:-build/perf}
 out=${BENCH_OUT:-bench/results/durable-$(date +%Y-%m-%d-%H%M)}
@@ -135,7 +139,7 @@ start_server() {
 
 echo "durable.sh: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "durable.sh: taskset -c $server_cpu $chorusd ${chorusd_flags[*]/$db_url/DB}"
-echo "durable.sh: taskset -c $bench_cpu $bench --scenario durable ${shape[*]} --rate R --duration $duration --warmup 1"
+echo "durable.sh: taskset -c $bench_cpu $bench --scenario durable ${shape[*]} --rate R --duration $duration --warmup $warmup"
 # gen_stall: the generator's worst timer lateness; when it is large, the machine (not the node) was busy and
 # the latencies of that run are the generator's as much as the node's: repeat the point. wal_per_row and
 # fpi_per_row: PostgreSQL's WAL bytes and full-page images over the run, per message stored in it.
@@ -147,10 +151,10 @@ for rate in "${rates[@]}"; do
     raw=$out/raw/rate-$rate-$run
     start_server "$raw.log"
     if [ "$perf_rate" = "$rate" ] && [ "$run" = 1 ]; then
-      # From the end of connecting (about 1 s warm-up left) to the end of the window.
+      # From about the end of the warm-up (connecting takes about 4 s) to the end of the window.
       perf_target=(-p "$server_pid")
       [ "${DURABLE_PERF_ALL:-}" = 1 ] && perf_target=(-a)
-      (sleep 4 && exec perf record ${DURABLE_PERF_ARGS:--g} -o "$out/raw/perf-$rate.data" "${perf_target[@]}" -- sleep "$duration" \
+      (sleep $((3 + warmup)) && exec perf record ${DURABLE_PERF_ARGS:--g} -o "$out/raw/perf-$rate.data" "${perf_target[@]}" -- sleep "$duration" \
         >/dev/null 2>&1) &
       perf_pid=$!
     fi
@@ -171,7 +175,7 @@ for rate in "${rates[@]}"; do
     bench_start=$(date +%s.%N)
     "${prio[@]}" taskset -c "$bench_cpu" "$bench" --url "ws://127.0.0.1:$port/ws" --secret "$secret" \
       --server-pid "$server_pid" --scenario durable "${shape[@]}" --rate "$rate" --duration "$duration" \
-      --warmup 1 --json >"$raw.json" 2>"$raw.err" || true
+      --warmup "$warmup" --json >"$raw.json" 2>"$raw.err" || true
     kill "$pg_sampler" 2>/dev/null || true
     wait "$pg_sampler" 2>/dev/null || true
     if [ -n "$perf_pid" ]; then wait "$perf_pid" 2>/dev/null || true; perf_pid=""; fi
