@@ -151,7 +151,7 @@ for rate in "${rates[@]}"; do
     raw=$out/raw/rate-$rate-$run
     start_server "$raw.log"
     if [ "$perf_rate" = "$rate" ] && [ "$run" = 1 ]; then
-      # From about the end of the warm-up (connecting takes about 4 s) to the end of the window.
+      # From about the end of the warm-up (connecting and joining take about 3 s) to the end of the window.
       perf_target=(-p "$server_pid")
       [ "${DURABLE_PERF_ALL:-}" = 1 ] && perf_target=(-a)
       (sleep $((3 + warmup)) && exec perf record ${DURABLE_PERF_ARGS:--g} -o "$out/raw/perf-$rate.data" "${perf_target[@]}" -- sleep "$duration" \
