@@ -106,13 +106,14 @@ int serve(const config::node_config& cfg) {
     account_workers.push_back(
         system->spawn<caf::detached>(actors::account_worker, cfg, directory, api_limits));
   actors::actor_http_handler api(*system, account_workers, std::chrono::milliseconds(cfg.request_timeout_ms));
-  // Message rates per user, shared by every node through Redis. With Redis it blocks on it, hence a thread
-  // of its own; without, it only counts in memory and a thread of its own would only add context switches.
-  storage::bucket send_bucket{static_cast<double>(cfg.sends_per_second),
-                              static_cast<double>(cfg.sends_burst)};
-  auto send_limiter = cfg.redis_url.empty()
-                          ? system->spawn(actors::send_limiter, cfg.redis_url, send_bucket)
-                          : system->spawn<caf::detached>(actors::send_limiter, cfg.redis_url, send_bucket);
+  // Message rates per user, shared by every node through Redis by an actor that blocks on it (hence a thread
+  // of its own). Without Redis the counts are this node's, and the sessions take them themselves.
+  actors::send_limits sends;
+  sends.shape = {static_cast<double>(cfg.sends_per_second), static_cast<double>(cfg.sends_burst)};
+  if (cfg.redis_url.empty())
+    sends.local = std::make_shared<storage::rate_limiter>(std::string{});
+  else
+    sends.shared = system->spawn<caf::detached>(actors::send_limiter, cfg.redis_url, sends.shape);
   // Clustered (cluster_port set): this node's actor for its peers (it also relays rooms' events to the
   // sessions here), published once the node listens, and its registration in Redis.
   actors::node_actor node;
@@ -124,8 +125,8 @@ int serve(const config::node_config& cfg) {
     caf::anon_send_exit(membership, caf::exit_reason::user_shutdown);  // leaves the registry at once
     membership = nullptr;
     caf::anon_send_exit(node, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(send_limiter, caf::exit_reason::user_shutdown);
-    send_limiter = nullptr;
+    caf::anon_send_exit(sends.shared, caf::exit_reason::user_shutdown);
+    sends.shared = nullptr;
     for (auto& w : account_workers) caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
     account_workers.clear();
     caf::anon_send_exit(room_accounts, caf::exit_reason::user_shutdown);
@@ -145,7 +146,7 @@ int serve(const config::node_config& cfg) {
   };
   actors::actor_session_factory sessions(
       *system, actors::make_session_context(
-                   directory, presence, send_limiter,
+                   directory, presence, sends,
                    cfg.dev_mode == 1 ? actors::account_worker_actor{} : room_accounts, cfg, node, counters));
   net::server server(cfg, sessions, &api);
 

@@ -19,7 +19,7 @@ void flush(limiter_pointer self) {
   std::vector<storage::take_request> round;
   keys.reserve(users.size());
   round.reserve(users.size());
-  for (auto& user : users) keys.push_back("send:user:" + user);
+  for (auto& user : users) keys.push_back(send_limit_key(user));
   for (auto& key : keys) round.push_back({key, st.shape, 1.0});
   auto verdicts = st.limits->take_many(round);
   for (std::size_t i = 0; i < waiting.size(); ++i)

@@ -67,6 +67,7 @@ void authenticated(session_pointer self, std::optional<std::int64_t> re, std::st
   auto& st = self->state;
   st.verifying = false;
   st.user = std::move(user);
+  st.send_key = send_limit_key(st.user);
   st.invisible = status == "invisible";
   self->request(st.ctx->presence, timeout(self), atom::connected_v, st.user)
       .then([](bool) {}, [](caf::error&) {});
@@ -229,14 +230,24 @@ void handle(session_pointer self, std::int64_t re, protocol::send_op& op) {
   auto* room = joined(self, re, op.room, "sending to it");
   if (room == nullptr) return;
   post_request req{st.user, std::move(op.text), std::move(op.client_msg_id)};
-  if (!st.ctx->send_limiter) {
+  const auto& limits = st.ctx->sends;
+  if (limits.local) {
+    const auto verdict = limits.local->take(st.send_key, limits.shape);
+    if (verdict.allowed)
+      post_to(self, re, op.room, *room, std::move(req));
+    else
+      reply_error(self, re, error_code::rate_limited, "too many messages",
+                  std::max<std::uint32_t>(verdict.retry_after_ms, 1));
+    return;
+  }
+  if (!limits.shared) {
     post_to(self, re, op.room, *room, std::move(req));
     return;
   }
   // The user's rate across every node first; answers come back in the order asked, so sends stay in order.
   // No timeout: the limiter answers every request (Redis calls are bounded inside it) and a request to it
   // after it stopped fails at once, so a per-send timer would only cost time on the hot path.
-  self->request(st.ctx->send_limiter, caf::infinite, atom::limit_v, st.user)
+  self->request(limits.shared, caf::infinite, atom::limit_v, st.user)
       .then(
           [self, re, room_id = op.room, room = *room,
            req = std::move(req)](std::uint32_t retry_after_ms) mutable {
@@ -535,7 +546,7 @@ std::unique_ptr<session_handle> actor_session_factory::open(std::shared_ptr<clie
 }
 
 std::shared_ptr<const session_context> make_session_context(room_directory directory, presence_actor presence,
-                                                            send_limiter_actor send_limiter,
+                                                            send_limits sends,
                                                             account_worker_actor accounts,
                                                             config::node_config cfg, relay_sink relay,
                                                             std::shared_ptr<node_counters> counters) {
@@ -545,7 +556,7 @@ std::shared_ptr<const session_context> make_session_context(room_directory direc
                                cfg.send_queue_limit, cfg.history_limit}};
   auto bytes = std::make_shared<const std::string>(protocol::encode_hello(hello));
   return std::make_shared<const session_context>(
-      session_context{std::move(directory), std::move(presence), std::move(send_limiter), std::move(accounts),
+      session_context{std::move(directory), std::move(presence), std::move(sends), std::move(accounts),
                       std::move(relay), std::move(counters), std::move(cfg), std::move(bytes)});
 }
 

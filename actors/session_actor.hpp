@@ -11,6 +11,7 @@
 
 #include "actors/messages.hpp"
 #include "actors/node_counters.hpp"
+#include "actors/send_limiter.hpp"
 #include "actors/token_bucket.hpp"
 #include "config/config.hpp"
 
@@ -20,7 +21,7 @@ namespace chorus::actors {
 struct session_context {
   room_directory directory;
   presence_actor presence;
-  send_limiter_actor send_limiter;  ///< each user's message rate across nodes
+  send_limits sends;               ///< each user's message rate: across nodes with Redis, else on this one
   account_worker_actor accounts;    ///< checks that a token's account still exists; null in dev_mode
   relay_sink relay;  ///< this node's actor, relaying remote rooms' events; null if not clustered
   std::shared_ptr<node_counters> counters;  ///< open connections are counted here; may be null
@@ -33,6 +34,7 @@ struct session_state {
   std::shared_ptr<client_link> link;  ///< reset when the connection closes, breaking the link ↔ actor cycle
   connection_info info;
   std::string user;               ///< empty until authenticated
+  std::string send_key;           ///< the user's message bucket (send_limit_key), once authenticated
   bool verifying = false;         ///< the token is good; its account is being checked
   std::vector<std::string> held;  ///< frames that arrived while verifying, in order
   bool invisible = false;         ///< the user's status hides its presence
@@ -78,7 +80,7 @@ class actor_session_factory final : public session_factory {
 
 /// Builds the context: encodes the hello frame from `cfg`.
 std::shared_ptr<const session_context> make_session_context(room_directory directory, presence_actor presence,
-                                                            send_limiter_actor send_limiter,
+                                                            send_limits sends,
                                                             account_worker_actor accounts,
                                                             config::node_config cfg, relay_sink relay = {},
                                                             std::shared_ptr<node_counters> counters = {});

@@ -21,6 +21,7 @@
 #        DURABLE_GEN_CPUS=L  CPUs chorus-bench may run on (default 1)
 #        DURABLE_PG_PRIO=0   leave PostgreSQL at normal priority (default: the node's raised priority)
 #        PG_EXTRA_OPTS="..." PostgreSQL server options, e.g. "-c shared_preload_libraries=pg_stat_statements"
+#                            (with it loaded, each run's statements go to $out/raw/rate-R-N.statements)
 #        BENCH_BUILD_DIR     Release build to use (default build/perf; built here unless BENCH_CHORUSD is set)
 #        BENCH_CHORUSD=PATH  benchmark this chorusd (e.g. an older commit's) with this tree's chorus-bench
 #        BENCH_OUT           where raw output goes (default bench/results/durable-DATE)
@@ -112,6 +113,19 @@ wal_counters() {
   psql "$db_url" -Atc "SELECT (SELECT count(*) FROM messages), wal_fpi, wal_bytes FROM pg_stat_wal" 2>/dev/null || true
 }
 
+# With pg_stat_statements loaded (PG_EXTRA_OPTS): what PostgreSQL spent on each statement during a run (from
+# the join on, so the rooms' activations are in it too).
+statements_reset() {
+  psql "$db_url" -Atqc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" \
+    >/dev/null 2>&1 || true
+}
+statements_report() {
+  psql "$db_url" -c "SELECT calls, round(mean_exec_time::numeric, 3) AS mean_ms,
+    round(stddev_exec_time::numeric, 3) AS stddev_ms, round(max_exec_time::numeric, 1) AS max_ms,
+    round(rows::numeric / calls, 1) AS rows_per_call, wal_bytes, left(regexp_replace(query, '\s+', ' ', 'g'), 70)
+    AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 8" 2>/dev/null || true
+}
+
 # Milliseconds a fixed loop takes on the node's CPU just before a run: other tenants of the host slow this
 # machine from hour to hour (p50s two to four times higher at the same rate), and this shows when.
 cpu_probe() {
@@ -143,7 +157,8 @@ echo "durable.sh: taskset -c $bench_cpu $bench --scenario durable ${shape[*]} --
 # gen_stall: the generator's worst timer lateness; when it is large, the machine (not the node) was busy and
 # the latencies of that run are the generator's as much as the node's: repeat the point. wal_per_row and
 # fpi_per_row: PostgreSQL's WAL bytes and full-page images over the run, per message stored in it.
-# cpu_probe: see cpu_probe() above; compare runs only when it is about the same.
+# cpu_probe: see cpu_probe() above; compare runs only when it is about the same. p99_by_s: the ack p99 (ms) of
+# the sends of each second of the window: a queue that builds up climbs, a one-off stall is one high second.
 printf '%9s %17s %10s %9s %9s %9s %8s %s\n' offered "acked/sent" "acked/s" "ack p50" "ack p99" "ack max" \
   delivered "errors, CPU of node, PostgreSQL and generator (1 = one core), ..."
 for rate in "${rates[@]}"; do
@@ -158,20 +173,33 @@ for rate in "${rates[@]}"; do
         >/dev/null 2>&1) &
       perf_pid=$!
     fi
-    # PostgreSQL's CPU (every process of the throwaway cluster), sampled each second; the summary reports it
-    # over the measured window (which starts after connecting, joining and the warm-up the report gives).
-    (while :; do
-      ticks=0
-      for p in $({ pgrep -u postgres -f "$pg_dir"; pgrep -P "$(head -n 1 "$pg_dir/data/postmaster.pid")"; } 2>/dev/null | sort -u); do
-        read -r -a st <"/proc/$p/stat" 2>/dev/null || continue
-        ticks=$((ticks + st[13] + st[14]))
-      done
-      echo "$(date +%s.%N) $ticks"
-      sleep 1
-    done) >"$raw.pgcpu" 2>/dev/null &
+    # PostgreSQL's CPU (the postmaster and its children), sampled each second; the summary reports it over the
+    # measured window (which starts after connecting, joining and the warm-up the report gives). One process
+    # reading /proc: a shell loop forking pgrep each second cost about 40 ms of CPU a second, in bursts.
+    python3 - "$(head -n 1 "$pg_dir/data/postmaster.pid")" >"$raw.pgcpu" 2>/dev/null <<'EOF_SAMPLER' &
+import os, sys, time
+postmaster = sys.argv[1]
+def fields(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+while True:
+    ticks = 0
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            st = fields(pid)
+        except OSError:
+            continue
+        if pid == postmaster or st[1] == postmaster:  # st[1]: the parent's pid
+            ticks += int(st[11]) + int(st[12])  # utime, stime
+    print(f"{time.time():.3f} {ticks}", flush=True)
+    time.sleep(1)
+EOF_SAMPLER
     pg_sampler=$!
     wal_before=$(wal_counters)
     probe_ms=$(cpu_probe)
+    statements_reset
     bench_start=$(date +%s.%N)
     "${prio[@]}" taskset -c "$bench_cpu" "$bench" --url "ws://127.0.0.1:$port/ws" --secret "$secret" \
       --server-pid "$server_pid" --scenario durable "${shape[@]}" --rate "$rate" --duration "$duration" \
@@ -180,6 +208,7 @@ for rate in "${rates[@]}"; do
     wait "$pg_sampler" 2>/dev/null || true
     if [ -n "$perf_pid" ]; then wait "$perf_pid" 2>/dev/null || true; perf_pid=""; fi
     wal_after=$(wal_counters)
+    statements_report >"$raw.statements"
     stop_server
     python3 - "$raw.json" "$raw.pgcpu" "$bench_start" "$(getconf CLK_TCK)" "$wal_before" "$wal_after" "$probe_ms" <<'EOF' | tee -a "$out/summary.txt"
 import json, sys
@@ -209,7 +238,9 @@ print(f"{s.get('offered_rate', 0):9.0f} {s.get('acknowledged', 0):>8}/{s.get('se
       f"gen_stall={s.get('max_pacer_lag_ms', 0):.0f}ms "
       f"gaps={s.get('seq_gaps', 0)}"
       + (f" wal_per_row={wal[2] / max(wal[0], 1):.0f}B fpi_per_row={wal[1] / max(wal[0], 1):.2f}" if wal else "")
-      + f" cpu_probe={sys.argv[7]}ms")
+      + f" cpu_probe={sys.argv[7]}ms"
+      + (" p99_by_s=" + ",".join(f"{x[1]:.0f}" for x in s["ack_p50_p99_max_by_second"])
+         if s.get("ack_p50_p99_max_by_second") else ""))
 EOF
   done
 done

@@ -353,6 +353,9 @@ class load_run final : public connection_listener {
     window_ = window_counters{};
     if (s_.urls.size() > 1) window_.delivered_by_url.assign(s_.urls.size(), 0);
     ack_hist_.reset();
+    // One histogram per second of the window, by send time: a queue that builds up and a one-off stall
+    // give the same p99 over the window, and differ here.
+    ack_by_second_.assign(static_cast<std::size_t>(std::ceil(s_.duration_s)), histogram{});
     delivery_hist_.reset();
     same_url_hist_.reset();
     other_url_hist_.reset();
@@ -395,6 +398,7 @@ class load_run final : public connection_listener {
         window_.expected == 0 ? 0.0 : static_cast<double>(window_.delivered) / window_.expected;
     r.deliveries_per_s = static_cast<double>(window_.received_in_window) / s_.duration_s;
     r.ack_latency = summarize(ack_hist_);
+    for (const auto& h : ack_by_second_) r.ack_latency_by_second.push_back(summarize(h));
     r.delivery_latency = summarize(delivery_hist_);
     if (s_.urls.size() > 1) {
       r.delivery_latency_same_url = summarize(same_url_hist_);
@@ -617,7 +621,10 @@ class load_run final : public connection_listener {
   void on_ack(std::uint32_t id, const scanned_line& sc, std::uint64_t now) {
     if (id >= s_.connections || !in_window(sc.stamp_ns)) return;
     ++window_.acknowledged;
-    ack_hist_.record(now > sc.stamp_ns ? now - sc.stamp_ns : 0);
+    const std::uint64_t latency = now > sc.stamp_ns ? now - sc.stamp_ns : 0;
+    ack_hist_.record(latency);
+    const auto second = static_cast<std::size_t>((sc.stamp_ns - window_start_ns_) / 1'000'000'000);
+    if (second < ack_by_second_.size()) ack_by_second_[second].record(latency);
   }
 
   /// Everything the scan did not settle: join replies, errors, and lines in an unexpected layout.
@@ -876,6 +883,7 @@ class load_run final : public connection_listener {
   std::vector<std::uint32_t> senders_;
   std::string padding_;
   histogram connect_hist_, ack_hist_, delivery_hist_, churn_hist_;
+  std::vector<histogram> ack_by_second_;  ///< ack latency of the sends of each second of the window
   histogram same_url_hist_, other_url_hist_;  ///< delivery latency split by the receiver's URL (several only)
   window_counters window_;
   std::map<std::string, std::uint64_t>* errors_ = nullptr;

@@ -107,6 +107,10 @@ json::object to_json(const step_result& s) {
                  {"generator_cpu", round3(s.generator_cpu)},
                  {"server_cpu", s.server_cpu < 0 ? json::value(nullptr) : json::value(round3(s.server_cpu))},
                  {"held", s.held}};
+  json::array by_second;
+  for (const auto& l : s.ack_latency_by_second)
+    by_second.push_back(json::array{round3(l.p50_ms), round3(l.p99_ms), round3(l.max_ms)});
+  o["ack_p50_p99_max_by_second"] = std::move(by_second);
   if (!s.server_cpus.empty()) {
     json::array cpus;
     for (const double c : s.server_cpus) cpus.push_back(round3(c));
@@ -144,6 +148,11 @@ void print_step(std::FILE* out, const step_result& s) {
                s.delivery_ratio);
   std::fprintf(out, "  deliveries/s       %.0f\n", s.deliveries_per_s);
   print_latency(out, "ack latency", s.ack_latency);
+  if (!s.ack_latency_by_second.empty()) {
+    std::fprintf(out, "  ack p99 by second ");
+    for (const auto& l : s.ack_latency_by_second) std::fprintf(out, " %.1f", l.p99_ms);
+    std::fprintf(out, " ms\n");
+  }
   print_latency(out, "delivery latency", s.delivery_latency);
   if (!s.delivered_by_url.empty()) {
     print_latency(out, "same URL as sender", s.delivery_latency_same_url);

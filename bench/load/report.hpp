@@ -33,6 +33,7 @@ struct step_result {
   double delivery_ratio = 0;
   double deliveries_per_s = 0;  ///< message events received during the window, any stamp
   latency_summary ack_latency;
+  std::vector<latency_summary> ack_latency_by_second;  ///< of the sends of each second of the window
   latency_summary delivery_latency;
   /// With several --url: delivery latency to members connected through the sender's URL, and through another
   /// one (on a cluster: same node as the sender, another node); deliveries by the receiver's URL.

@@ -511,6 +511,30 @@ TEST_F(accounts_test, with_redis_unreachable_the_node_counts_locally_and_keeps_s
   EXPECT_NE(node_->output().find("Redis"), std::string::npos) << "the fallback is logged";
 }
 
+// Without Redis the sessions take the node's own buckets themselves: still one bucket per user, not one per
+// connection.
+TEST_F(accounts_test, without_redis_a_users_connections_on_one_node_share_one_send_rate) {
+  start({{"CHORUS_DEV_MODE", "0"},
+         {"CHORUS_REDIS_URL", ""},
+         {"CHORUS_SENDS_PER_SECOND", "1"},
+         {"CHORUS_SENDS_BURST", "2"}});
+  auto a = make_account("solo");
+  auto room = make_room(a, "group");
+  auto first = ws_for(a);
+  auto second = ws_for(a);
+  join(*first, room);
+  join(*second, room);
+  expect_ok(call(*first, {{"op", "send"}, {"room", room}, {"text", "one"}}, 2));
+  expect_ok(call(*second, {{"op", "send"}, {"room", room}, {"text", "two"}}, 2));
+  auto over = call(*first, {{"op", "send"}, {"room", room}, {"text", "three"}}, 3);
+  EXPECT_EQ(error_code_of(over), "rate_limited");
+  ASSERT_TRUE(over.contains("error") && over.at("error").as_object().contains("retry_after_ms"));
+  EXPECT_GT(over.at("error").at("retry_after_ms").to_number<std::int64_t>(), 0);
+  EXPECT_EQ(sql("SELECT count(*) FROM messages WHERE room = '" + room + "'"), "2");
+  expect_alive(*first);
+  expect_alive(*second);
+}
+
 TEST_F(accounts_test, a_user_over_the_send_rate_gets_rate_limited_and_nothing_is_stored) {
   auto owner = make_account("zed");
   auto room = make_room(owner, "group");
