@@ -159,6 +159,8 @@ echo "durable.sh: taskset -c $bench_cpu $bench --scenario durable ${shape[*]} --
 # fpi_per_row: PostgreSQL's WAL bytes and full-page images over the run, per message stored in it.
 # cpu_probe: see cpu_probe() above; compare runs only when it is about the same. p99_by_s: the ack p99 (ms) of
 # the sends of each second of the window: a queue that builds up climbs, a one-off stall is one high second.
+# io_burst and dirty_max: the highest write rate of PostgreSQL's disk (per half second) and the most dirty page
+# cache during the window (see the disk sampler below).
 printf '%9s %17s %10s %9s %9s %9s %8s %s\n' offered "acked/sent" "acked/s" "ack p50" "ack p99" "ack max" \
   delivered "errors, CPU of node, PostgreSQL and generator (1 = one core), ..."
 for rate in "${rates[@]}"; do
@@ -197,6 +199,31 @@ while True:
     time.sleep(1)
 EOF_SAMPLER
     pg_sampler=$!
+    # The disk under PostgreSQL, sampled every half second: the page cache's dirty data and the write rate.
+    # A run that writes for long enough (the kernel writes back data dirtied 30 s before) meets bursts of
+    # hundreds of MB/s, which hold up the WAL flushes that commits wait for: io_burst says when a run had one.
+    python3 - "$pg_dir" >"$raw.io" 2>/dev/null <<'EOF_IO' &
+import os, sys, time
+st = os.stat(sys.argv[1])
+dev = (os.major(st.st_dev), os.minor(st.st_dev))
+def sectors_written():
+    for line in open("/proc/diskstats"):
+        f = line.split()
+        if (int(f[0]), int(f[1])) == dev:
+            return int(f[9])
+    return None
+if sectors_written() is None:
+    sys.exit(0)  # not a block device of its own (a container's overlay, tmpfs): nothing to say
+prev = None
+while True:
+    t, written = time.time(), sectors_written()
+    dirty = next(int(l.split()[1]) for l in open("/proc/meminfo") if l.startswith("Dirty:"))
+    if prev:
+        print(f"{t:.3f} {dirty // 1024} {(written - prev[1]) * 512 / 1048576 / (t - prev[0]):.0f}", flush=True)
+    prev = (t, written)
+    time.sleep(0.5)
+EOF_IO
+    io_sampler=$!
     wal_before=$(wal_counters)
     probe_ms=$(cpu_probe)
     statements_reset
@@ -204,20 +231,24 @@ EOF_SAMPLER
     "${prio[@]}" taskset -c "$bench_cpu" "$bench" --url "ws://127.0.0.1:$port/ws" --secret "$secret" \
       --server-pid "$server_pid" --scenario durable "${shape[@]}" --rate "$rate" --duration "$duration" \
       --warmup "$warmup" --json >"$raw.json" 2>"$raw.err" || true
-    kill "$pg_sampler" 2>/dev/null || true
-    wait "$pg_sampler" 2>/dev/null || true
+    kill "$pg_sampler" "$io_sampler" 2>/dev/null || true
+    wait "$pg_sampler" "$io_sampler" 2>/dev/null || true
     if [ -n "$perf_pid" ]; then wait "$perf_pid" 2>/dev/null || true; perf_pid=""; fi
     wal_after=$(wal_counters)
     statements_report >"$raw.statements"
     stop_server
-    python3 - "$raw.json" "$raw.pgcpu" "$bench_start" "$(getconf CLK_TCK)" "$wal_before" "$wal_after" "$probe_ms" <<'EOF' | tee -a "$out/summary.txt"
+    python3 - "$raw.json" "$raw.pgcpu" "$bench_start" "$(getconf CLK_TCK)" "$wal_before" "$wal_after" "$probe_ms" \
+      "$raw.io" <<'EOF' | tee -a "$out/summary.txt"
 import json, sys
 wal = [b - a for a, b in zip(*(map(int, x.split("|")) for x in sys.argv[5:7]))] if all(sys.argv[5:7]) else []
 samples = [(float(t), int(k)) for t, k in (l.split() for l in open(sys.argv[2]))]
-def pg_cpu(r):
+io = [tuple(map(float, l.split())) for l in open(sys.argv[8]) if len(l.split()) == 3]
+def window(r):
     c = r.get("connect", {})
     begin = float(sys.argv[3]) + c.get("connect_time_s", 0) + c.get("join_time_s", 0) + r.get("warmup_s", 0)
-    end = begin + r.get("duration_s", 0)
+    return begin, begin + r.get("duration_s", 0)
+def pg_cpu(r):
+    begin, end = window(r)
     inside = [(t, k) for t, k in samples if begin - 0.5 <= t <= end + 0.5]
     if len(inside) < 2 or inside[-1][0] <= inside[0][0]:
         return float("nan")
@@ -228,6 +259,8 @@ if not lines:
     sys.exit(0)
 r = json.loads(lines[-1])
 pg = pg_cpu(r)
+begin, end = window(r)
+io_inside = [(d, w) for t, d, w in io if begin <= t <= end + 0.5]
 s = r.get("result") or (r["steps"][-1] if r.get("steps") else {})
 a = s.get("ack_latency", {})
 errs = ",".join(f"{k}={v}" for k, v in s.get("errors", {}).items()) or "-"
@@ -239,6 +272,8 @@ print(f"{s.get('offered_rate', 0):9.0f} {s.get('acknowledged', 0):>8}/{s.get('se
       f"gaps={s.get('seq_gaps', 0)}"
       + (f" wal_per_row={wal[2] / max(wal[0], 1):.0f}B fpi_per_row={wal[1] / max(wal[0], 1):.2f}" if wal else "")
       + f" cpu_probe={sys.argv[7]}ms"
+      + (f" io_burst={max(w for _, w in io_inside):.0f}MB/s dirty_max={max(d for d, _ in io_inside):.0f}MB"
+         if io_inside else "")
       + (" p99_by_s=" + ",".join(f"{x[1]:.0f}" for x in s["ack_p50_p99_max_by_second"])
          if s.get("ack_p50_p99_max_by_second") else ""))
 EOF
