@@ -116,6 +116,7 @@ wal_counters() {
 # With pg_stat_statements loaded (PG_EXTRA_OPTS): what PostgreSQL spent on each statement during a run (from
 # the join on, so the rooms' activations are in it too).
 statements_reset() {
+  [[ "${PG_EXTRA_OPTS:-}" == *pg_stat_statements* ]] || return 0
   psql "$db_url" -Atqc "CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()" \
     >/dev/null 2>&1 || true
 }
@@ -177,7 +178,7 @@ for rate in "${rates[@]}"; do
     fi
     # PostgreSQL's CPU (the postmaster and its children), sampled each second; the summary reports it over the
     # measured window (which starts after connecting, joining and the warm-up the report gives). One process
-    # reading /proc: a shell loop forking pgrep each second cost about 40 ms of CPU a second, in bursts.
+    # reading /proc: a shell loop forking pgrep each second cost about 55 ms of CPU a second, in bursts.
     python3 - "$(head -n 1 "$pg_dir/data/postmaster.pid")" >"$raw.pgcpu" 2>/dev/null <<'EOF_SAMPLER' &
 import os, sys, time
 postmaster = sys.argv[1]
@@ -235,7 +236,7 @@ EOF_IO
     wait "$pg_sampler" "$io_sampler" 2>/dev/null || true
     if [ -n "$perf_pid" ]; then wait "$perf_pid" 2>/dev/null || true; perf_pid=""; fi
     wal_after=$(wal_counters)
-    statements_report >"$raw.statements"
+    [[ "${PG_EXTRA_OPTS:-}" != *pg_stat_statements* ]] || statements_report >"$raw.statements"
     stop_server
     python3 - "$raw.json" "$raw.pgcpu" "$bench_start" "$(getconf CLK_TCK)" "$wal_before" "$wal_after" "$probe_ms" \
       "$raw.io" <<'EOF' | tee -a "$out/summary.txt"
