@@ -33,7 +33,9 @@ struct send_limits {
 };
 
 /// The Redis key of `user`'s message bucket, the same on every node.
-inline std::string send_limit_key(std::string_view user) { return "send:user:" + std::string{user}; }
+inline std::string send_limit_key(std::string_view user) {
+  return "send:user:" + std::string{user};
+}
 
 /// Answers `limit` with 0 when `user` may send one message now, else the milliseconds to wait. Spawn it
 /// `caf::detached`: it blocks on Redis. Everything that arrived while Redis answered the previous round goes

@@ -546,8 +546,7 @@ std::unique_ptr<session_handle> actor_session_factory::open(std::shared_ptr<clie
 }
 
 std::shared_ptr<const session_context> make_session_context(room_directory directory, presence_actor presence,
-                                                            send_limits sends,
-                                                            account_worker_actor accounts,
+                                                            send_limits sends, account_worker_actor accounts,
                                                             config::node_config cfg, relay_sink relay,
                                                             std::shared_ptr<node_counters> counters) {
   protocol::hello_event hello{cfg.node_id,

@@ -21,9 +21,9 @@ namespace chorus::actors {
 struct session_context {
   room_directory directory;
   presence_actor presence;
-  send_limits sends;               ///< each user's message rate: across nodes with Redis, else on this one
-  account_worker_actor accounts;    ///< checks that a token's account still exists; null in dev_mode
-  relay_sink relay;  ///< this node's actor, relaying remote rooms' events; null if not clustered
+  send_limits sends;              ///< each user's message rate: across nodes with Redis, else on this one
+  account_worker_actor accounts;  ///< checks that a token's account still exists; null in dev_mode
+  relay_sink relay;               ///< this node's actor, relaying remote rooms' events; null if not clustered
   std::shared_ptr<node_counters> counters;  ///< open connections are counted here; may be null
   config::node_config cfg;
   frame_ptr hello;  ///< encoded once per node, sent first on every connection
@@ -80,8 +80,7 @@ class actor_session_factory final : public session_factory {
 
 /// Builds the context: encodes the hello frame from `cfg`.
 std::shared_ptr<const session_context> make_session_context(room_directory directory, presence_actor presence,
-                                                            send_limits sends,
-                                                            account_worker_actor accounts,
+                                                            send_limits sends, account_worker_actor accounts,
                                                             config::node_config cfg, relay_sink relay = {},
                                                             std::shared_ptr<node_counters> counters = {});
 

@@ -883,7 +883,7 @@ class load_run final : public connection_listener {
   std::vector<std::uint32_t> senders_;
   std::string padding_;
   histogram connect_hist_, ack_hist_, delivery_hist_, churn_hist_;
-  std::vector<histogram> ack_by_second_;  ///< ack latency of the sends of each second of the window
+  std::vector<histogram> ack_by_second_;      ///< ack latency of the sends of each second of the window
   histogram same_url_hist_, other_url_hist_;  ///< delivery latency split by the receiver's URL (several only)
   window_counters window_;
   std::map<std::string, std::uint64_t>* errors_ = nullptr;

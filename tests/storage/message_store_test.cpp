@@ -614,7 +614,8 @@ room_table_counts room_counts(const std::string& url) {
   pqxx::connection conn{url};
   pqxx::nontransaction tx{conn};
   const auto r =
-      tx.exec("SELECT seq_scan, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'rooms'").at(0);
+      tx.exec("SELECT seq_scan, n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'rooms'")
+          .at(0);
   return {r[0].as<long long>(), r[1].as<long long>(), r[2].as<long long>()};
 }
 
