@@ -70,6 +70,27 @@ TEST(migrations, apply_in_order_to_an_empty_database) {
             3);
 }
 
+TEST(migrations, identifiers_and_their_indexes_compare_as_bytes) {
+  const auto url = test_database::instance().create_empty("collation");
+  storage::migrate(url);
+
+  // 0007: every key a send's statement compares in a B-tree, whatever the database's default collation.
+  EXPECT_EQ(
+      scalar(url,
+             "SELECT count(*) FROM pg_attribute WHERE attcollation = 'pg_catalog.\"C\"'::regcollation AND "
+             "(attrelid::regclass::text, attname) IN (('rooms', 'id'), ('room_members', 'room_id'), "
+             "('messages', 'room'), ('messages', 'author'), ('messages', 'client_msg_id'))"),
+      5);
+  // The unique indexes were rebuilt with it (one C key column each, two in the idempotency key).
+  EXPECT_EQ(
+      scalar(url,
+             "SELECT count(*) FROM pg_index i CROSS JOIN LATERAL unnest(i.indcollation::oid[]) AS c (oid) "
+             "WHERE i.indexrelid::regclass::text IN ('rooms_pkey', 'room_members_pkey', "
+             "'messages_room_seq_key', 'messages_author_client_msg_id_key') "
+             "AND c.oid = 'pg_catalog.\"C\"'::regcollation"),
+      5);
+}
+
 TEST(migrations, second_run_changes_nothing) {
   const auto url = test_database::instance().create_empty("twice");
   storage::migrate(url);
