@@ -77,8 +77,9 @@ int serve(const config::node_config& cfg) {
   auto system = std::make_unique<caf::actor_system>(caf_cfg);
 
   // Writers and the reader block on PostgreSQL, so each gets a thread of its own (detached).
-  actors::batch_settings batching{cfg.batch_max_rows, std::chrono::milliseconds(cfg.batch_max_delay_ms),
-                                  cfg.tail_cache_size, std::chrono::milliseconds(2000), cfg.node_id};
+  actors::batch_settings batching{cfg.batch_max_rows,  std::chrono::milliseconds(cfg.batch_max_delay_ms),
+                                  cfg.tail_cache_size, std::chrono::milliseconds(2000),
+                                  cfg.node_id,         std::chrono::milliseconds(cfg.slow_commit_ms)};
   std::vector<actors::batch_writer_actor> writers;
   for (std::uint32_t i = 0; i < cfg.writer_count; ++i)
     writers.push_back(system->spawn<caf::detached>(actors::batch_writer, cfg.database_url, batching));

@@ -47,6 +47,32 @@ void log_fenced(const storage::append_outcome& out, const std::vector<storage::m
   }
 }
 
+/// A commit that held its senders up for long, usually a disk busy with other writes (docs/postgresql.md):
+/// worth an operator's attention, but under load it repeats every batch, so one line per interval, which
+/// counts the slow commits it did not report one by one.
+void note_commit_time(writer_pointer self, clock::duration took, std::size_t rows) {
+  auto& st = self->state;
+  if (st.settings.slow_commit.count() == 0 || took < st.settings.slow_commit) return;
+  const auto now = clock::now();
+  if (st.slow_logged_at != clock::time_point{} &&
+      now - st.slow_logged_at < st.settings.slow_commit_log_interval) {
+    ++st.slow_unlogged;
+    return;
+  }
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+  if (st.slow_unlogged == 0)
+    spdlog::warn(
+        "batch writer: a commit of {} messages took {} ms; its senders waited that long for their acks", rows,
+        ms);
+  else
+    spdlog::warn(
+        "batch writer: a commit of {} messages took {} ms; its senders waited that long for their acks "
+        "({} more commits took over {} ms since the last report)",
+        rows, ms, st.slow_unlogged, st.settings.slow_commit.count());
+  st.slow_logged_at = now;
+  st.slow_unlogged = 0;
+}
+
 /// Commits the gathered batch and answers every request in it, once each.
 void flush(writer_pointer self) {
   auto& st = self->state;
@@ -62,6 +88,7 @@ void flush(writer_pointer self) {
     fail_all();
     return;
   }
+  const auto started = clock::now();
   auto outcome = st.store->append(rows);
   if (auto* err = std::get_if<storage::db_error>(&outcome)) {
     note_failure(self, *err);
@@ -69,6 +96,7 @@ void flush(writer_pointer self) {
     return;
   }
   note_success(self);
+  note_commit_time(self, clock::now() - started, rows.size());
   auto& out = std::get<storage::append_outcome>(outcome);
   log_fenced(out, rows);
   std::unordered_map<std::size_t, storage::message_row*> originals;

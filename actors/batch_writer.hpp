@@ -16,6 +16,9 @@ struct batch_settings {
   std::size_t tail_limit = 256;                 ///< messages an activation returns
   std::chrono::milliseconds max_backoff{2000};  ///< longest pause between reconnection attempts
   std::string node_id;                          ///< recorded as the owner of every room this writer activates
+  /// A commit that takes this long is logged (zero: never), at most once per `slow_commit_log_interval`.
+  std::chrono::milliseconds slow_commit{250};
+  std::chrono::milliseconds slow_commit_log_interval{10000};
 };
 
 /// One `store` request in the batch being gathered: its rows are `rows[first, first + count)`.
@@ -35,6 +38,8 @@ struct batch_writer_state {
   bool database_up = true;                         ///< as last seen; a change is logged once
   std::chrono::steady_clock::time_point retry_at{};
   std::chrono::milliseconds backoff{0};
+  std::chrono::steady_clock::time_point slow_logged_at{};  ///< when a slow commit was last logged
+  std::uint64_t slow_unlogged = 0;  ///< slow commits since then, reported with the next one logged
 
   static inline const char* name = "batch_writer";
 };

@@ -190,6 +190,12 @@ constexpr std::array keys{
             .help = "or once its oldest message has waited this long (0: as soon as the writer is free)",
             .min = 0,
             .max = 10000},
+    key_def{
+        .name = "slow_commit_ms",
+        .member = &node_config::slow_commit_ms,
+        .help = "a batch commit that takes this long is logged as a warning, at most every 10 s (0: never)",
+        .min = 0,
+        .max = 600000},
     key_def{.name = "history_limit",
             .member = &node_config::history_limit,
             .help = "most messages one history page or one resume may return",

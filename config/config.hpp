@@ -34,6 +34,7 @@ struct node_config {
   std::uint32_t writer_count = 2;        ///< batch writer actors, each with its own PostgreSQL connection
   std::uint32_t batch_max_rows = 1000;   ///< a batch is written once it holds this many messages
   std::uint32_t batch_max_delay_ms = 2;  ///< or once its oldest message has waited this long
+  std::uint32_t slow_commit_ms = 250;    ///< a batch commit this slow is logged as a warning (0: never)
   std::uint32_t history_limit = 100;     ///< most messages one history page or resume may return
   std::uint32_t tail_cache_size = 256;   ///< recent messages each room keeps in memory for history and resume
   std::string redis_url;  ///< Redis for shared rate limits; empty: local buckets only; a secret

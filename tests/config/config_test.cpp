@@ -94,6 +94,7 @@ void expect_same(const node_config& a, const node_config& b) {
   EXPECT_EQ(a.writer_count, b.writer_count);
   EXPECT_EQ(a.batch_max_rows, b.batch_max_rows);
   EXPECT_EQ(a.batch_max_delay_ms, b.batch_max_delay_ms);
+  EXPECT_EQ(a.slow_commit_ms, b.slow_commit_ms);
   EXPECT_EQ(a.history_limit, b.history_limit);
   EXPECT_EQ(a.tail_cache_size, b.tail_cache_size);
   EXPECT_EQ(a.redis_url, b.redis_url);
@@ -140,6 +141,7 @@ const std::vector<std::pair<std::string, std::string>> documented_defaults{
     {"writer_count", "2"},
     {"batch_max_rows", "1000"},
     {"batch_max_delay_ms", "2"},
+    {"slow_commit_ms", "250"},
     {"history_limit", "100"},
     {"tail_cache_size", "256"},
     {"redis_url", "\"\""},
@@ -376,6 +378,7 @@ TEST(Config, EveryKeyCanBeSetByFlagAndByEnvironment) {
                                                           {"writer_count", "3"},
                                                           {"batch_max_rows", "10"},
                                                           {"batch_max_delay_ms", "7"},
+                                                          {"slow_commit_ms", "900"},
                                                           {"history_limit", "20"},
                                                           {"tail_cache_size", "30"},
                                                           {"redis_url", "redis://127.0.0.1:1"},
@@ -420,6 +423,7 @@ TEST(Config, EveryKeyCanBeSetByFlagAndByEnvironment) {
   want.writer_count = 3;
   want.batch_max_rows = 10;
   want.batch_max_delay_ms = 7;
+  want.slow_commit_ms = 900;
   want.history_limit = 20;
   want.tail_cache_size = 30;
   want.redis_url = "redis://127.0.0.1:1";

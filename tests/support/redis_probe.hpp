@@ -1,10 +1,10 @@
-// Test helpers for code that talks to Redis: a plain hiredis connection to look behind its back, and a
-// capture of what it logs.
+// Test helpers for code that talks to Redis: a plain hiredis connection to look behind its back, names unique
+// per run (and, through log_capture.hpp, a capture of what the code logs).
 #pragma once
 
 #include <hiredis/hiredis.h>
-#include <spdlog/sinks/ringbuffer_sink.h>
-#include <spdlog/spdlog.h>
+
+#include "tests/support/log_capture.hpp"
 
 #include <unistd.h>
 
@@ -35,30 +35,6 @@ inline std::string redis_url() {
   const char* url = std::getenv("CHORUS_REDIS_URL");
   return url != nullptr ? url : "";
 }
-
-/// Records what the code under test logs (through spdlog's default logger) while it lives, so tests can count
-/// lines such as "unreachable" and "is back".
-class log_capture {
- public:
-  log_capture() : sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(256)) {
-    previous_ = spdlog::default_logger();
-    auto logger = std::make_shared<spdlog::logger>("test", sink_);
-    logger->set_level(spdlog::level::trace);
-    spdlog::set_default_logger(logger);
-  }
-  ~log_capture() { spdlog::set_default_logger(previous_); }
-
-  int count(std::string_view text) const {
-    int n = 0;
-    for (const auto& line : sink_->last_formatted())
-      if (line.find(text) != std::string::npos) ++n;
-    return n;
-  }
-
- private:
-  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
-  std::shared_ptr<spdlog::logger> previous_;
-};
 
 /// A plain hiredis connection for looking at Redis behind the back of the code under test.
 struct raw_redis {

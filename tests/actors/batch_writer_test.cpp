@@ -1,0 +1,137 @@
+// Tests for the batch writer on a real PostgreSQL (label pg): a commit held up past slow_commit is logged, at
+// most once per interval and with a count of the slow ones in between; quick commits log nothing.
+#include "actors/batch_writer.hpp"
+#include "tests/support/log_capture.hpp"
+#include "tests/support/test_database.hpp"
+
+#include <gtest/gtest.h>
+#include <pqxx/pqxx>
+
+#include <caf/all.hpp>
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace {
+
+using namespace std::chrono_literals;
+using namespace chorus;
+using chorus::testing::log_capture;
+using chorus::testing::test_database;
+
+class BatchWriter : public ::testing::Test {
+ protected:
+  BatchWriter() : sys_(configure(cfg_)), self_(sys_) {}
+  ~BatchWriter() override {
+    for (auto& writer : writers_) {
+      self_->send_exit(writer, caf::exit_reason::user_shutdown);
+      self_->wait_for(writer);
+    }
+  }
+
+  static caf::actor_system_config& configure(caf::actor_system_config& cfg) {
+    cfg.add_message_types<caf::id_block::chorus>();
+    return cfg;
+  }
+
+  actors::batch_writer_actor spawn(actors::batch_settings settings) {
+    writers_.push_back(sys_.spawn<caf::detached>(actors::batch_writer, test_database::instance().url(),
+                                                 std::move(settings)));
+    return writers_.back();
+  }
+
+  /// A writer with these slow-commit settings, and the epoch of `room`, activated through it.
+  std::pair<actors::batch_writer_actor, std::uint64_t> start(const std::string& room,
+                                                             std::chrono::milliseconds slow_commit,
+                                                             std::chrono::milliseconds interval = 10s) {
+    actors::batch_settings settings;
+    settings.slow_commit = slow_commit;
+    settings.slow_commit_log_interval = interval;
+    auto writer = spawn(std::move(settings));
+    return {writer, activate(writer, room).epoch};
+  }
+
+  storage::room_snapshot activate(const actors::batch_writer_actor& writer, const std::string& room) {
+    storage::room_snapshot out;
+    self_->request(writer, 10s, atom::activate_v, room)
+        .receive([&](storage::room_snapshot& s) { out = std::move(s); },
+                 [&](caf::error& err) { ADD_FAILURE() << sys_.render(err); });
+    return out;
+  }
+
+  /// Stores the room's next message and says whether it was stored.
+  bool store_next(const actors::batch_writer_actor& writer, const std::string& room, std::uint64_t epoch) {
+    const auto seq = ++seq_;
+    static unsigned long long ids = 0;  // message ids stay unique when every case runs in one process
+    char id[37];
+    std::snprintf(id, sizeof id, "00000000-0000-7000-8000-%012llu", ++ids);
+    std::vector<storage::message_row> rows{{id, room, seq, "alice", "hello", "", 1'700'000'000'000, epoch}};
+    bool stored = false;
+    self_->request(writer, 10s, atom::store_v, std::move(rows))
+        .receive(
+            [&](std::vector<actors::store_result>& r) {
+              stored = r.size() == 1 && r[0].status == actors::store_status::stored;
+            },
+            [&](caf::error& err) { ADD_FAILURE() << sys_.render(err); });
+    return stored;
+  }
+
+  /// Stores the next message while another transaction holds the room's row for `hold`: the writer's
+  /// update of last_seq waits for it, so the commit takes at least that long.
+  bool store_held_up(const actors::batch_writer_actor& writer, const std::string& room, std::uint64_t epoch,
+                     std::chrono::milliseconds hold) {
+    pqxx::connection conn{test_database::instance().url()};
+    pqxx::work lock{conn};
+    lock.exec_params("SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE", room);
+    std::thread release([&] {
+      std::this_thread::sleep_for(hold);
+      lock.commit();
+    });
+    const bool stored = store_next(writer, room, epoch);
+    release.join();
+    return stored;
+  }
+
+  caf::actor_system_config cfg_;
+  caf::actor_system sys_;
+  caf::scoped_actor self_;
+  std::vector<actors::batch_writer_actor> writers_;
+  std::uint64_t seq_ = 0;  ///< the last seq stored; each case writes to rooms of its own
+};
+
+TEST_F(BatchWriter, quick_commits_log_nothing) {
+  log_capture log;
+  auto [writer, epoch] = start("quick", 2000ms);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(store_next(writer, "quick", epoch));
+  EXPECT_EQ(log.count("batch writer: a commit"), 0);
+}
+
+TEST_F(BatchWriter, a_slow_commit_is_logged_once_per_interval_with_the_count_of_the_others) {
+  log_capture log;
+  auto [writer, epoch] = start("held", 150ms, 3000ms);
+  const auto first = std::chrono::steady_clock::now();
+
+  ASSERT_TRUE(store_held_up(writer, "held", epoch, 300ms));
+  EXPECT_EQ(log.count("batch writer: a commit of 1 messages took"), 1);
+  // Within the interval: counted, not logged.
+  ASSERT_TRUE(store_held_up(writer, "held", epoch, 300ms));
+  ASSERT_TRUE(store_next(writer, "held", epoch));  // quick: neither logged nor counted
+  EXPECT_EQ(log.count("batch writer: a commit of 1 messages took"), 1);
+
+  std::this_thread::sleep_until(first + 3200ms);
+  ASSERT_TRUE(store_held_up(writer, "held", epoch, 300ms));
+  EXPECT_EQ(log.count("batch writer: a commit of 1 messages took"), 2);
+  EXPECT_EQ(log.count("(1 more commits took over 150 ms since the last report)"), 1);
+}
+
+TEST_F(BatchWriter, a_zero_threshold_never_logs) {
+  log_capture log;
+  auto [writer, epoch] = start("unwatched", 0ms);
+  ASSERT_TRUE(store_held_up(writer, "unwatched", epoch, 300ms));
+  EXPECT_EQ(log.count("batch writer: a commit"), 0);
+}
+
+}  // namespace
