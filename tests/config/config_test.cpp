@@ -294,6 +294,7 @@ INSTANTIATE_TEST_SUITE_P(
                       rule_case{"database_url", [](node_config& c) { c.database_url = ""; }},
                       rule_case{"writer_count", [](node_config& c) { c.writer_count = 0; }},
                       rule_case{"batch_max_rows", [](node_config& c) { c.batch_max_rows = 0; }},
+                      rule_case{"slow_commit_ms", [](node_config& c) { c.slow_commit_ms = 600001; }},
                       rule_case{"history_limit", [](node_config& c) { c.history_limit = 1001; }}));
 
 TEST(Config, BoundaryValuesAreAccepted) {
@@ -312,6 +313,9 @@ TEST(Config, BoundaryValuesAreAccepted) {
   cfg.ops_burst = 1;
   cfg.shutdown_timeout_ms = 600000;
   cfg.max_connections = 10000000;
+  cfg.slow_commit_ms = 0;  // never logs
+  EXPECT_NO_THROW(validate(cfg));
+  cfg.slow_commit_ms = 600000;
   EXPECT_NO_THROW(validate(cfg));
   for (const char* level : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
     cfg.log_level = level;
