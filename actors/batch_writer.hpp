@@ -11,7 +11,7 @@
 namespace chorus::actors {
 
 struct batch_settings {
-  std::size_t max_rows = 1000;                  ///< flush once a batch holds this many rows
+  std::size_t max_rows = 4000;                  ///< flush once a batch holds this many rows (see node_config)
   std::chrono::milliseconds max_delay{2};       ///< or once its first row has waited this long
   std::size_t tail_limit = 256;                 ///< messages an activation returns
   std::chrono::milliseconds max_backoff{2000};  ///< longest pause between reconnection attempts

@@ -22,6 +22,8 @@
 #        DURABLE_PG_PRIO=0   leave PostgreSQL at normal priority (default: the node's raised priority)
 #        PG_EXTRA_OPTS="..." PostgreSQL server options, e.g. "-c shared_preload_libraries=pg_stat_statements"
 #                            (with it loaded, each run's statements go to $out/raw/rate-R-N.statements)
+#                            The server's log is kept as $out/raw/postgres.log (e.g. with
+#                            "-c log_autovacuum_min_duration=0 -c log_checkpoints=on")
 #        BENCH_BUILD_DIR     Release build to use (default build/perf; built here unless BENCH_CHORUSD is set)
 #        BENCH_CHORUSD=PATH  benchmark this chorusd (e.g. an older commit's) with this tree's chorus-bench
 #        BENCH_OUT           where raw output goes (default bench/results/durable-DATE)
@@ -78,6 +80,8 @@ stop_all() {
   stop_server
   if [ -n "$pg_dir" ]; then
     pg_throwaway_stop "$pg_dir"
+    # Its log says what the server did meanwhile (autovacuum, checkpoints, with PG_EXTRA_OPTS to log them).
+    cp "$pg_dir/server.log" "$out/raw/postgres.log" 2>/dev/null || true
     rm -rf "$pg_dir"
   fi
 }

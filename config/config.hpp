@@ -32,7 +32,7 @@ struct node_config {
       5000;                              ///< longest a session waits for a room's answer before `unavailable`
   std::string database_url;              ///< PostgreSQL URL; required; a secret (may hold a password)
   std::uint32_t writer_count = 2;        ///< batch writer actors, each with its own PostgreSQL connection
-  std::uint32_t batch_max_rows = 1000;   ///< a batch is written once it holds this many messages
+  std::uint32_t batch_max_rows = 4000;   ///< a batch is written once it holds this many messages
   std::uint32_t batch_max_delay_ms = 2;  ///< or once its oldest message has waited this long
   std::uint32_t slow_commit_ms = 250;    ///< a batch commit this slow is logged as a warning (0: never)
   std::uint32_t history_limit = 100;     ///< most messages one history page or resume may return

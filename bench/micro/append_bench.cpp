@@ -87,7 +87,7 @@ void append_batches(benchmark::State& state) {
 }
 
 BENCHMARK(append_batches)
-    ->ArgsProduct({{50, 200, 500, 1000}, {50}})
+    ->ArgsProduct({{50, 200, 500, 1000, 4000}, {50}})
     ->ArgNames({"rows", "rooms"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()

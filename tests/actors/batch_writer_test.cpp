@@ -1,5 +1,6 @@
-// Tests for the batch writer on a real PostgreSQL (label pg): a commit held up past slow_commit is logged, at
-// most once per interval and with a count of the slow ones in between; quick commits log nothing.
+// Tests for the batch writer on a real PostgreSQL (label pg): rows that queue up behind a commit go in
+// batches of at most max_rows; a commit held up past slow_commit is logged, at most once per interval and
+// with a count of the slow ones in between; quick commits log nothing.
 #include "actors/batch_writer.hpp"
 #include "tests/support/log_capture.hpp"
 #include "tests/support/test_database.hpp"
@@ -7,9 +8,11 @@
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
 
+#include <algorithm>
 #include <caf/all.hpp>
 #include <chrono>
 #include <cstdio>
+#include <numeric>
 #include <string>
 #include <thread>
 #include <utility>
@@ -62,21 +65,58 @@ class BatchWriter : public ::testing::Test {
     return out;
   }
 
-  /// Stores the room's next message and says whether it was stored.
-  bool store_next(const actors::batch_writer_actor& writer, const std::string& room, std::uint64_t epoch) {
+  /// Asks the writer to store the room's next message; the answer is the handle's.
+  auto request_next(const actors::batch_writer_actor& writer, const std::string& room, std::uint64_t epoch) {
     const auto seq = ++seq_;
     static unsigned long long ids = 0;  // message ids stay unique when every case runs in one process
     char id[37];
     std::snprintf(id, sizeof id, "00000000-0000-7000-8000-%012llu", ++ids);
     std::vector<storage::message_row> rows{{id, room, seq, "alice", "hello", "", 1'700'000'000'000, epoch}};
-    bool stored = false;
-    self_->request(writer, 10s, atom::store_v, std::move(rows))
-        .receive(
-            [&](std::vector<actors::store_result>& r) {
-              stored = r.size() == 1 && r[0].status == actors::store_status::stored;
-            },
-            [&](caf::error& err) { ADD_FAILURE() << sys_.render(err); });
-    return stored;
+    return self_->request(writer, 10s, atom::store_v, std::move(rows));
+  }
+
+  /// Whether the answer to a one-row store says it was stored.
+  template <class Handle>
+  bool stored(Handle&& handle) {
+    bool out = false;
+    handle.receive(
+        [&](std::vector<actors::store_result>& r) {
+          out = r.size() == 1 && r[0].status == actors::store_status::stored;
+        },
+        [&](caf::error& err) { ADD_FAILURE() << sys_.render(err); });
+    return out;
+  }
+
+  /// Stores the room's next message and says whether it was stored.
+  bool store_next(const actors::batch_writer_actor& writer, const std::string& room, std::uint64_t epoch) {
+    return stored(request_next(writer, room, epoch));
+  }
+
+  /// Sends `count` stores while another transaction holds the room's row, then lets it go: the first commit
+  /// waits for the lock and the others queue up behind it. Says whether every message was stored.
+  bool store_queued_behind_a_lock(const actors::batch_writer_actor& writer, const std::string& room,
+                                  std::uint64_t epoch, int count) {
+    pqxx::connection conn{test_database::instance().url()};
+    pqxx::work lock{conn};
+    lock.exec_params("SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE", room);
+    std::vector<decltype(request_next(writer, room, epoch))> answers;
+    for (int i = 0; i < count; ++i) answers.push_back(request_next(writer, room, epoch));
+    std::this_thread::sleep_for(300ms);  // every store is in the writer's mailbox long before this
+    lock.commit();
+    bool all = true;
+    for (auto& answer : answers) all = stored(answer) && all;
+    return all;
+  }
+
+  /// The rows of each transaction that wrote the room's messages (rows of one commit share their xmin).
+  static std::vector<long> rows_per_commit(const std::string& room) {
+    pqxx::connection conn{test_database::instance().url()};
+    pqxx::nontransaction tx{conn};
+    std::vector<long> out;
+    for (const auto& r :
+         tx.exec_params("SELECT count(*) FROM messages WHERE room = $1 GROUP BY xmin::text", room))
+      out.push_back(r[0].as<long>());
+    return out;
   }
 
   /// Stores the next message while another transaction holds the room's row for `hold`: the writer's
@@ -101,6 +141,30 @@ class BatchWriter : public ::testing::Test {
   std::vector<actors::batch_writer_actor> writers_;
   std::uint64_t seq_ = 0;  ///< the last seq stored; each case writes to rooms of its own
 };
+
+TEST_F(BatchWriter, rows_queued_behind_a_commit_go_in_batches_of_at_most_max_rows) {
+  actors::batch_settings capped;
+  capped.max_rows = 2;
+  capped.max_delay = 10s;  // only the cap or an empty mailbox ends a batch
+  auto writer = spawn(capped);
+  ASSERT_TRUE(store_queued_behind_a_lock(writer, "capped", activate(writer, "capped").epoch, 5));
+  const auto sizes = rows_per_commit("capped");
+  ASSERT_FALSE(sizes.empty());
+  EXPECT_EQ(std::accumulate(sizes.begin(), sizes.end(), 0L), 5);
+  EXPECT_LE(*std::max_element(sizes.begin(), sizes.end()), 2);
+  EXPECT_GE(sizes.size(), 3u);
+}
+
+TEST_F(BatchWriter, rows_queued_behind_a_commit_go_in_one_batch_under_the_default_cap) {
+  actors::batch_settings defaults;
+  defaults.max_delay = 10s;
+  auto writer = spawn(defaults);
+  ASSERT_TRUE(store_queued_behind_a_lock(writer, "uncapped", activate(writer, "uncapped").epoch, 5));
+  // Whatever the first commit took before it waited for the lock, everything after it went in one more.
+  const auto sizes = rows_per_commit("uncapped");
+  EXPECT_EQ(std::accumulate(sizes.begin(), sizes.end(), 0L), 5);
+  EXPECT_LE(sizes.size(), 2u);
+}
 
 TEST_F(BatchWriter, quick_commits_log_nothing) {
   log_capture log;

@@ -139,7 +139,7 @@ const std::vector<std::pair<std::string, std::string>> documented_defaults{
     {"request_timeout_ms", "5000"},
     {"database_url", "(none)"},
     {"writer_count", "2"},
-    {"batch_max_rows", "1000"},
+    {"batch_max_rows", "4000"},
     {"batch_max_delay_ms", "2"},
     {"slow_commit_ms", "250"},
     {"history_limit", "100"},
