@@ -91,9 +91,13 @@ class redis_database {
       conn_.run({"SELECT", std::to_string(db)});
       if (conn_.run({"SET", claim_key, token_, "NX", "PX", "300000"}) == "OK") {
         // Ours now: whatever an earlier test left (entries of nodes it killed, not expired yet) goes, lest
-        // this test's nodes wait for peers that are gone.
+        // this test's nodes wait for peers that are gone. The flush takes the claim with it, so the claim is
+        // set again in the same transaction: between two separate commands another test could claim this
+        // database too, and both clusters (with users of the same names) would meet in it.
+        conn_.run({"MULTI"});
         conn_.run({"FLUSHDB"});
         conn_.run({"SET", claim_key, token_, "PX", "300000"});
+        conn_.run({"EXEC"});
         db_ = db;
         break;
       }
