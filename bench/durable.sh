@@ -20,6 +20,12 @@
 #        DURABLE_PG_CPUS=L   CPUs PostgreSQL may run on (default: all), e.g. "1": the generator's CPU
 #        DURABLE_GEN_CPUS=L  CPUs chorus-bench may run on (default 1)
 #        DURABLE_PG_PRIO=0   leave PostgreSQL at normal priority (default: the node's raised priority)
+#        DURABLE_PG_PAUSE=S@T stop every PostgreSQL process (SIGSTOP) for S seconds, about T seconds into the
+#                            window, as a frozen database host would be (its timers fire when it resumes:
+#                            idle_in_transaction_session_timeout may end a session that was idle when stopped)
+#        DURABLE_PG_STALL=S@T hold the write lock of `rooms` and `messages` for S seconds, about T seconds into
+#                            the window (connecting and joining are taken as 3 s): writes wait, as behind a
+#                            disk stall; p99_by_s then shows how long the node takes to work off the queue
 #        PG_EXTRA_OPTS="..." PostgreSQL server options, e.g. "-c shared_preload_libraries=pg_stat_statements"
 #                            (with it loaded, each run's statements go to $out/raw/rate-R-N.statements)
 #                            The server's log is kept as $out/raw/postgres.log (e.g. with
@@ -233,12 +239,27 @@ EOF_IO
     probe_ms=$(cpu_probe)
     statements_reset
     bench_start=$(date +%s.%N)
+    stall_pids=()
+    if [ -n "${DURABLE_PG_STALL:-}" ]; then
+      (sleep "$(echo "3 + $warmup + ${DURABLE_PG_STALL#*@}" | bc)" &&
+        psql "$db_url" -qc "BEGIN; LOCK TABLE rooms, messages IN EXCLUSIVE MODE;
+          SELECT pg_sleep(${DURABLE_PG_STALL%@*}); COMMIT" >/dev/null 2>&1) &
+      stall_pids+=($!)
+    fi
+    if [ -n "${DURABLE_PG_PAUSE:-}" ]; then
+      postmaster=$(head -n 1 "$pg_dir/data/postmaster.pid")
+      (sleep "$(echo "3 + $warmup + ${DURABLE_PG_PAUSE#*@}" | bc)" &&
+        mapfile -t pids < <(echo "$postmaster"; pgrep -P "$postmaster") &&
+        kill -STOP "${pids[@]}" && sleep "${DURABLE_PG_PAUSE%@*}"; kill -CONT "${pids[@]}") &
+      stall_pids+=($!)
+    fi
     "${prio[@]}" taskset -c "$bench_cpu" "$bench" --url "ws://127.0.0.1:$port/ws" --secret "$secret" \
       --server-pid "$server_pid" --scenario durable "${shape[@]}" --rate "$rate" --duration "$duration" \
       --warmup "$warmup" --json >"$raw.json" 2>"$raw.err" || true
     kill "$pg_sampler" "$io_sampler" 2>/dev/null || true
     wait "$pg_sampler" "$io_sampler" 2>/dev/null || true
     if [ -n "$perf_pid" ]; then wait "$perf_pid" 2>/dev/null || true; perf_pid=""; fi
+    if [ ${#stall_pids[@]} -gt 0 ]; then wait "${stall_pids[@]}" 2>/dev/null || true; fi
     wal_after=$(wal_counters)
     [[ "${PG_EXTRA_OPTS:-}" != *pg_stat_statements* ]] || statements_report >"$raw.statements"
     stop_server

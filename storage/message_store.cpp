@@ -3,9 +3,11 @@
 
 #include <spdlog/spdlog.h>
 #include <pqxx/pqxx>
+#include <pqxx/tablewriter>  // not in pqxx/pqxx: see advance_by_copy
 
 #include <algorithm>
 #include <charconv>
+#include <chrono>
 #include <limits>
 #include <map>
 #include <set>
@@ -21,6 +23,17 @@ namespace {
   "m.id::text, m.room, m.seq, m.author, m.text, coalesce(m.client_msg_id, ''), " \
   "floor(extract(epoch FROM m.created_at) * 1000)::bigint, m.epoch"
 
+// Advances last_seq of each room in $1 whose first new seq ($2) continues it, to $3, if the room is still
+// under the epoch $4; returns the rooms that advanced. `r.id = ANY ($1)` gives the batch's rooms a lookup by
+// key (sequential scans are off on this connection, see connect): joined on `r.id = v.id` alone, the cached
+// plan could be a hash join over a scan of every room, with thousands of rooms not yet analyzed (0.33 ms a
+// statement at 2,500 rooms against 0.12 ms; BENCHMARKS.md, durable sends).
+#define CHORUS_ADVANCE_ROOMS                                                                             \
+  " UPDATE rooms r SET last_seq = v.hi"                                                                  \
+  " FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS v (id, lo, hi, epoch)"          \
+  " WHERE r.id = ANY ($1::text[]) AND r.id = v.id AND r.last_seq = v.lo - 1 AND r.owner_epoch = v.epoch" \
+  " RETURNING r.id"
+
 // Prepared on every new connection. The two append statements take arrays so a batch of any size is one
 // statement each, with every value a bound parameter rather than SQL text.
 const std::pair<const char*, const char*> statements[] = {
@@ -34,20 +47,14 @@ const std::pair<const char*, const char*> statements[] = {
      " FROM messages m WHERE m.author = k.author AND m.client_msg_id = k.client_msg_id LIMIT 1) m"},
     // A room advances only if its first new seq continues last_seq and its rows were written under its
     // current ownership epoch; the rows of exactly the rooms that advanced go in with it, in one statement
-    // (where a COPY took three round trips). Under READ COMMITTED a concurrent writer or activation of the
-    // same room blocks on the row lock and then re-checks against the committed row, so a batch that passes
-    // commits before any later activation reads last_seq, and a batch behind an activation is refused.
-    // created_at travels as epoch milliseconds and is added as an interval: exact, unlike a float division.
-    // `r.id = ANY ($1)` gives the batch's rooms a lookup by key (sequential scans are off on this
-    // connection, see connect): joined on `r.id = v.id` alone, the cached plan could be a hash join over a
-    // scan of every room, with thousands of rooms not yet analyzed (0.33 ms a statement at 2,500 rooms
-    // against 0.12 ms; BENCHMARKS.md, durable sends).
+    // (for a small batch, one round trip where a COPY takes four; large ones, see advance_by_copy). Under
+    // READ COMMITTED a concurrent writer or activation of the same room blocks on the row lock and then
+    // re-checks against the committed row, so a batch that passes commits before any later activation reads
+    // last_seq, and a batch behind an activation is refused. created_at travels as epoch milliseconds and is
+    // added as an interval: exact up to year 2255 (the product is a double of microseconds), unlike a float
+    // division.
     {"chorus_advance",
-     "WITH advanced AS ("
-     " UPDATE rooms r SET last_seq = v.hi"
-     " FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS v (id, lo, hi, epoch)"
-     " WHERE r.id = ANY ($1::text[]) AND r.id = v.id AND r.last_seq = v.lo - 1 AND r.owner_epoch = v.epoch"
-     " RETURNING r.id),"
+     "WITH advanced AS (" CHORUS_ADVANCE_ROOMS "),"
      " stored AS ("
      " INSERT INTO messages (id, room, seq, author, text, client_msg_id, created_at, epoch)"
      " SELECT m.id, m.room, m.seq, m.author, m.text, nullif(m.client_msg_id, ''),"
@@ -56,6 +63,8 @@ const std::pair<const char*, const char*> statements[] = {
      " $12::bigint[]) AS m (id, room, seq, author, text, client_msg_id, created_ms, epoch)"
      " WHERE m.room IN (SELECT id FROM advanced))"
      " SELECT id FROM advanced"},
+    // The same advance for a large batch, whose rows then follow by COPY in the same transaction.
+    {"chorus_advance_rooms", CHORUS_ADVANCE_ROOMS},
     // Only after a room was refused: its current epoch tells a fenced writer from one out of sequence.
     {"chorus_owner_epochs", "SELECT id, owner_epoch FROM rooms WHERE id = ANY ($1::text[])"},
     {"chorus_create_room", "INSERT INTO rooms (id) VALUES ($1) ON CONFLICT (id) DO NOTHING"},
@@ -74,6 +83,7 @@ const std::pair<const char*, const char*> statements[] = {
 };
 
 #undef CHORUS_MESSAGE_COLUMNS
+#undef CHORUS_ADVANCE_ROOMS
 
 constexpr std::uint64_t max_seq = std::numeric_limits<std::int64_t>::max();
 
@@ -177,24 +187,49 @@ batch_rooms split_by_room(std::span<const message_row> rows) {
   return b;
 }
 
-// Runs chorus_advance for `candidates` (sorted by id, so that two writers with overlapping rooms lock them
-// in the same order instead of deadlocking) and marks the parts that advanced; their rows are in.
-void advance(pqxx::transaction_base& tx, std::span<const message_row> rows, batch_rooms& b,
-             const std::vector<room_part*>& candidates) {
+// The room arrays of chorus_advance and chorus_advance_rooms ($1 to $4) for `candidates`, which must be
+// sorted by id, so that two writers with overlapping rooms lock them in the same order instead of
+// deadlocking. `is_candidate` gets one flag per part of `b`.
+struct advance_rooms {
+  std::string ids, firsts, lasts, epochs;
+  std::vector<char> is_candidate;
+};
+
+advance_rooms rooms_to_advance(std::span<const message_row> rows, const batch_rooms& b,
+                               const std::vector<room_part*>& candidates) {
   array_literal ids, firsts, lasts, epochs;
-  std::vector<char> candidate(b.parts.size(), 0);
+  advance_rooms out;
+  out.is_candidate.resize(b.parts.size(), 0);
   for (const room_part* part : candidates) {
     ids.add(part->id);
     firsts.add(rows[part->rows.front()].seq);
     lasts.add(rows[part->rows.back()].seq);
     epochs.add(part->epoch);  // clamped to bigint: owner_epoch never gets near it, so it stays refused
-    candidate[static_cast<std::size_t>(part - b.parts.data())] = 1;
+    out.is_candidate[static_cast<std::size_t>(part - b.parts.data())] = 1;
   }
+  out.ids = ids.str();
+  out.firsts = firsts.str();
+  out.lasts = lasts.str();
+  out.epochs = epochs.str();
+  return out;
+}
+
+void mark_advanced(const pqxx::result& advanced, batch_rooms& b) {
+  for (const auto& r : advanced) {
+    auto it = b.part_of_room.find(r[0].as<std::string>());
+    if (it != b.part_of_room.end()) b.parts[it->second].advanced = true;
+  }
+}
+
+// Runs chorus_advance for `candidates` (sorted by id) and marks the parts that advanced; their rows are in.
+void advance(pqxx::transaction_base& tx, std::span<const message_row> rows, batch_rooms& b,
+             const std::vector<room_part*>& candidates) {
+  auto rooms = rooms_to_advance(rows, b, candidates);
   // The rows of every candidate room; the statement keeps those of the rooms that advance. Every row of a
   // candidate carries its room's epoch (no mixed epochs), which the UPDATE checks, so it fits a bigint.
   array_literal msg_ids, msg_rooms, msg_seqs, msg_authors, msg_texts, msg_client_ids, msg_created, msg_epochs;
   for (std::size_t i = 0; i < rows.size(); ++i) {
-    if (!candidate[b.part_of_row[i]]) continue;
+    if (!rooms.is_candidate[b.part_of_row[i]]) continue;
     const auto& row = rows[i];
     msg_ids.add(row.id);
     msg_rooms.add(row.room);
@@ -205,14 +240,117 @@ void advance(pqxx::transaction_base& tx, std::span<const message_row> rows, batc
     msg_created.add(row.created_at_ms);
     msg_epochs.add(row.epoch);
   }
-  const auto advanced =
-      tx.exec_prepared("chorus_advance", ids.str(), firsts.str(), lasts.str(), epochs.str(), msg_ids.str(),
-                       msg_rooms.str(), msg_seqs.str(), msg_authors.str(), msg_texts.str(),
-                       msg_client_ids.str(), msg_created.str(), msg_epochs.str());
-  for (const auto& r : advanced) {
-    auto it = b.part_of_room.find(r[0].as<std::string>());
-    if (it != b.part_of_room.end()) b.parts[it->second].advanced = true;
+  mark_advanced(tx.exec_prepared("chorus_advance", std::move(rooms.ids), std::move(rooms.firsts),
+                                 std::move(rooms.lasts), std::move(rooms.epochs), msg_ids.str(),
+                                 msg_rooms.str(), msg_seqs.str(), msg_authors.str(), msg_texts.str(),
+                                 msg_client_ids.str(), msg_created.str(), msg_epochs.str()),
+                b);
+}
+
+// COPY's text format for one field: backslash, and the characters that end a field or a row, escaped.
+void append_copy_field(std::string& out, std::string_view value) {
+  const char* run = value.data();
+  const char* const end = run + value.size();
+  for (const char* p = run; p != end; ++p) {
+    const char c = *p;
+    const char escaped = c == '\\' ? '\\' : c == '\t' ? 't' : c == '\n' ? 'n' : c == '\r' ? 'r' : '\0';
+    if (escaped == '\0') continue;
+    out.append(run, p);
+    out += '\\';
+    out += escaped;
+    run = p + 1;
   }
+  out.append(run, end);
+}
+
+void append_copy_number(std::string& out, long long value) {
+  char buf[24];
+  const auto [end, ec] = std::to_chars(buf, buf + sizeof buf, value);
+  out.append(buf, end);
+}
+
+// The created_at range that COPY gets as a plain ISO text, years 1 to 9999 (PostgreSQL writes earlier years
+// as BC). A batch with a time outside it goes by statement, which takes any bigint of milliseconds.
+constexpr std::int64_t first_copy_timestamp_ms = -62'135'596'800'000;  // 0001-01-01 00:00:00.000 UTC
+constexpr std::int64_t last_copy_timestamp_ms = 253'402'300'799'999;   // 9999-12-31 23:59:59.999 UTC
+
+// created_at_ms as "YYYY-MM-DD HH:MM:SS.mmm+00", within [first_copy_timestamp_ms, last_copy_timestamp_ms].
+void append_copy_timestamp(std::string& out, std::int64_t ms) {
+  using namespace std::chrono;
+  const sys_time<milliseconds> t{milliseconds{ms}};
+  const auto day = floor<days>(t);
+  const year_month_day ymd{day};
+  const hh_mm_ss<milliseconds> time{t - day};
+  // By hand rather than snprintf: this runs for every row of a large batch.
+  char buf[] = "0000-00-00 00:00:00.000+00";
+  const auto digits = [&buf](std::size_t at, std::size_t width, unsigned value) {
+    for (std::size_t k = width; k-- > 0; value /= 10) buf[at + k] = static_cast<char>('0' + value % 10);
+  };
+  digits(0, 4, static_cast<unsigned>(static_cast<int>(ymd.year())));
+  digits(5, 2, static_cast<unsigned>(ymd.month()));
+  digits(8, 2, static_cast<unsigned>(ymd.day()));
+  digits(11, 2, static_cast<unsigned>(time.hours().count()));
+  digits(14, 2, static_cast<unsigned>(time.minutes().count()));
+  digits(17, 2, static_cast<unsigned>(time.seconds().count()));
+  digits(20, 3, static_cast<unsigned>(time.subseconds().count()));
+  out.append(buf, sizeof buf - 1);
+}
+
+// What a large batch costs PostgreSQL less as: the rooms advance by chorus_advance_rooms, then the rows of
+// the rooms that advanced stream in by COPY, in the caller's transaction. COPY inserts a page's worth of rows
+// at a time and parses plain fields, where the statement unpacks eight arrays and inserts row by row: about
+// a third less of the server's time per row, for four round trips instead of one: worth it from about a
+// thousand rows (BENCHMARKS.md, durable sends). That is a writer that fell behind, and it catches up sooner.
+void advance_by_copy(pqxx::work& tx, std::span<const message_row> rows, batch_rooms& b,
+                     const std::vector<room_part*>& candidates) {
+  auto rooms = rooms_to_advance(rows, b, candidates);
+  mark_advanced(tx.exec_prepared("chorus_advance_rooms", std::move(rooms.ids), std::move(rooms.firsts),
+                                 std::move(rooms.lasts), std::move(rooms.epochs)),
+                b);
+  static const std::vector<std::string> columns{"id",   "room",          "seq",        "author",
+                                                "text", "client_msg_id", "created_at", "epoch"};
+  // libpqxx 6.4 sends COPY text it did not format itself only through tablewriter, deprecated in favour of
+  // stream_to. stream_to builds a string per field of every row and escapes it separately: the writer's path
+  // of 2026-11-30 used it, and cost the node about three times the CPU per batch of the array statement.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  pqxx::tablewriter copy{tx, "messages", columns.begin(), columns.end()};
+#pragma GCC diagnostic pop
+  // Rows go in chunks of about 64 kB, so the server parses one while the next is formatted. COPY reads a
+  // stream, not lines: a chunk holds many rows, and write_raw_line ends it with the last one's newline.
+  constexpr std::size_t chunk_bytes = 64 * 1024;
+  std::string chunk;
+  chunk.reserve(chunk_bytes + 4096);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    if (!b.parts[b.part_of_row[i]].advanced) continue;
+    const auto& row = rows[i];
+    if (!chunk.empty()) chunk += '\n';
+    append_copy_field(chunk, row.id);
+    chunk += '\t';
+    append_copy_field(chunk, row.room);
+    chunk += '\t';
+    append_copy_number(chunk, clamp_to_bigint(row.seq));
+    chunk += '\t';
+    append_copy_field(chunk, row.author);
+    chunk += '\t';
+    append_copy_field(chunk, row.text);
+    chunk += '\t';
+    if (row.client_msg_id.empty()) {
+      chunk += "\\N";
+    } else {
+      append_copy_field(chunk, row.client_msg_id);
+    }
+    chunk += '\t';
+    append_copy_timestamp(chunk, row.created_at_ms);
+    chunk += '\t';
+    append_copy_number(chunk, clamp_to_bigint(row.epoch));
+    if (chunk.size() >= chunk_bytes) {
+      copy.write_raw_line(chunk);
+      chunk.clear();
+    }
+  }
+  if (!chunk.empty()) copy.write_raw_line(chunk);
+  copy.complete();
 }
 
 std::vector<room_part*> sorted_by_id(std::vector<room_part*> parts) {
@@ -318,8 +456,11 @@ append_outcome append_in(pqxx::work& tx, std::span<const message_row> rows) {
 // probe): every room consecutive under one epoch and no client_msg_id twice in the batch. A stored duplicate
 // makes the unique index refuse the whole statement, and nothing is written: nullopt, take the full path.
 // Rooms that did not advance (out of sequence, fenced) go through the full path afterwards, alone, so that
-// the outcome says what it would have said; the rows of the other rooms are committed by then.
-std::optional<append_outcome> append_fast(pqxx::connection& conn, std::span<const message_row> rows) {
+// the outcome says what it would have said; the rows of the other rooms are committed by then. A batch of at
+// least `copy_from_rows` rows goes in by COPY instead (advance_by_copy), in a transaction of its own, with
+// the same outcomes.
+std::optional<append_outcome> append_fast(pqxx::connection& conn, std::span<const message_row> rows,
+                                          std::size_t copy_from_rows) {
   auto b = split_by_room(rows);
   std::vector<room_part*> candidates;
   for (auto& part : b.parts) {
@@ -327,18 +468,29 @@ std::optional<append_outcome> append_fast(pqxx::connection& conn, std::span<cons
     candidates.push_back(&part);
   }
   std::vector<std::pair<std::string_view, std::string_view>> keys;
-  for (const auto& row : rows)
+  bool by_copy = rows.size() >= copy_from_rows;
+  for (const auto& row : rows) {
     if (!row.client_msg_id.empty()) keys.emplace_back(row.author, row.client_msg_id);
+    if (row.created_at_ms < first_copy_timestamp_ms || row.created_at_ms > last_copy_timestamp_ms)
+      by_copy = false;
+  }
   std::sort(keys.begin(), keys.end());
   if (std::adjacent_find(keys.begin(), keys.end()) != keys.end()) return std::nullopt;
 
   try {
-    pqxx::nontransaction tx{conn};
-    advance(tx, rows, b, sorted_by_id(std::move(candidates)));
+    if (by_copy) {
+      pqxx::work tx{conn};
+      advance_by_copy(tx, rows, b, sorted_by_id(std::move(candidates)));
+      tx.commit();
+    } else {
+      pqxx::nontransaction tx{conn};
+      advance(tx, rows, b, sorted_by_id(std::move(candidates)));
+    }
   } catch (const pqxx::unique_violation&) {
     return std::nullopt;
   } catch (const pqxx::broken_connection& e) {
-    // The statement may have reached the server and committed before the connection went.
+    // The statement may have reached the server and committed before the connection went. (A COPY's
+    // transaction cannot have, but it resyncs its rooms the same way: that costs a read, not a wrong answer.)
     throw pqxx::in_doubt_error(e.what());
   }
 
@@ -374,6 +526,7 @@ bool append_outcome::written(std::string_view room) const {
 
 struct message_store::impl {
   std::string url;
+  std::size_t copy_from_rows = default_copy_from_rows;
   std::unique_ptr<pqxx::connection> conn;
   std::string last_error;
 
@@ -430,8 +583,9 @@ struct message_store::impl {
   }
 };
 
-message_store::message_store(std::string url) : impl_{std::make_unique<impl>()} {
+message_store::message_store(std::string url, std::size_t copy_from_rows) : impl_{std::make_unique<impl>()} {
   impl_->url = std::move(url);
+  impl_->copy_from_rows = copy_from_rows;
 }
 
 message_store::~message_store() = default;
@@ -451,7 +605,7 @@ const std::string& message_store::last_error() const {
 result<append_outcome> message_store::append(std::span<const message_row> rows) {
   if (rows.empty()) return append_outcome{};
   return impl_->guard<append_outcome>([&](pqxx::connection& conn) {
-    if (auto done = append_fast(conn, rows)) return std::move(*done);
+    if (auto done = append_fast(conn, rows, impl_->copy_from_rows)) return std::move(*done);
     pqxx::work tx{conn};
     return append_in(tx, rows);
   });
@@ -492,13 +646,12 @@ result<room_snapshot> message_store::activate(std::string_view room, std::size_t
     } catch (const pqxx::sql_error& e) {
       if (e.sqlstate() != lock_not_available) throw;
     }
-    // Still locked after lock_timeout: the previous owner stopped in the middle of a batch. This version's
-    // writers send each statement whole, so a paused one is "idle in transaction" and the server ends it
-    // after a second. A writer of an older version (rows by COPY, during a rolling upgrade) paused in its
-    // COPY waits for data ("active", so no server timeout ends it) and keeps the room's row locked for as
-    // long as the process is stopped. A live writer never leaves its COPY unfinished for a second: end such
-    // backends (a role may end its own) and try once more. The stalled node's batch rolls back; it was
-    // fenced anyway.
+    // Still locked after lock_timeout: the previous owner stopped in the middle of a batch. A writer paused
+    // between statements is "idle in transaction" and the server ends it after a second. One paused in the
+    // middle of a COPY (a large batch) waits for data ("active", so no server timeout ends it) and keeps the
+    // room's row locked for as long as the process is stopped. A live writer sends a COPY's rows as fast as
+    // it formats them and never leaves it unfinished for a second: end such backends (a role may end its
+    // own) and try once more. The stalled node's batch rolls back; it was fenced anyway.
     long long ended = 0;
     {
       pqxx::nontransaction tx{conn};

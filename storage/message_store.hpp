@@ -1,6 +1,7 @@
 // PostgreSQL access for messages and rooms: batch appends, room activation, history pages. No CAF here.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -75,12 +76,17 @@ struct room_snapshot {
   std::uint64_t epoch = 0;
 };
 
+/// From this many rows a batch costs the server less by COPY than as one statement, despite the round trips
+/// COPY adds (`bench/append.sh`; BENCHMARKS.md, durable sends).
+inline constexpr std::size_t default_copy_from_rows = 1000;
+
 /// One PostgreSQL connection and the statements Chorus runs on it. Not thread-safe: each owner (one
 /// actor) has its own. Reconnects lazily: any call on a broken connection tries to reconnect first.
 /// libpqxx exceptions never leave this class; they become db_error values.
 class message_store {
  public:
-  explicit message_store(std::string url);
+  /// `copy_from_rows`: appends of at least this many rows send them by COPY (see append()).
+  explicit message_store(std::string url, std::size_t copy_from_rows = default_copy_from_rows);
   ~message_store();
   message_store(const message_store&) = delete;
   message_store& operator=(const message_store&) = delete;
@@ -97,12 +103,14 @@ class message_store {
   /// Writes a batch, never one row per round trip, each room all or nothing. Usually one statement that
   /// commits by itself: it advances rooms.last_seq of every room and inserts the rows of the rooms that
   /// advanced, refusing rooms whose seqs do not continue their stored sequence or whose rows do not carry
-  /// the room's current owner_epoch. When the unique index finds an (author, client_msg_id) already stored,
-  /// or the batch repeats one, or a room's rows are not consecutive, nothing of that statement is written and
-  /// the batch goes through one transaction that first finds the duplicates (returned with their originals);
-  /// rooms the statement held back go through that transaction too, so the outcome tells fenced rooms, out
-  /// of sequence ones and duplicates apart. Rows of one room appear in seq order. Every room must exist
-  /// (activate()). A connection lost during the write is `in_doubt`: the statement may have committed.
+  /// the room's current owner_epoch. A batch of `copy_from_rows` or more does the same in one transaction:
+  /// the rooms' update, then the rows of the rooms that advanced by COPY. When the unique index finds an
+  /// (author, client_msg_id) already stored, or the batch repeats one, or a room's rows are not consecutive,
+  /// nothing of that statement is written and the batch goes through one transaction that first finds the
+  /// duplicates (returned with their originals); rooms the statement held back go through that transaction
+  /// too, so the outcome tells fenced rooms, out of sequence ones and duplicates apart. Rows of one room
+  /// appear in seq order. Every room must exist (activate()). A connection lost during the write is
+  /// `in_doubt`: the statement may have committed.
   result<append_outcome> append(std::span<const message_row> rows);
 
   /// Claims the room for `owner_node`, in one transaction: creates the room if it does not exist, takes the

@@ -4,12 +4,13 @@
 // Needs CHORUS_DATABASE_URL (bench/append.sh starts a throwaway PostgreSQL and sets it); the database is
 // migrated and gets rooms of its own, named per run. Each iteration appends one batch spread over `rooms`
 // rooms, each room's rows continuing its sequence, as writers do under load; the counters report rows per
-// second and the time per batch (one transaction, one commit with fsync).
+// second and the time per batch (one commit with fsync).
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -30,7 +31,8 @@ std::string uuid(std::uint64_t run, std::uint64_t n) {
   return buf;
 }
 
-/// Args: rows per batch, rooms per batch.
+/// Args: rows per batch, rooms per batch, and 1 to send every batch by COPY or 0 to send it as one statement
+/// (message_store's copy_from_rows).
 void append_batches(benchmark::State& state) {
   const char* url = std::getenv("CHORUS_DATABASE_URL");
   if (url == nullptr) {
@@ -38,7 +40,8 @@ void append_batches(benchmark::State& state) {
     return;
   }
   storage::migrate(url);
-  storage::message_store store{url};
+  const std::size_t copy_from_rows = state.range(2) != 0 ? 1 : std::numeric_limits<std::size_t>::max();
+  storage::message_store store{url, copy_from_rows};
   const auto batch = static_cast<std::size_t>(state.range(0));
   const auto room_count = static_cast<std::size_t>(state.range(1));
   std::mt19937_64 rng{std::random_device{}()};
@@ -87,8 +90,8 @@ void append_batches(benchmark::State& state) {
 }
 
 BENCHMARK(append_batches)
-    ->ArgsProduct({{50, 200, 500, 1000, 4000}, {50}})
-    ->ArgNames({"rows", "rooms"})
+    ->ArgsProduct({{50, 200, 500, 1000, 4000}, {50}, {0, 1}})
+    ->ArgNames({"rows", "rooms", "copy"})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->MinTime(2.0);
