@@ -514,9 +514,8 @@ TEST_P(message_store_test, every_activation_takes_the_next_epoch_and_records_its
 
 TEST_P(message_store_test, activation_ends_a_writer_stalled_in_its_copy_and_takes_the_room) {
   ok(store.activate("r", 0, "node-a"));
-  // A writer of an older version (rows by COPY, as in a rolling upgrade) paused (SIGSTOP) in the middle of
-  // its batch: the room's row is locked by the UPDATE, and the COPY waits for rows that never come. Its
-  // backend is "active", so no server timeout ends it.
+  // A writer paused (SIGSTOP) in the middle of a large batch: the room's row is locked by the UPDATE, and the
+  // COPY waits for rows that never come. Its backend is "active", so no server timeout ends it.
   pqxx::connection stalled{url()};
   auto tx = std::make_unique<pqxx::work>(stalled);
   tx->exec("UPDATE rooms SET last_seq = last_seq WHERE id = 'r'");
