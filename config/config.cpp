@@ -181,9 +181,10 @@ constexpr std::array keys{
             .min = 1,
             .max = 64},
     // Binds only when a writer is behind (else its mailbox drains first); then it sets how fast the writer
-    // can catch up. 4000-row statements write about a tenth more rows a second than 1000-row ones
-    // (bench/append.sh) and take about 60 ms. One writer at 50,000/s stayed behind in 8 runs of 27 at 4000,
-    // in 12 of 25 at 1000 (BENCHMARKS.md, durable sends, "last").
+    // can catch up. Batches from 1000 rows go by COPY (storage::default_copy_from_rows), and 4000 of them
+    // take 37-51 ms, a third less than as one statement (bench/append.sh). With one statement per batch, one
+    // writer at 50,000/s stayed behind in 8 runs of 27 at 4000, in 12 of 25 at 1000 (BENCHMARKS.md, durable
+    // sends, "last" and "at night").
     key_def{.name = "batch_max_rows",
             .member = &node_config::batch_max_rows,
             .help = "a batch is written once it holds this many messages",
