@@ -447,19 +447,21 @@ TEST_P(message_store_test, find_by_client_id) {
 }
 
 TEST_P(message_store_test, broken_connection_fails_one_call_then_reconnects) {
-  // application_name lets the test find this store's backend among the others.
+  // application_name lets the test find this store's backend among the others: one name per variant, as
+  // ctest runs both at once (and this database only, as every test binary has its own).
+  const std::string name = GetParam() == 1 ? "chorus_victim_copy" : "chorus_victim_statement";
   storage::message_store victim{
-      url() + (url().find('?') == std::string::npos ? "?" : "&") + "application_name=chorus_victim",
-      GetParam()};
+      url() + (url().find('?') == std::string::npos ? "?" : "&") + "application_name=" + name, GetParam()};
   ok(victim.activate("r", 0, node));
   ASSERT_TRUE(victim.connected());
   {
     pqxx::connection admin{url()};
     pqxx::nontransaction tx{admin};
     // The timeout makes pg_terminate_backend wait until the backend has gone.
-    const auto killed = tx.exec(
-        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE application_name = "
-        "'chorus_victim'");
+    const auto killed = tx.exec_params(
+        "SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE application_name = $1 "
+        "AND datname = current_database()",
+        name);
     ASSERT_EQ(killed.size(), 1u);
     ASSERT_TRUE(killed[0][0].as<bool>());
   }
