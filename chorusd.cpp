@@ -76,10 +76,15 @@ int serve(const config::node_config& cfg) {
   // server's io_context, so every actor must be gone before it is (see the end of this function).
   auto system = std::make_unique<caf::actor_system>(caf_cfg);
 
+  auto counters = std::make_shared<actors::node_counters>();
   // Writers and the reader block on PostgreSQL, so each gets a thread of its own (detached).
-  actors::batch_settings batching{cfg.batch_max_rows,  std::chrono::milliseconds(cfg.batch_max_delay_ms),
-                                  cfg.tail_cache_size, std::chrono::milliseconds(2000),
-                                  cfg.node_id,         std::chrono::milliseconds(cfg.slow_commit_ms)};
+  const actors::batch_settings batching{.max_rows = cfg.batch_max_rows,
+                                        .max_delay = std::chrono::milliseconds(cfg.batch_max_delay_ms),
+                                        .tail_limit = cfg.tail_cache_size,
+                                        .max_backoff = std::chrono::milliseconds(2000),
+                                        .node_id = cfg.node_id,
+                                        .slow_commit = std::chrono::milliseconds(cfg.slow_commit_ms),
+                                        .counters = counters};
   std::vector<actors::batch_writer_actor> writers;
   for (std::uint32_t i = 0; i < cfg.writer_count; ++i)
     writers.push_back(system->spawn<caf::detached>(actors::batch_writer, cfg.database_url, batching));
@@ -90,7 +95,6 @@ int serve(const config::node_config& cfg) {
   auto api_limits = std::make_shared<storage::rate_limiter>(cfg.redis_url);
   auto room_accounts =
       system->spawn<caf::detached>(actors::account_worker, cfg, actors::room_directory{}, api_limits);
-  auto counters = std::make_shared<actors::node_counters>();
   actors::room_services room_services{{},
                                       reader,
                                       room_accounts,
@@ -149,7 +153,7 @@ int serve(const config::node_config& cfg) {
       *system, actors::make_session_context(
                    directory, presence, sends,
                    cfg.dev_mode == 1 ? actors::account_worker_actor{} : room_accounts, cfg, node, counters));
-  net::server server(cfg, sessions, &api);
+  net::server server(cfg, sessions, &api, [counters] { return actors::metrics_text(*counters); });
 
   std::uint16_t port = 0;
   try {

@@ -73,6 +73,22 @@ void note_commit_time(writer_pointer self, clock::duration took, std::size_t row
   st.slow_unlogged = 0;
 }
 
+/// Counts a batch for GET /metrics: failed ones (tried, or refused during the backoff) apart from answered.
+void count_batch(writer_pointer self, clock::duration took, std::size_t rows, bool failed) {
+  auto* c = self->state.settings.counters.get();
+  if (c == nullptr) return;
+  constexpr auto relaxed = std::memory_order_relaxed;
+  c->write_busy_us.fetch_add(
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(took).count()),
+      relaxed);
+  if (failed) {
+    c->write_failures.fetch_add(1, relaxed);
+    return;
+  }
+  c->write_batches.fetch_add(1, relaxed);
+  c->write_rows.fetch_add(rows, relaxed);
+}
+
 /// Commits the gathered batch and answers every request in it, once each.
 void flush(writer_pointer self) {
   auto& st = self->state;
@@ -85,18 +101,22 @@ void flush(writer_pointer self) {
     for (auto& w : waiting) w.promise.deliver(make_error(protocol::error_code::unavailable));
   };
   if (backing_off(self)) {
+    count_batch(self, clock::duration::zero(), rows.size(), true);
     fail_all();
     return;
   }
   const auto started = clock::now();
   auto outcome = st.store->append(rows);
-  if (auto* err = std::get_if<storage::db_error>(&outcome)) {
+  const auto took = clock::now() - started;
+  const auto* err = std::get_if<storage::db_error>(&outcome);
+  count_batch(self, took, rows.size(), err != nullptr);
+  if (err != nullptr) {
     note_failure(self, *err);
     fail_all();
     return;
   }
   note_success(self);
-  note_commit_time(self, clock::now() - started, rows.size());
+  note_commit_time(self, took, rows.size());
   auto& out = std::get<storage::append_outcome>(outcome);
   log_fenced(out, rows);
   std::unordered_map<std::size_t, storage::message_row*> originals;

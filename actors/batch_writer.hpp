@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "actors/messages.hpp"
+#include "actors/node_counters.hpp"
 
 namespace chorus::actors {
 
@@ -19,6 +20,8 @@ struct batch_settings {
   /// A commit that takes this long is logged (zero: never), at most once per `slow_commit_log_interval`.
   std::chrono::milliseconds slow_commit{250};
   std::chrono::milliseconds slow_commit_log_interval{10000};
+  /// Where every batch is counted (write_batches, write_rows, write_busy_us, write_failures); may be null.
+  std::shared_ptr<node_counters> counters;
 };
 
 /// One `store` request in the batch being gathered: its rows are `rows[first, first + count)`.

@@ -1,17 +1,30 @@
-// What a node counts about itself for operators (chorusctl stats): rooms, connections, messages stored.
+// What a node counts about itself for operators (chorusctl stats, GET /metrics): rooms, connections, writes.
 #pragma once
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 
 namespace chorus::actors {
 
-/// One per node, shared by the actors that update it and the membership actor that publishes it. Relaxed
-/// atomics: each number is a gauge or a running total read now and then, never used to synchronise.
+/// One per node, shared by the actors that update it, the membership actor that publishes it and the
+/// /metrics endpoint. Relaxed atomics: each number is a gauge or a running total read now and then, never
+/// used to synchronise.
 struct node_counters {
   std::atomic<std::uint64_t> rooms{0};            ///< room actors active on this node
   std::atomic<std::uint64_t> connections{0};      ///< WebSocket sessions open on this node
   std::atomic<std::uint64_t> messages_stored{0};  ///< messages committed by this node's rooms, since start
+
+  // The batch writers, all of the node's together. A writer commits what gathered during its previous
+  // commit, so under load it is always busy; the time a batch takes (busy time over batches) is what sets
+  // a send's wait for its ack, and what grows as the write path nears its limit.
+  std::atomic<std::uint64_t> write_batches{0};   ///< batches that reached PostgreSQL and got an answer
+  std::atomic<std::uint64_t> write_rows{0};      ///< rows in those batches, whatever became of each
+  std::atomic<std::uint64_t> write_busy_us{0};   ///< time spent writing batches, answered or failed
+  std::atomic<std::uint64_t> write_failures{0};  ///< failed: database unavailable, commit in doubt
 };
+
+/// The counters in Prometheus' text exposition format (version 0.0.4), one `chorus_…` metric each.
+std::string metrics_text(const node_counters& counters);
 
 }  // namespace chorus::actors

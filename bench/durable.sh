@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Durable sends (issue 4): a rate sweep of the `durable` scenario (5,000 connections in 2,500 two-member
 # rooms, every connection sending; each send acknowledged only after the PostgreSQL commit holding it).
-# Prints, per offered rate, the acknowledged sends per second, the ack latency p50/p99 and the CPU of the node,
-# PostgreSQL and the generator over the measured window.
+# Prints, per offered rate, the acknowledged sends per second, the ack latency p50/p99, the CPU of the node,
+# PostgreSQL and the generator over the measured window, and what the node's batch writers did in it (from
+# its GET /metrics: busy fraction, batches a second, rows a batch and the time a batch took).
 #
 # usage: bench/durable.sh [RATE...]        (default: 10000 20000 30000 40000 50000)
 # env:   DURABLE_DURATION=S  measured window per rate (default 5)
@@ -210,6 +211,22 @@ while True:
     time.sleep(1)
 EOF_SAMPLER
     pg_sampler=$!
+    # The node's batch writers (GET /metrics; nothing from a node too old to serve it), each second: the
+    # summary gives their busy fraction, batches a second and rows a batch over the window.
+    python3 - "$port" >"$raw.writer" 2>/dev/null <<'EOF_WRITER' &
+import sys, time, urllib.request
+url = f"http://127.0.0.1:{sys.argv[1]}/metrics"
+names = ("chorus_write_batches_total", "chorus_write_rows_total", "chorus_write_busy_seconds_total")
+while True:
+    try:
+        values = dict(l.split() for l in urllib.request.urlopen(url, timeout=1).read().decode().splitlines()
+                      if l.startswith(names))
+        print(f"{time.time():.3f} " + " ".join(values[n] for n in names), flush=True)
+    except Exception:
+        pass
+    time.sleep(1)
+EOF_WRITER
+    writer_sampler=$!
     # The disk under PostgreSQL, sampled every half second: the page cache's dirty data and the write rate.
     # A run that writes for long enough (the kernel writes back data dirtied 30 s before) meets bursts of
     # hundreds of MB/s, which hold up the WAL flushes that commits wait for: io_burst says when a run had one.
@@ -256,19 +273,20 @@ EOF_IO
     "${prio[@]}" taskset -c "$bench_cpu" "$bench" --url "ws://127.0.0.1:$port/ws" --secret "$secret" \
       --server-pid "$server_pid" --scenario durable "${shape[@]}" --rate "$rate" --duration "$duration" \
       --warmup "$warmup" --json >"$raw.json" 2>"$raw.err" || true
-    kill "$pg_sampler" "$io_sampler" 2>/dev/null || true
-    wait "$pg_sampler" "$io_sampler" 2>/dev/null || true
+    kill "$pg_sampler" "$io_sampler" "$writer_sampler" 2>/dev/null || true
+    wait "$pg_sampler" "$io_sampler" "$writer_sampler" 2>/dev/null || true
     if [ -n "$perf_pid" ]; then wait "$perf_pid" 2>/dev/null || true; perf_pid=""; fi
     if [ ${#stall_pids[@]} -gt 0 ]; then wait "${stall_pids[@]}" 2>/dev/null || true; fi
     wal_after=$(wal_counters)
     [[ "${PG_EXTRA_OPTS:-}" != *pg_stat_statements* ]] || statements_report >"$raw.statements"
     stop_server
     python3 - "$raw.json" "$raw.pgcpu" "$bench_start" "$(getconf CLK_TCK)" "$wal_before" "$wal_after" "$probe_ms" \
-      "$raw.io" <<'EOF' | tee -a "$out/summary.txt"
+      "$raw.io" "$raw.writer" <<'EOF' | tee -a "$out/summary.txt"
 import json, sys
 wal = [b - a for a, b in zip(*(map(int, x.split("|")) for x in sys.argv[5:7]))] if all(sys.argv[5:7]) else []
 samples = [(float(t), int(k)) for t, k in (l.split() for l in open(sys.argv[2]))]
 io = [tuple(map(float, l.split())) for l in open(sys.argv[8]) if len(l.split()) == 3]
+writer = [tuple(map(float, l.split())) for l in open(sys.argv[9]) if len(l.split()) == 4]
 def window(r):
     c = r.get("connect", {})
     begin = float(sys.argv[3]) + c.get("connect_time_s", 0) + c.get("join_time_s", 0) + r.get("warmup_s", 0)
@@ -287,6 +305,13 @@ r = json.loads(lines[-1])
 pg = pg_cpu(r)
 begin, end = window(r)
 io_inside = [(d, w) for t, d, w in io if begin <= t <= end + 0.5]
+def writer_figures():
+    inside = [w for w in writer if begin - 0.5 <= w[0] <= end + 0.5]
+    if len(inside) < 2 or inside[-1][1] <= inside[0][1]:
+        return ""
+    (t0, b0, r0, s0), (t1, b1, r1, s1) = inside[0], inside[-1]
+    return (f" writer_busy={(s1 - s0) / (t1 - t0):.2f} batches_per_s={(b1 - b0) / (t1 - t0):.0f}"
+            f" rows_per_batch={(r1 - r0) / (b1 - b0):.0f} ms_per_batch={1000 * (s1 - s0) / (b1 - b0):.1f}")
 s = r.get("result") or (r["steps"][-1] if r.get("steps") else {})
 a = s.get("ack_latency", {})
 errs = ",".join(f"{k}={v}" for k, v in s.get("errors", {}).items()) or "-"
@@ -297,6 +322,7 @@ print(f"{s.get('offered_rate', 0):9.0f} {s.get('acknowledged', 0):>8}/{s.get('se
       f"gen_stall={s.get('max_pacer_lag_ms', 0):.0f}ms "
       f"gaps={s.get('seq_gaps', 0)}"
       + (f" wal_per_row={wal[2] / max(wal[0], 1):.0f}B fpi_per_row={wal[1] / max(wal[0], 1):.2f}" if wal else "")
+      + writer_figures()
       + f" cpu_probe={sys.argv[7]}ms"
       + (f" io_burst={max(w for _, w in io_inside):.0f}MB/s dirty_max={max(d for d, _ in io_inside):.0f}MB"
          if io_inside else "")

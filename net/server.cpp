@@ -23,6 +23,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
@@ -51,8 +52,8 @@ using namespace std::chrono_literals;
 namespace close_code = protocol::close_code;
 
 // Small on purpose: a peer must not be able to make an HTTP connection expensive. kBodyLimit applies
-// outside /api/ (where only /healthz and the upgrade are served); /api/ bodies may be max_body_bytes.
-// Bodies are read in pieces through the buffer, so its limit does not bound max_body_bytes.
+// outside /api/ (where only /healthz, /metrics and the upgrade are served); /api/ bodies may be
+// max_body_bytes. Bodies are read in pieces through the buffer, so its limit does not bound max_body_bytes.
 constexpr std::size_t kHeaderLimit = 8 * 1024;
 constexpr std::size_t kBodyLimit = 8 * 1024;
 constexpr std::size_t kHttpBufferLimit = kHeaderLimit + kBodyLimit + 4 * 1024;
@@ -133,12 +134,14 @@ class connection : public std::enable_shared_from_this<connection> {
 /// What the listener and every connection share. Counters are atomics; the registry and the slot count
 /// are guarded by `mu`. Sessions hold it by shared_ptr so that it outlives the last of them.
 struct server_state {
-  server_state(const config::node_config& c, actors::session_factory& f, actors::http_handler* a)
-      : cfg(c), factory(f), api(a) {}
+  server_state(const config::node_config& c, actors::session_factory& f, actors::http_handler* a,
+               std::function<std::string()> m)
+      : cfg(c), factory(f), api(a), metrics(std::move(m)) {}
 
   const config::node_config cfg;
   actors::session_factory& factory;
-  actors::http_handler* const api;  // null: /api/... is 404
+  actors::http_handler* const api;             // null: /api/... is 404
+  const std::function<std::string()> metrics;  // empty: /metrics is 404
 
   std::atomic<bool> stopping{false};
   // Held shared around factory.open() and api->handle(); stop() takes it exclusively once, after which
@@ -904,6 +907,15 @@ class http_session final : public connection {
       respond(http::status::ok, json::serialize(body), keep_);
       return;
     }
+    if (path == "/metrics" && st_->metrics) {
+      if (req.method() != http::verb::get) {
+        respond(http::status::method_not_allowed, error_body("method_not_allowed", "/metrics takes GET"),
+                keep_, "GET");
+        return;
+      }
+      respond(http::status::ok, st_->metrics(), keep_, {}, false, "text/plain; version=0.0.4; charset=utf-8");
+      return;
+    }
     if (is_api(path)) {
       serve_api(path, q == std::string_view::npos ? std::string_view{} : target.substr(q + 1));
       return;
@@ -1014,9 +1026,9 @@ class http_session final : public connection {
   /// rest is read and discarded for a moment before closing; closing with unread input would make the
   /// kernel reset the connection, and the client could lose the response.
   void respond(http::status status, std::string body, bool keep_alive, std::string_view allow = {},
-               bool linger = false) {
+               bool linger = false, std::string_view content_type = "application/json") {
     res_.emplace(status, version_);
-    res_->set(http::field::content_type, "application/json");
+    res_->set(http::field::content_type, content_type);
     res_->set(http::field::cache_control, "no-store");
     if (!allow.empty()) res_->set(http::field::allow, allow);
     res_->keep_alive(keep_alive);
@@ -1186,8 +1198,9 @@ class listener : public std::enable_shared_from_this<listener> {
 // Member order matters: I/O objects (signal set, listener) go before the io_context that owns their
 // services. The shared state is held by every session too, so it outlives whichever goes last.
 struct server::impl {
-  impl(const config::node_config& cfg, actors::session_factory& sessions, actors::http_handler* api)
-      : state(std::make_shared<server_state>(cfg, sessions, api)),
+  impl(const config::node_config& cfg, actors::session_factory& sessions, actors::http_handler* api,
+       std::function<std::string()> metrics)
+      : state(std::make_shared<server_state>(cfg, sessions, api, std::move(metrics))),
         ioc(static_cast<int>(std::max<std::uint32_t>(1, cfg.io_threads))) {}
 
   std::shared_ptr<server_state> state;
@@ -1308,8 +1321,9 @@ struct server::impl {
   }
 };
 
-server::server(const config::node_config& cfg, actors::session_factory& sessions, actors::http_handler* api)
-    : impl_(std::make_unique<impl>(cfg, sessions, api)) {}
+server::server(const config::node_config& cfg, actors::session_factory& sessions, actors::http_handler* api,
+               std::function<std::string()> metrics)
+    : impl_(std::make_unique<impl>(cfg, sessions, api, std::move(metrics))) {}
 
 server::~server() {
   try {

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "actors/http_port.hpp"
 #include "actors/session_port.hpp"
@@ -17,9 +18,10 @@ struct server_stats {
   std::uint64_t accepted_total = 0;
 };
 
-/// Serves `GET /healthz`, the WebSocket upgrade at `/ws` and the HTTP API under `/api/`; every other
-/// target gets 404. Each upgraded connection is handed to `sessions.open()`; each request whose path starts
-/// with `/api/` goes to `api->handle()` (404 when there is no handler).
+/// Serves `GET /healthz`, `GET /metrics` (the text `metrics` returns, for Prometheus; 404 without it), the
+/// WebSocket upgrade at `/ws` and the HTTP API under `/api/`; every other target gets 404. Each upgraded
+/// connection is handed to `sessions.open()`; each request whose path starts with `/api/` goes to
+/// `api->handle()` (404 when there is no handler).
 ///
 /// HTTP: persistent connections (one request at a time: the next is read once the answer is written),
 /// bodies up to `cfg.max_body_bytes` under /api/ (8 KiB elsewhere; larger gets 413 without the body being
@@ -32,8 +34,9 @@ struct server_stats {
 /// neither is called again, and a `reply` still held by the API is safe to call: it does nothing.
 class server {
  public:
+  /// `metrics` is called on an io thread for every GET /metrics, so it must be quick and thread-safe.
   server(const config::node_config& cfg, actors::session_factory& sessions,
-         actors::http_handler* api = nullptr);
+         actors::http_handler* api = nullptr, std::function<std::string()> metrics = {});
   ~server();  ///< stops if still running
   server(const server&) = delete;
   server& operator=(const server&) = delete;

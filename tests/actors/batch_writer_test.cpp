@@ -1,6 +1,6 @@
 // Tests for the batch writer on a real PostgreSQL (label pg): rows that queue up behind a commit go in
-// batches of at most max_rows; a commit held up past slow_commit is logged, at most once per interval and
-// with a count of the slow ones in between; quick commits log nothing.
+// batches of at most max_rows; batches are counted for /metrics; a commit held up past slow_commit is logged,
+// at most once per interval and with a count of the slow ones in between; quick commits log nothing.
 #include "actors/batch_writer.hpp"
 #include "tests/support/log_capture.hpp"
 #include "tests/support/test_database.hpp"
@@ -164,6 +164,48 @@ TEST_F(BatchWriter, rows_queued_behind_a_commit_go_in_one_batch_under_the_defaul
   const auto sizes = rows_per_commit("uncapped");
   EXPECT_EQ(std::accumulate(sizes.begin(), sizes.end(), 0L), 5);
   EXPECT_LE(sizes.size(), 2u);
+}
+
+TEST_F(BatchWriter, every_answered_batch_is_counted_with_its_rows_and_the_time_it_took) {
+  actors::batch_settings settings;
+  settings.max_delay = 10s;
+  settings.counters = std::make_shared<actors::node_counters>();
+  const auto& c = *settings.counters;
+  auto writer = spawn(settings);
+  const auto epoch = activate(writer, "counted").epoch;
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(store_next(writer, "counted", epoch));
+  EXPECT_EQ(c.write_batches.load(), 3u);
+  EXPECT_EQ(c.write_rows.load(), 3u);
+  EXPECT_EQ(c.write_failures.load(), 0u);
+  const auto busy = c.write_busy_us.load();
+  EXPECT_GT(busy, 0u);
+
+  // Four rows behind a lock held 300 ms: at most two batches (as above), and that wait is busy time.
+  ASSERT_TRUE(store_queued_behind_a_lock(writer, "counted", epoch, 4));
+  EXPECT_EQ(c.write_rows.load(), 7u);
+  EXPECT_GE(c.write_batches.load(), 4u);
+  EXPECT_LE(c.write_batches.load(), 5u);
+  EXPECT_GE(c.write_busy_us.load() - busy, 250'000u);
+}
+
+TEST_F(BatchWriter, a_batch_the_database_cannot_take_is_counted_as_failed_not_written) {
+  actors::batch_settings settings;
+  settings.counters = std::make_shared<actors::node_counters>();
+  const auto& c = *settings.counters;
+  // Nothing listens on port 1: the connection is refused at once.
+  writers_.push_back(sys_.spawn<caf::detached>(actors::batch_writer,
+                                               std::string("postgresql://127.0.0.1:1/none"), settings));
+  auto writer = writers_.back();
+  for (int i = 0; i < 2; ++i) {  // the second fails without trying: the writer is backing off
+    bool failed = false;
+    request_next(writer, "nowhere", 1)
+        .receive([](std::vector<actors::store_result>&) { ADD_FAILURE() << "stored without a database"; },
+                 [&](caf::error&) { failed = true; });
+    EXPECT_TRUE(failed);
+  }
+  EXPECT_EQ(c.write_failures.load(), 2u);
+  EXPECT_EQ(c.write_batches.load(), 0u);
+  EXPECT_EQ(c.write_rows.load(), 0u);
 }
 
 TEST_F(BatchWriter, quick_commits_log_nothing) {

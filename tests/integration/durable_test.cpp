@@ -47,6 +47,15 @@ json::object send_op(const std::string& text, const std::string& client_msg_id =
   return op;
 }
 
+/// The value of `name` in the node's GET /metrics, or -1 when it is missing.
+double metric(std::uint16_t port, const std::string& name) {
+  auto res = http_get(port, "/metrics");
+  EXPECT_EQ(res.status, 200u);
+  auto at = res.body.find("\n" + name + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(res.body.substr(at + name.size() + 2));
+}
+
 class durable_test : public node_test {
  protected:
   const std::string& db() { return test_database::instance().url(); }
@@ -89,6 +98,16 @@ TEST_F(durable_test, acknowledged_messages_are_stored_once_in_order_with_consecu
     ASSERT_NE(it, acked.end()) << "stored but never acknowledged: " << row.id;
     EXPECT_EQ(it->second, row.seq);
   }
+
+  // What an operator sees of it: every row went through the writers in batches, none failed.
+  const auto port = node_->port();
+  EXPECT_EQ(metric(port, "chorus_messages_stored_total"), 300);
+  EXPECT_EQ(metric(port, "chorus_write_rows_total"), 300);
+  EXPECT_GE(metric(port, "chorus_write_batches_total"), 1);
+  EXPECT_LE(metric(port, "chorus_write_batches_total"), 300);
+  EXPECT_GT(metric(port, "chorus_write_busy_seconds_total"), 0);
+  EXPECT_EQ(metric(port, "chorus_write_failures_total"), 0);
+  EXPECT_EQ(metric(port, "chorus_connections"), 3);
 }
 
 TEST_F(durable_test, a_resent_client_msg_id_yields_one_row_one_delivery_and_the_original_reply) {
@@ -224,6 +243,7 @@ TEST_F(durable_test, postgres_stopped_and_started_during_traffic_loses_nothing_a
   pg.stop();
   for (int i = 0; i < 5; ++i) EXPECT_EQ(send_next(200 + i), "unavailable");  // never a false ok
   EXPECT_EQ(http_get(node_->port(), "/healthz").status, 200u);
+  EXPECT_GE(metric(node_->port(), "chorus_write_failures_total"), 1);
   expect_ok(
       call(*alice, {{"op", "history"}, {"room", "general"}, {"limit", 5}}, 300));  // cached tail still reads
 

@@ -8,6 +8,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <cerrno>
@@ -276,8 +277,8 @@ class server_test : public ::testing::Test {
   }
 
   void start(const chorus::config::node_config& c = base_config(),
-             chorus::actors::http_handler* api = nullptr) {
-    server_ = std::make_unique<chorus::net::server>(c, factory_, api);
+             chorus::actors::http_handler* api = nullptr, std::function<std::string()> metrics = {}) {
+    server_ = std::make_unique<chorus::net::server>(c, factory_, api, std::move(metrics));
     port_ = server_->start();
     ASSERT_NE(port_, 0);
   }
@@ -310,6 +311,29 @@ TEST_F(server_test, healthz_reports_status_node_and_connections) {
   EXPECT_EQ(body.at("connections").to_number<int>(), 1);
   EXPECT_EQ(server_->stats().open_connections, 1u);
   EXPECT_GE(server_->stats().accepted_total, 3u);
+}
+
+TEST_F(server_test, metrics_serves_what_the_node_gives_it_each_time_as_prometheus_text) {
+  std::atomic<int> calls = 0;  // called on an io thread
+  start(base_config(), nullptr, [&calls] { return "chorus_calls " + std::to_string(++calls) + "\n"; });
+  auto res = chorus::testing::http_get(port_, "/metrics");
+  EXPECT_EQ(res.status, 200u);
+  EXPECT_EQ(res.content_type, "text/plain; version=0.0.4; charset=utf-8");
+  EXPECT_EQ(res.body, "chorus_calls 1\n");
+  EXPECT_EQ(chorus::testing::http_get(port_, "/metrics").body, "chorus_calls 2\n");
+
+  raw_http http(port_);
+  auto [status, body] = http.exchange("POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
+  EXPECT_EQ(status, 405);
+  EXPECT_EQ(json::parse(body).at("error").at("code"), "method_not_allowed");
+  EXPECT_EQ(calls, 2);
+}
+
+TEST_F(server_test, metrics_is_404_on_a_server_given_none) {
+  start();
+  auto res = chorus::testing::http_get(port_, "/metrics");
+  EXPECT_EQ(res.status, 404u);
+  EXPECT_EQ(json::parse(res.body).at("error").at("code"), "not_found");
 }
 
 TEST_F(server_test, unknown_target_is_404_with_json_error) {
