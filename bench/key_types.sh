@@ -20,12 +20,12 @@ url=$(pg_throwaway_start "$dir" "$(shuf -i 18000-28000 -n 1)")
 # room_type author_type per variant; text columns compare as bytes, as in migration 0007.
 declare -A variants=([text_text]="text text" [int_text]="bigint text" [text_uuid]="text uuid" [int_uuid]="bigint uuid")
 order=(text_text int_text text_uuid int_uuid)
+collate() { if [ "$1" = text ]; then echo ' COLLATE "C"'; fi; }
 {
   echo "CREATE SEQUENCE s;"
   echo "CREATE TABLE authors AS SELECT i, gen_random_uuid() AS u FROM generate_series(0, 49) i;"
   for v in "${order[@]}"; do
     read -r room author <<<"${variants[$v]}"
-    collate() { [ "$1" = text ] && echo ' COLLATE "C"' || true; }
     echo "CREATE TABLE m_$v (id uuid PRIMARY KEY, room $room$(collate "$room") NOT NULL, seq bigint NOT NULL,
       author $author$(collate "$author") NOT NULL, text text NOT NULL, client_msg_id text COLLATE \"C\",
       created_at timestamptz NOT NULL, epoch bigint NOT NULL, UNIQUE (room, seq), UNIQUE (author, client_msg_id));"
@@ -50,6 +50,7 @@ echo "key_types.sh: $(date -u +%FT%TZ), $(nproc) CPUs, $batches batches of 600 r
 for ((r = 1; r <= rounds; r++)); do
   for v in "${order[@]}"; do
     ms=$("$bin/pgbench" -n -t "$batches" -f "$dir/$v.sql" "$url" 2>&1 | sed -n 's/^latency average = //p')
-    printf '%-10s room %-6s author %-5s %s a batch\n' "$v" ${variants[$v]} "$ms"
+    read -r room author <<<"${variants[$v]}"
+    printf '%-10s room %-6s author %-5s %s a batch\n' "$v" "$room" "$author" "$ms"
   done
 done
