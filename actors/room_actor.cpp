@@ -370,6 +370,7 @@ void on_stored(room_pointer self, std::uint64_t first, std::size_t count,
     resync(self);  // the rest of the batch was refused: those senders get `unavailable`
     return;
   }
+  const auto committed_at = std::chrono::steady_clock::now();
   for (auto seq = first; seq <= last; ++seq) {
     auto node = take(seq);
     if (node.empty() || seq != st.committed_seq + 1) {
@@ -379,6 +380,7 @@ void on_stored(room_pointer self, std::uint64_t first, std::size_t count,
       resync(self);
       return;
     }
+    if (st.services.counters) st.services.counters->send_ack.observe(committed_at - node.mapped().taken);
     deliver_committed(self, std::move(node.mapped().msg), node.mapped().waiting);
   }
   if (st.services.counters) st.services.counters->messages_stored.fetch_add(count, std::memory_order_relaxed);
@@ -471,7 +473,7 @@ void post(room_pointer self, post_request req, caf::typed_response_promise<chat_
   if (!msg.client_msg_id.empty()) st.in_flight_ids[key] = seq;
   auto row = to_row(msg);
   row.epoch = st.epoch;
-  st.in_flight.emplace(seq, in_flight_message{std::move(msg), {rp}});
+  st.in_flight.emplace(seq, in_flight_message{std::move(msg), {rp}, std::chrono::steady_clock::now()});
   queue_for_writer(self, std::move(row));
 }
 

@@ -41,7 +41,7 @@ struct room_services {
   std::size_t tail_cache_size = 256;
   std::uint32_t history_limit = 100;
   std::chrono::milliseconds request_timeout{5000};
-  std::shared_ptr<node_counters> counters;  ///< messages stored are counted here; may be null
+  std::shared_ptr<node_counters> counters;  ///< messages stored and their ack times go here; may be null
 };
 
 /// A send's (user, client_msg_id) → the seq it got, keyed by a 64-bit hash of the pair: no key strings and no
@@ -54,6 +54,7 @@ using send_id_index = boost::unordered_flat_map<std::uint64_t, std::uint64_t>;
 struct in_flight_message {
   protocol::chat_message msg;
   std::vector<caf::typed_response_promise<protocol::chat_message>> waiting;
+  std::chrono::steady_clock::time_point taken;  ///< when it got its seq (node_counters::send_ack)
 };
 
 /// State of one room. Lives only inside the room actor.

@@ -3,7 +3,8 @@
 # rooms, every connection sending; each send acknowledged only after the PostgreSQL commit holding it).
 # Prints, per offered rate, the acknowledged sends per second, the ack latency p50/p99, the CPU of the node,
 # PostgreSQL and the generator over the measured window, and what the node's batch writers did in it (from
-# its GET /metrics: busy fraction, batches a second, rows a batch and the time a batch took).
+# its GET /metrics: busy fraction, batches a second, rows a batch and the time a batch took), and the node's
+# own ack p50/p99 (from a room giving a send its seq to the ack, without the client's side and the network).
 #
 # usage: bench/durable.sh [RATE...]        (default: 10000 20000 30000 40000 50000)
 # env:   DURABLE_DURATION=S  measured window per rate (default 5)
@@ -114,6 +115,19 @@ if [ -n "${DURABLE_PG_CPUS:-}" ]; then
   for p in $(pgrep -u postgres -f "$pg_dir"); do taskset -p -c "$DURABLE_PG_CPUS" "$p" >/dev/null; done
 fi
 
+# WAL as a server that has run for a while has it. A fresh cluster has no WAL segments to reuse, so each new
+# 16 MB segment is zero-filled when the write path reaches it (every second or so at these rates), and the
+# commits queued behind it wait: at 20,000/s that was most of the p99 (BENCHMARKS.md, durable sends). A
+# running server reuses the segments its checkpoints recycle. So about 1 GB of WAL is written and
+# checkpointed here first, and every run starts with a checkpoint: the segments the run before used are
+# recycled, and its data pages are written out rather than left for the kernel to write back during the next
+# run. DURABLE_WAL_WARM=0: neither, each run in the state the one before left.
+wal_warm=${DURABLE_WAL_WARM:-1}
+if [ "$wal_warm" = 1 ]; then
+  psql -q "$db_url" -c "CREATE TABLE chorus_wal_warm AS SELECT i, i + 1 AS j FROM generate_series(1, 16000000) i" \
+    -c "DROP TABLE chorus_wal_warm" -c "CHECKPOINT" >/dev/null
+fi
+
 # The per-connection op rate limit would throttle senders: raised far above any per-sender rate here.
 # shellcheck disable=SC2206
 chorusd_flags=(--database_url "$db_url" --ops_per_second 1000000 --ops_burst 1000000 --log_level warn
@@ -178,6 +192,7 @@ printf '%9s %17s %10s %9s %9s %9s %8s %s\n' offered "acked/sent" "acked/s" "ack 
 for rate in "${rates[@]}"; do
   for run in $(seq "$repeat"); do
     raw=$out/raw/rate-$rate-$run
+    [ "$wal_warm" != 1 ] || psql -q "$db_url" -c "CHECKPOINT" >/dev/null
     start_server "$raw.log"
     if [ "$perf_rate" = "$rate" ] && [ "$run" = 1 ]; then
       # From about the end of the warm-up (connecting and joining take about 3 s) to the end of the window.
@@ -211,17 +226,19 @@ while True:
     time.sleep(1)
 EOF_SAMPLER
     pg_sampler=$!
-    # The node's batch writers (GET /metrics; nothing from a node too old to serve it), each second: the
-    # summary gives their busy fraction, batches a second and rows a batch over the window.
+    # The node's batch writers and its rooms' ack times (GET /metrics; nothing from a node too old to serve
+    # it), each second: the summary gives the writers' busy fraction, batches a second, rows a batch and the
+    # node's own ack p50/p99 over the window. A line: time, three totals, then the histogram's buckets.
     python3 - "$port" >"$raw.writer" 2>/dev/null <<'EOF_WRITER' &
 import sys, time, urllib.request
 url = f"http://127.0.0.1:{sys.argv[1]}/metrics"
 names = ("chorus_write_batches_total", "chorus_write_rows_total", "chorus_write_busy_seconds_total")
 while True:
     try:
-        values = dict(l.split() for l in urllib.request.urlopen(url, timeout=1).read().decode().splitlines()
-                      if l.startswith(names))
-        print(f"{time.time():.3f} " + " ".join(values[n] for n in names), flush=True)
+        lines = urllib.request.urlopen(url, timeout=1).read().decode().splitlines()
+        values = dict(l.split() for l in lines if l.startswith(names))
+        buckets = [l.split()[1] for l in lines if l.startswith("chorus_send_ack_seconds_bucket")]
+        print(f"{time.time():.3f} " + " ".join([values[n] for n in names] + buckets), flush=True)
     except Exception:
         pass
     time.sleep(1)
@@ -286,7 +303,9 @@ import json, sys
 wal = [b - a for a, b in zip(*(map(int, x.split("|")) for x in sys.argv[5:7]))] if all(sys.argv[5:7]) else []
 samples = [(float(t), int(k)) for t, k in (l.split() for l in open(sys.argv[2]))]
 io = [tuple(map(float, l.split())) for l in open(sys.argv[8]) if len(l.split()) == 3]
-writer = [tuple(map(float, l.split())) for l in open(sys.argv[9]) if len(l.split()) == 4]
+writer = [tuple(map(float, l.split())) for l in open(sys.argv[9]) if len(l.split()) >= 4]
+# The upper bounds of chorus_send_ack_seconds' buckets, in ms (actors/node_counters.hpp), then +Inf.
+ack_bounds = [1, 2, 3, 5, 7.5, 10, 15, 20, 25, 30, 40, 50, 75, 100, 150, 200, 300, 500, 1000, 2500, 5000, 10000]
 def window(r):
     c = r.get("connect", {})
     begin = float(sys.argv[3]) + c.get("connect_time_s", 0) + c.get("join_time_s", 0) + r.get("warmup_s", 0)
@@ -309,9 +328,20 @@ def writer_figures():
     inside = [w for w in writer if begin - 0.5 <= w[0] <= end + 0.5]
     if len(inside) < 2 or inside[-1][1] <= inside[0][1]:
         return ""
-    (t0, b0, r0, s0), (t1, b1, r1, s1) = inside[0], inside[-1]
-    return (f" writer_busy={(s1 - s0) / (t1 - t0):.2f} batches_per_s={(b1 - b0) / (t1 - t0):.0f}"
-            f" rows_per_batch={(r1 - r0) / (b1 - b0):.0f} ms_per_batch={1000 * (s1 - s0) / (b1 - b0):.1f}")
+    (t0, b0, r0, s0), (t1, b1, r1, s1) = inside[0][:4], inside[-1][:4]
+    out = (f" writer_busy={(s1 - s0) / (t1 - t0):.2f} batches_per_s={(b1 - b0) / (t1 - t0):.0f}"
+           f" rows_per_batch={(r1 - r0) / (b1 - b0):.0f} ms_per_batch={1000 * (s1 - s0) / (b1 - b0):.1f}")
+    counts = [b - a for a, b in zip(inside[0][4:], inside[-1][4:])]  # cumulative, by bound
+    if len(counts) == len(ack_bounds) + 1 and counts[-1] > 0:
+        def quantile(q):  # linear within the bucket that holds it, as Prometheus' histogram_quantile
+            rank = q * counts[-1]
+            for i, c in enumerate(counts[:-1]):
+                if c >= rank:
+                    lo, below = (ack_bounds[i - 1], counts[i - 1]) if i else (0, 0)
+                    return lo + (ack_bounds[i] - lo) * (rank - below) / max(c - below, 1)
+            return float("inf")
+        out += f" node_ack_p50={quantile(0.5):.1f}ms node_ack_p99={quantile(0.99):.1f}ms"
+    return out
 s = r.get("result") or (r["steps"][-1] if r.get("steps") else {})
 a = s.get("ack_latency", {})
 errs = ",".join(f"{k}={v}" for k, v in s.get("errors", {}).items()) or "-"

@@ -199,7 +199,8 @@ class room_actor_test : public ::testing::Test {
   void open_room(std::size_t tail_cache_size = 4) {
     room_ = sys_.spawn(
         room, std::string("general"),
-        room_services{writer_, reader_, {}, false, tail_cache_size, 3, std::chrono::milliseconds(1000), {}});
+        room_services{
+            writer_, reader_, {}, false, tail_cache_size, 3, std::chrono::milliseconds(1000), counters_});
     run();
   }
 
@@ -243,6 +244,7 @@ class room_actor_test : public ::testing::Test {
   caf::scheduler::test_coordinator& sched_;
   std::shared_ptr<fake_db> db_ = std::make_shared<fake_db>();
   std::shared_ptr<int> reads_ = std::make_shared<int>(0);
+  std::shared_ptr<node_counters> counters_ = std::make_shared<node_counters>();
   batch_writer_actor writer_;
   history_reader_actor reader_;
   room_actor room_;
@@ -477,6 +479,31 @@ TEST_F(room_actor_test, a_send_the_writer_could_not_store_is_unavailable_and_nev
   run();
   EXPECT_EQ(replies(*alice_log).back(), "reply:posted:1:back");
   EXPECT_EQ(message_events(*bob_log), 1u);
+}
+
+TEST_F(room_actor_test, each_committed_send_is_counted_with_its_ack_time_and_nothing_else_is) {
+  open_room();
+  auto [alice, alice_log] = member("alice");
+  for (const char* text : {"one", "two", "three"}) caf::anon_send(alice, atom::post_v, std::string(text));
+  run();
+  const auto& acks = counters_->send_ack;
+  auto observed = [&] {
+    std::uint64_t n = 0;
+    for (auto c : acks.counts()) n += c;
+    return n;
+  };
+  EXPECT_EQ(observed(), 3u);
+  EXPECT_EQ(counters_->messages_stored.load(), 3u);
+
+  // A resend answered with the original commits nothing; neither does a send the writer could not store.
+  caf::anon_send(alice, atom::post_v, std::string("one"));
+  run();
+  EXPECT_EQ(replies(*alice_log).back(), "reply:posted:1:one");
+  db_->down = true;
+  caf::anon_send(alice, atom::post_v, std::string("lost"));
+  run();
+  EXPECT_EQ(replies(*alice_log).back(), "reply:error:unavailable");
+  EXPECT_EQ(observed(), 3u);
 }
 
 TEST_F(room_actor_test, the_same_client_msg_id_is_stored_and_delivered_once) {

@@ -107,6 +107,8 @@ TEST_F(durable_test, acknowledged_messages_are_stored_once_in_order_with_consecu
   EXPECT_LE(metric(port, "chorus_write_batches_total"), 300);
   EXPECT_GT(metric(port, "chorus_write_busy_seconds_total"), 0);
   EXPECT_EQ(metric(port, "chorus_write_failures_total"), 0);
+  EXPECT_EQ(metric(port, "chorus_send_ack_seconds_count"), 300);
+  EXPECT_GT(metric(port, "chorus_send_ack_seconds_sum"), 0);
   EXPECT_EQ(metric(port, "chorus_connections"), 3);
 }
 
