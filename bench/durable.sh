@@ -237,7 +237,9 @@ while True:
     try:
         lines = urllib.request.urlopen(url, timeout=1).read().decode().splitlines()
         values = dict(l.split() for l in lines if l.startswith(names))
-        buckets = [l.split()[1] for l in lines if l.startswith("chorus_send_ack_seconds_bucket")]
+        # Each bucket as upper-bound=count, its bound in seconds as the node gives it ("+Inf" last).
+        buckets = [l.split('"')[1] + "=" + l.split()[1] for l in lines
+                   if l.startswith("chorus_send_ack_seconds_bucket")]
         print(f"{time.time():.3f} " + " ".join([values[n] for n in names] + buckets), flush=True)
     except Exception:
         pass
@@ -303,9 +305,11 @@ import json, sys
 wal = [b - a for a, b in zip(*(map(int, x.split("|")) for x in sys.argv[5:7]))] if all(sys.argv[5:7]) else []
 samples = [(float(t), int(k)) for t, k in (l.split() for l in open(sys.argv[2]))]
 io = [tuple(map(float, l.split())) for l in open(sys.argv[8]) if len(l.split()) == 3]
-writer = [tuple(map(float, l.split())) for l in open(sys.argv[9]) if len(l.split()) >= 4]
-# The upper bounds of chorus_send_ack_seconds' buckets, in ms (actors/node_counters.hpp), then +Inf.
-ack_bounds = [1, 2, 3, 5, 7.5, 10, 15, 20, 25, 30, 40, 50, 75, 100, 150, 200, 300, 500, 1000, 2500, 5000, 10000]
+writer = []  # (time, batches, rows, busy seconds, [(bound in ms, cumulative count), ...])
+for l in open(sys.argv[9]):
+    f = l.split()
+    if len(f) >= 4:
+        writer.append((*map(float, f[:4]), [(1000 * float(b), float(n)) for b, n in (x.split("=") for x in f[4:])]))
 def window(r):
     c = r.get("connect", {})
     begin = float(sys.argv[3]) + c.get("connect_time_s", 0) + c.get("join_time_s", 0) + r.get("warmup_s", 0)
@@ -328,17 +332,18 @@ def writer_figures():
     inside = [w for w in writer if begin - 0.5 <= w[0] <= end + 0.5]
     if len(inside) < 2 or inside[-1][1] <= inside[0][1]:
         return ""
-    (t0, b0, r0, s0), (t1, b1, r1, s1) = inside[0][:4], inside[-1][:4]
+    (t0, b0, r0, s0, h0), (t1, b1, r1, s1, h1) = inside[0], inside[-1]
     out = (f" writer_busy={(s1 - s0) / (t1 - t0):.2f} batches_per_s={(b1 - b0) / (t1 - t0):.0f}"
            f" rows_per_batch={(r1 - r0) / (b1 - b0):.0f} ms_per_batch={1000 * (s1 - s0) / (b1 - b0):.1f}")
-    counts = [b - a for a, b in zip(inside[0][4:], inside[-1][4:])]  # cumulative, by bound
-    if len(counts) == len(ack_bounds) + 1 and counts[-1] > 0:
+    bounds = [b for b, _ in h1]
+    counts = [n1 - n0 for (_, n0), (_, n1) in zip(h0, h1)]  # cumulative, by bound
+    if h0 and len(h0) == len(h1) and counts[-1] > 0:
         def quantile(q):  # linear within the bucket that holds it, as Prometheus' histogram_quantile
             rank = q * counts[-1]
             for i, c in enumerate(counts[:-1]):
                 if c >= rank:
-                    lo, below = (ack_bounds[i - 1], counts[i - 1]) if i else (0, 0)
-                    return lo + (ack_bounds[i] - lo) * (rank - below) / max(c - below, 1)
+                    lo, below = (bounds[i - 1], counts[i - 1]) if i else (0, 0)
+                    return lo + (bounds[i] - lo) * (rank - below) / max(c - below, 1)
             return float("inf")
         out += f" node_ack_p50={quantile(0.5):.1f}ms node_ack_p99={quantile(0.99):.1f}ms"
     return out
