@@ -15,10 +15,15 @@ void append(std::string& out, const Parts&... parts) {
   (out.append(std::string_view(parts)), ...);
 }
 
+/// A metric's HELP and TYPE lines, which go before its samples.
+void header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+  append(out, "# HELP chorus_", name, " ", help, "\n# TYPE chorus_", name, " ", type, "\n");
+}
+
 void metric(std::string& out, std::string_view name, std::string_view type, std::string_view help,
             std::string_view value) {
-  append(out, "# HELP chorus_", name, " ", help, "\n# TYPE chorus_", name, " ", type, "\nchorus_", name, " ",
-         value, "\n");
+  header(out, name, type, help);
+  append(out, "chorus_", name, " ", value, "\n");
 }
 
 /// A number as Prometheus reads it: no exponent, no trailing zeros ("0.0075", "10").
@@ -32,7 +37,7 @@ std::string number(double value) {
 }
 
 void histogram(std::string& out, std::string_view name, std::string_view help, const latency_histogram& h) {
-  append(out, "# HELP chorus_", name, " ", help, "\n# TYPE chorus_", name, " histogram\n");
+  header(out, name, "histogram", help);
   const auto counts = h.counts();
   std::uint64_t cumulative = 0;
   for (std::size_t i = 0; i < counts.size(); ++i) {
