@@ -2,10 +2,13 @@
 #include "bench/load/client_connection.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/websocket.hpp>
 #include <deque>
+#include <random>
 
 namespace chorus::bench {
 namespace {
@@ -22,10 +25,34 @@ using socket_type = asio::basic_stream_socket<tcp, asio::io_context::executor_ty
 constexpr std::size_t kReadMessageMax = 64 * 1024 * 1024;
 constexpr auto kHandshakeTimeout = std::chrono::seconds(30);
 
+// RFC 6455 5.2: FIN and opcode, then the masked length, then the key and the masked payload.
+void append_masked_text_frame(std::string& out, std::string_view payload, std::uint32_t key) {
+  out += static_cast<char>(0x81);
+  const std::uint64_t n = payload.size();
+  if (n < 126) {
+    out += static_cast<char>(0x80 | n);
+  } else if (n <= 0xffff) {
+    out += static_cast<char>(0x80 | 126);
+    for (int shift = 8; shift >= 0; shift -= 8) out += static_cast<char>((n >> shift) & 0xff);
+  } else {
+    out += static_cast<char>(0x80 | 127);
+    for (int shift = 56; shift >= 0; shift -= 8) out += static_cast<char>((n >> shift) & 0xff);
+  }
+  const char mask[4] = {static_cast<char>(key >> 24), static_cast<char>(key >> 16),
+                        static_cast<char>(key >> 8), static_cast<char>(key)};
+  out.append(mask, 4);
+  const auto start = out.size();
+  out += payload;
+  for (std::size_t i = 0; i < n; ++i) out[start + i] = static_cast<char>(out[start + i] ^ mask[i % 4]);
+}
+
 class connection final : public client_connection, public std::enable_shared_from_this<connection> {
  public:
-  connection(asio::io_context& ioc, std::uint32_t id, connection_listener& listener)
-      : ws_(ioc.get_executor()), id_(id), listener_(listener) {}
+  connection(asio::io_context& ioc, std::uint32_t id, connection_listener& listener, bool coalesce)
+      : ws_(ioc.get_executor()), id_(id), listener_(listener), coalesce_(coalesce) {
+    // Masking keys only have to be unpredictable to intermediaries; a per-connection generator will do.
+    if (coalesce_) mask_keys_.seed(std::random_device{}() ^ id);
+  }
 
   void begin(const tcp::endpoint& endpoint, std::string host_header, std::string path, std::string bearer) {
     host_ = std::move(host_header);
@@ -38,11 +65,23 @@ class connection final : public client_connection, public std::enable_shared_fro
 
   void send(std::string frame) override {
     if (closing_ || ended_) return;
+    if (coalesce_) {
+      append_masked_text_frame(pending_, frame, static_cast<std::uint32_t>(mask_keys_()));
+      ++pending_frames_;
+      if (open_ && !writing_ && !flush_posted_) {
+        flush_posted_ = true;
+        asio::post(ws_.get_executor(), [self = shared_from_this()] {
+          self->flush_posted_ = false;
+          if (!self->writing_ && !self->closing_) self->write_pending();
+        });
+      }
+      return;
+    }
     queue_.push_back(std::move(frame));
     if (open_ && !writing_) write_next();
   }
 
-  std::size_t queued() const override { return queue_.size(); }
+  std::size_t queued() const override { return coalesce_ ? pending_frames_ : queue_.size(); }
 
   void close() override {
     if (closing_ || ended_) return;
@@ -93,7 +132,7 @@ class connection final : public client_connection, public std::enable_shared_fro
     listener_.on_open(id_);
     if (closing_ && !writing_) {
       start_close();
-    } else if (!queue_.empty() && !writing_) {
+    } else if (!writing_ && has_queued()) {
       write_next();
     }
   }
@@ -115,7 +154,10 @@ class connection final : public client_connection, public std::enable_shared_fro
     if (!ended_) read_next();
   }
 
+  bool has_queued() const { return coalesce_ ? !pending_.empty() : !queue_.empty(); }
+
   void write_next() {
+    if (coalesce_) return write_pending();
     writing_ = true;
     inflight_ = std::move(queue_.front());
     queue_.pop_front();
@@ -124,10 +166,21 @@ class connection final : public client_connection, public std::enable_shared_fro
                     [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
   }
 
+  // Everything sent since the last write, as one buffer on the TCP socket under Beast.
+  void write_pending() {
+    if (pending_.empty()) return;
+    writing_ = true;
+    inflight_.swap(pending_);
+    pending_.clear();
+    pending_frames_ = 0;
+    asio::async_write(ws_.next_layer(), asio::buffer(inflight_),
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_write(ec); });
+  }
+
   void on_write(beast::error_code ec) {
     writing_ = false;
     if (ec) return;  // the read side sees the same failure and reports it
-    if (!queue_.empty() && !closing_) return write_next();
+    if (has_queued() && !closing_) return write_next();
     if (closing_) start_close();
   }
 
@@ -144,17 +197,24 @@ class connection final : public client_connection, public std::enable_shared_fro
     const bool was_open = open_;
     open_ = false;
     queue_.clear();
+    pending_.clear();
+    pending_frames_ = 0;
     listener_.on_closed(id_, code, what, was_open);
   }
 
   websocket::stream<socket_type> ws_;
   beast::flat_buffer buffer_;
   std::deque<std::string> queue_;
+  std::string pending_;  // coalescing: the frames for the next write, framed and masked
+  std::size_t pending_frames_ = 0;
+  std::minstd_rand mask_keys_;
   std::string inflight_;
   std::string host_;
   std::string path_;
   std::uint32_t id_;
   connection_listener& listener_;
+  bool coalesce_;
+  bool flush_posted_ = false;
   bool open_ = false;
   bool writing_ = false;
   bool closing_ = false;
@@ -168,8 +228,8 @@ std::shared_ptr<client_connection> client_connection::start(asio::io_context& io
                                                             const tcp::endpoint& endpoint,
                                                             std::string host_header, std::string path,
                                                             std::string bearer, std::uint32_t id,
-                                                            connection_listener& listener) {
-  auto c = std::make_shared<connection>(ioc, id, listener);
+                                                            connection_listener& listener, bool coalesce) {
+  auto c = std::make_shared<connection>(ioc, id, listener, coalesce);
   c->begin(endpoint, std::move(host_header), std::move(path), std::move(bearer));
   return c;
 }

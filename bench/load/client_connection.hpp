@@ -37,16 +37,22 @@ class client_connection {
  public:
   /// Connects to `endpoint`, upgrades at `path` with `Authorization: Bearer <bearer>`, then reads until
   /// the connection ends. Errors are reported through `listener`, never thrown.
+  ///
+  /// `coalesce`: the frames sent during one handler of the io_context leave together, in one TCP write,
+  /// after it returns (and those sent while a write is in flight, after it). The generator then frames
+  /// and masks them itself, since Beast writes one message per call. That is only safe while Beast
+  /// writes nothing on its own: the server must not ping (a Chorus node pings only a connection idle for
+  /// half its idle_timeout_ms, which a sending connection never is).
   static std::shared_ptr<client_connection> start(boost::asio::io_context& ioc,
                                                   const boost::asio::ip::tcp::endpoint& endpoint,
                                                   std::string host_header, std::string path,
                                                   std::string bearer, std::uint32_t id,
-                                                  connection_listener& listener);
+                                                  connection_listener& listener, bool coalesce = false);
   virtual ~client_connection() = default;
 
   /// Queues one text frame; ignored once the connection is closing.
   virtual void send(std::string frame) = 0;
-  /// Frames waiting behind the write in flight.
+  /// Frames waiting behind the write in flight (or, coalescing, for the next write).
   virtual std::size_t queued() const = 0;
   /// Starts a normal close (1000) after what is queued has been written.
   virtual void close() = 0;

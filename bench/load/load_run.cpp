@@ -37,7 +37,7 @@ constexpr std::int64_t kSendIdBase = 1'000'000;
 // window) and at most every kMinTick: 1 ms, because on a two-core machine each wake-up of the generator is
 // CPU the node and PostgreSQL do not get (at 20,000 sends/s it used 0.46 of a core with 10k wake-ups/s,
 // 0.41 with 1k). A message waits up to kMinTick for its tick; it is stamped with its scheduled time, so
-// that wait counts as latency.
+// that wait counts as latency. --write-tick-ms replaces both.
 constexpr std::uint64_t kMaxTickNs = 1'000'000;
 constexpr std::uint64_t kMinTickNs = 1'000'000;
 constexpr auto kPoll = 10ms;     // how often the run checks its phase conditions
@@ -97,6 +97,9 @@ struct window_counters {
 class load_run final : public connection_listener {
  public:
   explicit load_run(const scenario& s) : s_(s), ioc_(1), pacer_(ioc_) {
+    if (s.write_tick_ms > 0) {
+      min_tick_ns_ = max_tick_ns_ = static_cast<std::uint64_t>(s.write_tick_ms * 1e6);
+    }
     report_.settings = s;
     interactive_ = !s.json && isatty(STDERR_FILENO);
   }
@@ -268,7 +271,7 @@ class load_run final : public connection_listener {
       members_[id].connect_started_ns = now_ns();
       ++in_flight_;
       members_[id].link = client_connection::start(ioc_, endpoints_[url], u.host + ":" + u.port, u.path,
-                                                   tokens_[id], id, *this);
+                                                   tokens_[id], id, *this, s_.write_tick_ms > 0);
     }
     if (next_to_connect_ >= s_.connections) tokens_ = {};  // every token is in a handshake by now
   }
@@ -517,7 +520,7 @@ class load_run final : public connection_listener {
     if (now >= window_start_ns_ && now < window_end_ns_ && now > pacer_due_ns_) {
       window_.max_pacer_lag_ns = std::max(window_.max_pacer_lag_ns, now - pacer_due_ns_);
     }
-    std::uint64_t next = now + kMaxTickNs;
+    std::uint64_t next = now + max_tick_ns_;
     if (s_.chatting() && !senders_.empty()) {
       // Message k is scheduled at origin + k / rate.
       for (;; ++issued_) {
@@ -541,7 +544,7 @@ class load_run final : public connection_listener {
     }
     const bool chat_done = !s_.chatting() || senders_.empty() || scheduled(issued_, rate_) >= window_end_ns_;
     if (chat_done && (s_.churn_rate <= 0 || now >= window_end_ns_)) return false;
-    pacer_due_ns_ = std::max(next, now + kMinTickNs);
+    pacer_due_ns_ = std::max(next, now + min_tick_ns_);
     return true;
   }
 
@@ -901,6 +904,8 @@ class load_run final : public connection_listener {
   double rate_ = 0;
   bool pacing_ = false, pacer_running_ = false;
   std::uint64_t pacer_due_ns_ = 0;
+  std::uint64_t min_tick_ns_ = kMinTickNs;
+  std::uint64_t max_tick_ns_ = kMaxTickNs;
   std::uint64_t pace_origin_ns_ = 0, issued_ = 0, next_sender_ = 0;
   std::uint64_t window_start_ns_ = UINT64_MAX, window_end_ns_ = UINT64_MAX;
 

@@ -32,6 +32,9 @@ struct scenario {
   double warmup_s = 2;                ///< sending before the window; not measured
   double drain_s = 3;                 ///< longest wait after the window for deliveries in flight
   std::uint32_t message_bytes = 100;  ///< text length of each message
+  /// 0: each frame goes out as it is issued, through Beast. More: the pacer wakes every this many ms, and
+  /// a connection writes the frames of one wake-up in one TCP write (see client_connection::start).
+  double write_tick_ms = 0;
   bool ramp = false;
   double ramp_factor = 1.5;                 ///< each step offers this many times the previous rate
   double ramp_max_rate = 1e6;               ///< messages per second at which a ramp stops anyway

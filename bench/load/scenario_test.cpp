@@ -75,5 +75,12 @@ TEST(Scenario, RoomPrefixIsRandomUnlessGiven) {
   EXPECT_TRUE(std::holds_alternative<parse_error>(parse({"--room-prefix", ""})));
 }
 
+TEST(Scenario, WriteTickIsOffUnlessGivenAndAtMostASecond) {
+  EXPECT_EQ(std::get<scenario>(parse({"--scenario", "durable"})).write_tick_ms, 0);
+  EXPECT_EQ(std::get<scenario>(parse({"--write-tick-ms", "2.5"})).write_tick_ms, 2.5);
+  EXPECT_TRUE(std::holds_alternative<parse_error>(parse({"--write-tick-ms", "1001"})));
+  EXPECT_TRUE(std::holds_alternative<parse_error>(parse({"--write-tick-ms", "-1"})));
+}
+
 }  // namespace
 }  // namespace chorus::bench
