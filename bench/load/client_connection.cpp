@@ -66,8 +66,7 @@ class connection final : public client_connection, public std::enable_shared_fro
   void send(std::string frame) override {
     if (closing_ || ended_) return;
     if (coalesce_) {
-      append_masked_text_frame(pending_, frame, static_cast<std::uint32_t>(mask_keys_()));
-      ++pending_frames_;
+      hold(std::move(frame));
       if (open_ && !writing_ && !flush_posted_) {
         flush_posted_ = true;
         asio::post(ws_.get_executor(), [self = shared_from_this()] {
@@ -79,6 +78,17 @@ class connection final : public client_connection, public std::enable_shared_fro
     }
     queue_.push_back(std::move(frame));
     if (open_ && !writing_) write_next();
+  }
+
+  void hold(std::string frame) override {
+    if (!coalesce_) return send(std::move(frame));
+    if (closing_ || ended_) return;
+    append_masked_text_frame(pending_, frame, static_cast<std::uint32_t>(mask_keys_()));
+    ++pending_frames_;
+  }
+
+  void flush() override {
+    if (coalesce_ && open_ && !writing_ && !closing_) write_pending();
   }
 
   std::size_t queued() const override { return coalesce_ ? pending_frames_ : queue_.size(); }

@@ -38,11 +38,11 @@ class client_connection {
   /// Connects to `endpoint`, upgrades at `path` with `Authorization: Bearer <bearer>`, then reads until
   /// the connection ends. Errors are reported through `listener`, never thrown.
   ///
-  /// `coalesce`: the frames sent during one handler of the io_context leave together, in one TCP write,
-  /// after it returns (and those sent while a write is in flight, after it). The generator then frames
-  /// and masks them itself, since Beast writes one message per call. That is only safe while Beast
-  /// writes nothing on its own: the server must not ping (a Chorus node pings only a connection idle for
-  /// half its idle_timeout_ms, which a sending connection never is).
+  /// `coalesce`: frames leave in batches, one TCP write each: those sent during one handler of the
+  /// io_context after it returns, those held until flush(), and those sent while a write is in flight
+  /// after it. The generator then frames and masks them itself, since Beast writes one message per call.
+  /// That is only safe while Beast writes nothing on its own: the server must not ping (a Chorus node
+  /// pings only a connection idle for half its idle_timeout_ms, which a sending connection never is).
   static std::shared_ptr<client_connection> start(boost::asio::io_context& ioc,
                                                   const boost::asio::ip::tcp::endpoint& endpoint,
                                                   std::string host_header, std::string path,
@@ -52,6 +52,10 @@ class client_connection {
 
   /// Queues one text frame; ignored once the connection is closing.
   virtual void send(std::string frame) = 0;
+  /// Coalescing: queues one text frame for the next flush(). Otherwise the same as send().
+  virtual void hold(std::string frame) = 0;
+  /// Writes the held frames now, in one TCP write (or as soon as the write in flight completes).
+  virtual void flush() = 0;
   /// Frames waiting behind the write in flight (or, coalescing, for the next write).
   virtual std::size_t queued() const = 0;
   /// Starts a normal close (1000) after what is queued has been written.

@@ -37,7 +37,7 @@ constexpr std::int64_t kSendIdBase = 1'000'000;
 // window) and at most every kMinTick: 1 ms, because on a two-core machine each wake-up of the generator is
 // CPU the node and PostgreSQL do not get (at 20,000 sends/s it used 0.46 of a core with 10k wake-ups/s,
 // 0.41 with 1k). A message waits up to kMinTick for its tick; it is stamped with its scheduled time, so
-// that wait counts as latency. --write-tick-ms replaces both.
+// that wait counts as latency.
 constexpr std::uint64_t kMaxTickNs = 1'000'000;
 constexpr std::uint64_t kMinTickNs = 1'000'000;
 constexpr auto kPoll = 10ms;     // how often the run checks its phase conditions
@@ -97,9 +97,6 @@ struct window_counters {
 class load_run final : public connection_listener {
  public:
   explicit load_run(const scenario& s) : s_(s), ioc_(1), pacer_(ioc_) {
-    if (s.write_tick_ms > 0) {
-      min_tick_ns_ = max_tick_ns_ = static_cast<std::uint64_t>(s.write_tick_ms * 1e6);
-    }
     report_.settings = s;
     interactive_ = !s.json && isatty(STDERR_FILENO);
   }
@@ -488,6 +485,7 @@ class load_run final : public connection_listener {
   void start_pacing(double rate) {
     rate_ = rate;
     pace_origin_ns_ = now_ns();
+    next_flush_tick_ = 0;
     issued_ = 0;
     churn_issued_ = 0;
     pacing_ = true;
@@ -520,7 +518,7 @@ class load_run final : public connection_listener {
     if (now >= window_start_ns_ && now < window_end_ns_ && now > pacer_due_ns_) {
       window_.max_pacer_lag_ns = std::max(window_.max_pacer_lag_ns, now - pacer_due_ns_);
     }
-    std::uint64_t next = now + max_tick_ns_;
+    std::uint64_t next = now + kMaxTickNs;
     if (s_.chatting() && !senders_.empty()) {
       // Message k is scheduled at origin + k / rate.
       for (;; ++issued_) {
@@ -543,9 +541,30 @@ class load_run final : public connection_listener {
       }
     }
     const bool chat_done = !s_.chatting() || senders_.empty() || scheduled(issued_, rate_) >= window_end_ns_;
+    if (s_.write_tick_ms > 0) flush_due_writers(now, chat_done);
     if (chat_done && (s_.churn_rate <= 0 || now >= window_end_ns_)) return false;
-    pacer_due_ns_ = std::max(next, now + min_tick_ns_);
+    pacer_due_ns_ = std::max(next, now + kMinTickNs);
     return true;
+  }
+
+  /// --write-tick-ms: connection c writes what it holds in the 1 ms slots k with k mod write_tick_ms equal
+  /// to c mod write_tick_ms, so that the connections' writes spread over the interval instead of reaching
+  /// the node all at once. Slots the pacer slept through are caught up; `all` flushes every connection.
+  void flush_due_writers(std::uint64_t now, bool all) {
+    const std::uint64_t slots = s_.write_tick_ms;
+    const std::uint64_t slot_now = (now - pace_origin_ns_) / kMinTickNs;
+    if (all || slot_now >= next_flush_tick_ + slots) {
+      for (auto& m : members_) {
+        if (m.link) m.link->flush();
+      }
+      next_flush_tick_ = slot_now + 1;
+      return;
+    }
+    for (; next_flush_tick_ <= slot_now; ++next_flush_tick_) {
+      for (std::uint64_t c = next_flush_tick_ % slots; c < members_.size(); c += slots) {
+        if (members_[c].link) members_[c].link->flush();
+      }
+    }
   }
 
   std::uint64_t scheduled(std::uint64_t k, double rate) const {
@@ -575,7 +594,11 @@ class load_run final : public connection_listener {
     frame += R"(","client_msg_id":")";
     frame += stamp_text;
     frame += R"("})";
-    m.link->send(std::move(frame));
+    if (s_.write_tick_ms > 0) {
+      m.link->hold(std::move(frame));
+    } else {
+      m.link->send(std::move(frame));
+    }
     if (in_window(stamp)) {
       ++window_.sent;
       // Every member of the room should get it, whether or not the send is acknowledged: a message lost to
@@ -904,8 +927,7 @@ class load_run final : public connection_listener {
   double rate_ = 0;
   bool pacing_ = false, pacer_running_ = false;
   std::uint64_t pacer_due_ns_ = 0;
-  std::uint64_t min_tick_ns_ = kMinTickNs;
-  std::uint64_t max_tick_ns_ = kMaxTickNs;
+  std::uint64_t next_flush_tick_ = 0;  // --write-tick-ms: the next 1 ms slot whose connections write
   std::uint64_t pace_origin_ns_ = 0, issued_ = 0, next_sender_ = 0;
   std::uint64_t window_start_ns_ = UINT64_MAX, window_end_ns_ = UINT64_MAX;
 

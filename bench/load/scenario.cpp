@@ -33,9 +33,9 @@ usage: chorus-bench --secret SECRET [--scenario NAME] [options]
   --warmup S               sending before the window, seconds (not measured)
   --drain S                longest wait for in-flight deliveries after the window, seconds
   --message-bytes N        text length of each message (at least 32)
-  --write-tick-ms MS       issue sends every MS ms (up to 1000), each connection's in one TCP write, as a
-                           client that batches its writes does; default 0: each frame written on its own,
-                           on ticks of 1 ms
+  --write-tick-ms N        each connection writes the messages it has every N ms (1 to 1000), in one TCP
+                           write, as a client that batches its writes does; the connections take turns, so
+                           writes spread over the N ms. Default 0: each message written on its own
   --ramp                   multiply the rate by --ramp-factor per step until delivery ratio < --min-ratio
                            or p99 > --p99-bound-ms; report every step and the highest that held
   --ramp-factor F          default 1.5
@@ -249,7 +249,8 @@ parse_result parse_command_line(int argc, const char* const* argv) {
       ok = parse_number(std::string_view(value), s.message_bytes) && s.message_bytes >= 32 &&
            s.message_bytes <= 60000;
     } else if (key == "write-tick-ms") {
-      ok = parse_number(std::string_view(value), s.write_tick_ms) && s.write_tick_ms <= 1000;
+      ok = parse_number(std::string_view(value), s.write_tick_ms) && s.write_tick_ms >= 1 &&
+           s.write_tick_ms <= 1000;
     } else if (key == "ramp") {
       s.ramp = true;
     } else if (key == "ramp-factor") {

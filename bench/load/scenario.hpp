@@ -32,9 +32,10 @@ struct scenario {
   double warmup_s = 2;                ///< sending before the window; not measured
   double drain_s = 3;                 ///< longest wait after the window for deliveries in flight
   std::uint32_t message_bytes = 100;  ///< text length of each message
-  /// 0: each frame goes out as it is issued, through Beast. More: the pacer wakes every this many ms, and
-  /// a connection writes the frames of one wake-up in one TCP write (see client_connection::start).
-  double write_tick_ms = 0;
+  /// 0: each message goes out as it is issued, through Beast. More: each connection writes the messages
+  /// issued to it once every this many ms, in one TCP write; the connections take turns, so that their
+  /// writes spread evenly over the interval (see client_connection::hold).
+  std::uint32_t write_tick_ms = 0;
   bool ramp = false;
   double ramp_factor = 1.5;                 ///< each step offers this many times the previous rate
   double ramp_max_rate = 1e6;               ///< messages per second at which a ramp stops anyway
