@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <random>
 
 #include "actors/stored_message.hpp"
@@ -31,11 +30,17 @@ std::string make_message_id(std::int64_t ts_ms, std::uint64_t entropy, std::uint
   std::uint64_t hi = (static_cast<std::uint64_t>(ts_ms) << 16) | 0x7000u | ((entropy >> 52) & 0x0fffu);
   std::uint64_t lo = (entropy ^ (seq * 0x9e3779b97f4a7c15ull)) & 0x3fffffffffffffffull;
   lo |= 0x8000000000000000ull;  // RFC 9562 variant bits
-  char buf[37];
-  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
-                static_cast<unsigned>((hi >> 16) & 0xffff), static_cast<unsigned>(hi & 0xffff),
-                static_cast<unsigned>(lo >> 48), static_cast<unsigned long long>(lo & 0xffffffffffffull));
-  return buf;
+  // By hand rather than snprintf, which was about 1 % of the node's samples: one id per send.
+  std::string id(36, '-');
+  auto hex = [&id](std::size_t at, std::uint64_t v, std::size_t digits) {
+    for (std::size_t i = digits; i-- > 0; v >>= 4) id[at + i] = "0123456789abcdef"[v & 0xf];
+  };
+  hex(0, hi >> 32, 8);
+  hex(9, hi >> 16, 4);
+  hex(14, hi, 4);
+  hex(19, lo >> 48, 4);
+  hex(24, lo, 12);
+  return id;
 }
 
 /// The send_id_index key of a send.

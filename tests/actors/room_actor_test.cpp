@@ -7,6 +7,7 @@
 #include <boost/json.hpp>
 #include <caf/all.hpp>
 #include <map>
+#include <set>
 
 namespace chorus::actors {
 namespace {
@@ -291,6 +292,32 @@ TEST_F(room_actor_test, messages_get_consecutive_seqs_and_everyone_sees_the_same
   ASSERT_EQ(alice_seen.size(), 5u);
   for (std::size_t i = 0; i < alice_seen.size(); ++i) EXPECT_EQ(alice_seen[i].first, i + 1);
   EXPECT_EQ(alice_seen, seqs_and_texts(*bob_log));
+}
+
+TEST_F(room_actor_test, message_ids_are_distinct_uuid_v7_texts) {
+  open_room();
+  auto [alice, alice_log] = member("alice");
+  alice_log->entries.clear();
+  for (int i = 0; i < 20; ++i) caf::anon_send(alice, atom::post_v, "m" + std::to_string(i));
+  run();
+
+  std::set<std::string> ids;
+  for (const auto& ev : alice_log->events()) {
+    if (ev.at("ev") != "message") continue;
+    const std::string id(ev.at("d").at("id").as_string());
+    ASSERT_EQ(id.size(), 36u) << id;
+    for (std::size_t i = 0; i < id.size(); ++i) {
+      if (i == 8 || i == 13 || i == 18 || i == 23) {
+        EXPECT_EQ(id[i], '-') << id;
+      } else {
+        EXPECT_TRUE((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')) << id;
+      }
+    }
+    EXPECT_EQ(id[14], '7') << id;  // version 7: time-ordered
+    EXPECT_NE(std::string_view("89ab").find(id[19]), std::string_view::npos) << id;  // RFC 9562 variant
+    ids.insert(id);
+  }
+  EXPECT_EQ(ids.size(), 20u);
 }
 
 TEST_F(room_actor_test, sender_gets_its_reply_before_its_own_message_event) {
