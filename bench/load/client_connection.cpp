@@ -100,7 +100,9 @@ class connection final : public client_connection, public std::enable_shared_fro
       abort();
       return;
     }
-    if (!writing_) start_close();
+    if (writing_) return;                                        // on_write closes
+    if (coalesce_ && !pending_.empty()) return write_pending();  // held frames first, then on_write closes
+    start_close();
   }
 
   void abort() override {
