@@ -58,14 +58,16 @@ struct outbound_event {
   frame_ptr room;
 };
 
-/// Where a room sends a member's events: the session actor, seen through the one message it takes from rooms.
-using event_sink = caf::typed_actor<caf::reacts_to<atom::deliver, outbound_event>>;
+/// Where a room sends a member's events: the session actor, seen through the messages it takes from rooms.
+/// The messages of one commit go together, in seq order, as one message per session.
+using event_sink = caf::typed_actor<caf::reacts_to<atom::deliver, outbound_event>,
+                                    caf::reacts_to<atom::deliver, std::vector<outbound_event>>>;
 
-/// One event for several sessions on one node: a room sends one of these per node instead of one message
-/// per remote member, and the node actor there fans it out locally.
+/// Events for several sessions on one node: a room sends one of these per node instead of one message per
+/// remote member, and the node actor there fans it out locally. The messages of one commit travel together.
 struct relay_batch {
-  std::vector<event_sink> sessions;  ///< sessions on the receiving node
-  outbound_event event;
+  std::vector<event_sink> sessions;    ///< sessions on the receiving node
+  std::vector<outbound_event> events;  ///< in the order the sessions get them
 };
 
 /// Where a room sends events for the sessions of one other node: that node's node actor.
@@ -194,6 +196,7 @@ CAF_ADD_TYPE_ID(chorus, (chorus::actors::peer_node))
 CAF_ADD_TYPE_ID(chorus, (chorus::actors::cluster_view))
 CAF_ADD_TYPE_ID(chorus, (std::vector<chorus::actors::peer_node>))
 CAF_ADD_TYPE_ID(chorus, (chorus::actors::room_actor))  ///< the answer to a `claim` from another node
+CAF_ADD_TYPE_ID(chorus, (std::vector<chorus::actors::outbound_event>))
 CAF_END_TYPE_ID_BLOCK(chorus)
 
 namespace chorus::actors {
@@ -342,7 +345,7 @@ typename Inspector::result_type inspect(Inspector& f, node_hello& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, relay_batch& x) {
-  return f(caf::meta::type_name("relay_batch"), x.sessions, x.event);
+  return f(caf::meta::type_name("relay_batch"), x.sessions, x.events);
 }
 
 template <class Inspector>

@@ -5,7 +5,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <random>
+#include <span>
 
 #include "actors/stored_message.hpp"
 
@@ -66,16 +68,25 @@ bool relayed(room_pointer self, const member_ref& member) {
   return member.relay && member.session.node() != self->node();
 }
 
-/// Sends an event to every member (but `except_user`): straight to sessions on this node, and one
-/// relay_batch per other node with members here, never one cross-node message per remote session.
-void fan_out(room_pointer self, const outbound_event& ev, const std::string* except_user = nullptr) {
+/// Sends events to every member (but `except_user`), in order: straight to sessions on this node, and one
+/// relay_batch per other node with members here, never one cross-node message per remote session. Several
+/// events (the messages of one commit) go as one message to each session and each node.
+void fan_out(room_pointer self, std::span<const outbound_event> events,
+             const std::string* except_user = nullptr) {
+  if (events.empty()) return;
   auto& st = self->state;
   // A handful of nodes at most have members in one room: a vector searched linearly beats a map.
   std::vector<std::pair<relay_sink, std::vector<event_sink>>> batches;
+  std::optional<std::vector<outbound_event>> together;
   for (const auto& [addr, member] : st.sessions) {
     if (except_user != nullptr && member.user == *except_user) continue;
     if (st.remote_sessions == 0 || !relayed(self, member)) {
-      self->send(member.session, atom::deliver_v, ev);
+      if (events.size() == 1) {
+        self->send(member.session, atom::deliver_v, events.front());
+        continue;
+      }
+      if (!together) together.emplace(events.begin(), events.end());
+      self->send(member.session, atom::deliver_v, *together);
       continue;
     }
     auto it = std::find_if(batches.begin(), batches.end(),
@@ -84,7 +95,11 @@ void fan_out(room_pointer self, const outbound_event& ev, const std::string* exc
     it->second.push_back(member.session);
   }
   for (auto& [relay, sessions] : batches)
-    self->send(relay, atom::relay_v, relay_batch{std::move(sessions), ev});
+    self->send(relay, atom::relay_v, relay_batch{std::move(sessions), {events.begin(), events.end()}});
+}
+
+void fan_out(room_pointer self, const outbound_event& ev, const std::string* except_user = nullptr) {
+  fan_out(self, std::span(&ev, 1), except_user);
 }
 
 /// The event of a committed message, tagged with its seq so that sessions know where to resume from.
@@ -141,12 +156,14 @@ void remember(room_pointer self, chat_message msg) {
   }
 }
 
-/// A stored message becomes real: its senders get their answer, then every member gets the event.
+/// A stored message becomes real: its senders get their answer, and its event joins `events`, which the
+/// caller sends to every member once the commit's messages are all answered.
 void deliver_committed(room_pointer self, chat_message&& msg,
-                       std::vector<caf::typed_response_promise<chat_message>>& waiting) {
+                       std::vector<caf::typed_response_promise<chat_message>>& waiting,
+                       std::vector<outbound_event>& events) {
   self->state.committed_seq = msg.seq;
   for (auto& rp : waiting) rp.deliver(msg);
-  fan_out(self, message_event(self->state, msg));
+  events.push_back(message_event(self->state, msg));
   remember(self, std::move(msg));
 }
 
@@ -376,18 +393,22 @@ void on_stored(room_pointer self, std::uint64_t first, std::size_t count,
     return;
   }
   const auto committed_at = std::chrono::steady_clock::now();
+  std::vector<outbound_event> events;
+  events.reserve(count);
   for (auto seq = first; seq <= last; ++seq) {
     auto node = take(seq);
     if (node.empty() || seq != st.committed_seq + 1) {
       spdlog::error("room {}: writer acknowledged seq {} after {}; resyncing", st.id, seq, st.committed_seq);
       if (!node.empty())
         for (auto& rp : node.mapped().waiting) rp.deliver(make_error(error_code::unavailable));
+      fan_out(self, events);
       resync(self);
       return;
     }
     if (st.services.counters) st.services.counters->send_ack.observe(committed_at - node.mapped().taken);
-    deliver_committed(self, std::move(node.mapped().msg), node.mapped().waiting);
+    deliver_committed(self, std::move(node.mapped().msg), node.mapped().waiting, events);
   }
+  fan_out(self, events);
   if (st.services.counters) st.services.counters->messages_stored.fetch_add(count, std::memory_order_relaxed);
   finish_handover(self);
 }

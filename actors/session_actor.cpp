@@ -508,6 +508,9 @@ caf::behavior session(session_pointer self, std::shared_ptr<const session_contex
                     "binary frames are not supported; send JSON text");
       },
       [self](atom::deliver, const outbound_event& ev) { deliver(self, ev); },
+      [self](atom::deliver, const std::vector<outbound_event>& events) {
+        for (const auto& ev : events) deliver(self, ev);
+      },
       [self](atom::join, const std::string& room_id) { rejoin(self, room_id); },
       [self](atom::auth_due) {
         if (!self->state.user.empty()) return;

@@ -32,8 +32,14 @@ actors::node_actor::behavior_type node(actors::node_actor::stateful_pointer<node
         return self->state.me;
       },
       [self](atom::relay, const actors::relay_batch& batch) {
-        for (const auto& session : batch.sessions)
-          if (session) self->send(session, atom::deliver_v, batch.event);
+        if (batch.events.empty()) return;
+        for (const auto& session : batch.sessions) {
+          if (!session) continue;
+          if (batch.events.size() == 1)
+            self->send(session, atom::deliver_v, batch.events.front());
+          else
+            self->send(session, atom::deliver_v, batch.events);
+        }
       },
       [self](atom::notice, actors::room_notice& notice) {
         if (self->state.directory) self->send(self->state.directory, atom::relay_v, std::move(notice));

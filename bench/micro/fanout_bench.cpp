@@ -56,6 +56,9 @@ event_sink::behavior_type counting_sink(event_sink::stateful_pointer<sink_state>
                                         std::shared_ptr<round_sync> sync) {
   return {
       [self, sync](atom::deliver, const outbound_event& ev) { count(self->state, *sync, ev); },
+      [self, sync](atom::deliver, const std::vector<outbound_event>& events) {
+        for (const auto& ev : events) count(self->state, *sync, ev);
+      },
   };
 }
 
@@ -66,6 +69,9 @@ caf::behavior poster(caf::stateful_actor<sink_state>* self, room_actor room, std
                      std::shared_ptr<round_sync> sync) {
   return {
       [self, sync](atom::deliver, const outbound_event& ev) { count(self->state, *sync, ev); },
+      [self, sync](atom::deliver, const std::vector<outbound_event>& events) {
+        for (const auto& ev : events) count(self->state, *sync, ev);
+      },
       [self, room, user, sync](atom::post, std::uint32_t n) {
         for (std::uint32_t i = 0; i < n; ++i) {
           self->request(room, caf::infinite, atom::post_v, post_request{user, "hey, lunch at noon?", {}})

@@ -20,6 +20,7 @@ struct probe_log {
   std::vector<std::string> entries;
   std::vector<const std::string*> frame_addresses;
   std::vector<traffic> kinds;
+  std::size_t deliveries = 0;  ///< deliver messages received: one may carry several events
   std::vector<json::object> events() const {
     std::vector<json::object> out;
     for (const auto& e : entries)
@@ -119,6 +120,12 @@ history_reader_actor::behavior_type fake_reader(history_reader_actor::pointer, s
   };
 }
 
+void record(probe_log& log, const outbound_event& ev) {
+  log.entries.push_back(*ev.bytes);
+  log.frame_addresses.push_back(ev.bytes.get());
+  log.kinds.push_back(ev.kind);
+}
+
 /// A stand-in for a session actor: joins, posts, types and leaves on command and records what it gets.
 caf::behavior probe(caf::event_based_actor* self, room_actor room, std::string user,
                     std::shared_ptr<probe_log> log) {
@@ -128,9 +135,12 @@ caf::behavior probe(caf::event_based_actor* self, room_actor room, std::string u
   };
   return {
       [log](atom::deliver, const outbound_event& ev) {
-        log->entries.push_back(*ev.bytes);
-        log->frame_addresses.push_back(ev.bytes.get());
-        log->kinds.push_back(ev.kind);
+        ++log->deliveries;
+        record(*log, ev);
+      },
+      [log](atom::deliver, const std::vector<outbound_event>& events) {
+        ++log->deliveries;
+        for (const auto& ev : events) record(*log, ev);
       },
       [=](atom::join) {
         self->request(room, caf::infinite, atom::join_v, join_request{ref(), false, 0})
@@ -653,6 +663,7 @@ TEST_F(room_actor_test, sends_arriving_together_go_to_the_writer_as_one_store_an
   auto [bob, bob_log] = member("bob");
   auto [carol, carol_log] = member("carol");
   bob_log->entries.clear();
+  bob_log->deliveries = 0;
   auto stores_before = db_->stores;
   caf::anon_send(alice, atom::post_v, std::string("a"));
   caf::anon_send(bob, atom::post_v, std::string("b"));
@@ -665,6 +676,11 @@ TEST_F(room_actor_test, sends_arriving_together_go_to_the_writer_as_one_store_an
   EXPECT_EQ(replies(*bob_log).back(), "reply:posted:2:b");
   EXPECT_EQ(replies(*carol_log).back(), "reply:posted:3:c");
   EXPECT_EQ(message_events(*bob_log), 3u);
+  // The three events of the one commit reach each member together, in seq order.
+  EXPECT_EQ(bob_log->deliveries, 1u);
+  auto events = bob_log->events();
+  ASSERT_EQ(events.size(), 3u);
+  for (std::size_t i = 0; i < events.size(); ++i) EXPECT_EQ(events[i].at("seq"), i + 1);
   ASSERT_EQ(db_->rows.size(), 3u);
   EXPECT_EQ(db_->rows.back().seq, 3u);
 

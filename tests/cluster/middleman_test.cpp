@@ -17,6 +17,7 @@
 #include <caf/io/all.hpp>
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -63,8 +64,10 @@ caf::behavior echo(caf::event_based_actor* self, int) {
 
 /// A session as rooms and node actors see it: passes each event on to `probe` with its own name.
 event_sink::behavior_type sink(event_sink::pointer, caf::actor probe, std::string name) {
-  return {
-      [probe, name](atom::deliver, const actors::outbound_event& ev) { caf::anon_send(probe, name, ev); }};
+  return {[probe, name](atom::deliver, const actors::outbound_event& ev) { caf::anon_send(probe, name, ev); },
+          [probe, name](atom::deliver, const std::vector<actors::outbound_event>& events) {
+            for (const auto& ev : events) caf::anon_send(probe, name, ev);
+          }};
 }
 
 /// A room directory that only passes notices from peers on to `probe`, and refuses every claim with
@@ -177,7 +180,7 @@ bool same(const std::vector<T>& a, const std::vector<T>& b) {
   return true;
 }
 bool same(const actors::relay_batch& a, const actors::relay_batch& b) {
-  return same(a.sessions, b.sessions) && same(a.event, b.event);
+  return same(a.sessions, b.sessions) && same(a.events, b.events);
 }
 bool same(const actors::cluster_view& a, const actors::cluster_view& b) {
   return a.incarnation == b.incarnation && same(a.nodes, b.nodes);
@@ -391,7 +394,13 @@ struct samples<std::vector<actors::peer_node>> {
 template <>
 struct samples<actors::relay_batch> {
   static std::vector<actors::relay_batch> make(const sample_context& ctx) {
-    return {{{ctx.first, ctx.second}, an_event()}};
+    return {{{ctx.first, ctx.second}, {an_event()}}, {{ctx.first}, {an_event(), a_message_event()}}};
+  }
+};
+template <>
+struct samples<std::vector<actors::outbound_event>> {
+  static std::vector<std::vector<actors::outbound_event>> make(const sample_context&) {
+    return {{an_event(), a_message_event()}};
   }
 };
 
@@ -542,22 +551,20 @@ TEST_F(middleman_test, node_actor_says_hello_relays_passes_notices_on_and_answer
           [&](caf::error& err) { ADD_FAILURE() << b_->render(err); });
   EXPECT_TRUE(said_hello);
 
-  // One relay from B to A's node actor reaches both of B's sessions (their handles crossed twice).
+  // One relay from B to A's node actor reaches both of B's sessions (their handles crossed twice), with
+  // both of its events, in order.
   auto probe = caf::actor_cast<caf::actor>(self);
   auto first = on_b(b_->spawn(sink, probe, std::string("first")));
   auto second = on_b(b_->spawn(sink, probe, std::string("second")));
-  auto ev = an_event();
-  self->send(*remote, atom::relay_v, actors::relay_batch{{first, second}, ev});
-  std::vector<std::string> got;
-  for (int i = 0; i < 2; ++i)
+  std::vector<actors::outbound_event> evs{an_event(), a_message_event()};
+  self->send(*remote, atom::relay_v, actors::relay_batch{{first, second}, evs});
+  std::map<std::string, std::vector<actors::outbound_event>> got;
+  for (int i = 0; i < 4; ++i)
     self->receive(
-        [&](const std::string& who, const actors::outbound_event& back) {
-          got.push_back(who);
-          EXPECT_TRUE(same(back, ev)) << who;
-        },
+        [&](const std::string& who, const actors::outbound_event& back) { got[who].push_back(back); },
         caf::after(reply_timeout) >> [&] { ADD_FAILURE() << "relay not delivered"; });
-  std::sort(got.begin(), got.end());
-  EXPECT_EQ(got, (std::vector<std::string>{"first", "second"}));
+  ASSERT_EQ(got.size(), 2u);
+  for (const auto& [who, back] : got) EXPECT_TRUE(same(back, evs)) << who;
 
   auto notice = samples<actors::room_notice>::make({}).front();
   self->send(*remote, atom::notice_v, notice);
