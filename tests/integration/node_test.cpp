@@ -4,6 +4,7 @@
 
 #include <boost/json.hpp>
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <thread>
@@ -152,6 +153,31 @@ TEST_F(node_test, sender_gets_the_reply_before_its_own_message_and_resent_ids_ec
   EXPECT_EQ(second->at("seq"), seq);
   EXPECT_EQ(second->at("d").at("client_msg_id"), "c-123");
   EXPECT_EQ(second->at("d").at("id"), first->at("d").at("id"));
+}
+
+TEST_F(node_test, sends_followed_at_once_by_a_leave_are_all_stored_in_order_before_it) {
+  start();
+  auto alice = connect("alice");
+  join(*alice, "general");
+  // Back to back, so that the node reads several of them at once: a leave that overtook a send there would
+  // fail it with not_joined.
+  constexpr std::int64_t sends = 30;
+  for (std::int64_t i = 1; i <= sends; ++i)
+    alice->send_json(
+        {{"op", "send"}, {"id", 100 + i}, {"room", "general"}, {"text", "m" + std::to_string(i)}});
+  alice->send_json({{"op", "leave"}, {"id", 500}, {"room", "general"}});
+  std::map<std::int64_t, json::object> replies;
+  while (replies.size() < sends + 1) {
+    auto reply = alice->next_where([](const json::object& o) { return o.contains("re"); });
+    ASSERT_TRUE(reply) << "after " << replies.size() << " replies";
+    replies[reply->at("re").to_number<std::int64_t>()] = *reply;
+  }
+  for (std::int64_t i = 1; i <= sends; ++i) {
+    const auto& reply = replies[100 + i];
+    ASSERT_EQ(reply.at("ok"), true) << json::serialize(reply);
+    EXPECT_EQ(reply.at("d").at("seq"), i);  // the room's order is the order they were sent in
+  }
+  EXPECT_EQ(replies[500].at("ok"), true);
 }
 
 TEST_F(node_test, typing_reaches_others_but_not_its_sender) {
