@@ -27,7 +27,8 @@ using chorus::cluster::outcome;
 
 constexpr const char* usage =
     "usage: chorusctl [--redis_url URL] [--database_url URL] COMMAND\n"
-    "  nodes                 every live node: id, incarnation, client and cluster address, time up\n"
+    "  nodes                 every live node: id, incarnation, client and cluster address, time up,\n"
+    "                        cluster wire version (nodes of different versions do not peer)\n"
     "  stats [--once]        every live node's rooms, connections, messages stored (since it\n"
     "                        started) and stored per second over two readings at least a second\n"
     "                        apart (--once: one reading, no rate), and whether it is draining\n"
@@ -91,6 +92,16 @@ std::string uptime(std::int64_t started_at_ms) {
   return buf;
 }
 
+/// The registry's settings for a command: the nodes' timeouts (200 ms) are for heartbeats that must not stall
+/// a node, while an operator would rather wait two seconds than see a command fail on a busy host.
+node_registry::options command_options() {
+  node_registry::options opts;
+  opts.connect_timeout = 2s;
+  opts.command_timeout = 2s;
+  opts.client_name = "chorusctl";
+  return opts;
+}
+
 int registry_unreadable(const std::string& url) {
   std::fprintf(stderr, "chorusctl: cannot read the node registry at %s\n", redacted(url).c_str());
   return 1;
@@ -99,14 +110,17 @@ int registry_unreadable(const std::string& url) {
 // --- nodes --------------------------------------------------------------------------------------------
 
 int list_nodes(const std::string& url) {
-  node_registry registry(url);
+  node_registry registry(url, command_options());
   auto nodes = registry.live_nodes();
   if (!nodes) return registry_unreadable(url);
-  std::printf("%-24s %-16s %-22s %-22s %s\n", "NODE", "INCARNATION", "CLIENTS", "CLUSTER", "UP");
+  // WIRE: the build's cluster wire version; nodes whose versions differ do not peer (0: a build before it).
+  std::printf("%-24s %-16s %-22s %-22s %-12s %s\n", "NODE", "INCARNATION", "CLIENTS", "CLUSTER", "UP",
+              "WIRE");
   for (const auto& n : *nodes)
-    std::printf("%-24s %-16s %-22s %-22s %s\n", n.id.c_str(), n.incarnation.c_str(),
+    std::printf("%-24s %-16s %-22s %-22s %-12s %u\n", n.id.c_str(), n.incarnation.c_str(),
                 (n.host + ":" + std::to_string(n.client_port)).c_str(),
-                (n.host + ":" + std::to_string(n.cluster_port)).c_str(), uptime(n.started_at_ms).c_str());
+                (n.host + ":" + std::to_string(n.cluster_port)).c_str(), uptime(n.started_at_ms).c_str(),
+                static_cast<unsigned>(n.wire_version));
   return 0;
 }
 
@@ -129,7 +143,7 @@ std::optional<double> rate(const node_stats& before, const node_stats& after) {
 }
 
 int show_stats(const std::string& url, bool once) {
-  node_registry registry(url);
+  node_registry registry(url, command_options());
   auto first = read_stats(registry);
   if (!first) return registry_unreadable(url);
   std::optional<stats_by_node> second;
@@ -181,7 +195,7 @@ int show_stats(const std::string& url, bool once) {
 // --- drain --------------------------------------------------------------------------------------------
 
 int drain(const std::string& url, const std::string& id, bool wait) {
-  node_registry registry(url);
+  node_registry registry(url, command_options());
   auto nodes = registry.live_nodes();
   if (!nodes) return registry_unreadable(url);
   auto node = std::find_if(nodes->begin(), nodes->end(), [&](const auto& n) { return n.id == id; });

@@ -51,6 +51,33 @@ int serve(const config::node_config& cfg) {
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
 
+  // Clustered: this node's entry in Redis, kept by the membership actor once the node listens. Nodes of two
+  // builds cannot read each other's messages, so a node neither joins nor migrates the database beside live
+  // nodes of another.
+  std::shared_ptr<cluster::node_registry> registry;
+  if (cfg.cluster_port != 0) {
+    cluster::node_registry::options registry_options;
+    registry_options.ttl = std::chrono::milliseconds(cfg.node_ttl_ms);
+    registry = std::make_shared<cluster::node_registry>(cfg.redis_url, registry_options);
+    cluster::node_info me;
+    me.id = cfg.node_id;
+    me.wire_version = actors::cluster_wire_version;
+    if (auto others = cluster::incompatible_nodes(*registry, me); !others) {
+      spdlog::warn(
+          "cluster: cannot list the live nodes to compare builds (Redis unavailable); peers of another "
+          "build will be refused when they are seen");
+    } else if (!others->empty()) {
+      for (const auto& n : *others)
+        spdlog::critical(
+            "cluster: node {} at {}:{} is live with cluster wire version {}; this build speaks {}", n.id,
+            n.host, n.client_port, n.wire_version, actors::cluster_wire_version);
+      spdlog::critical(
+          "cannot join a cluster running another build: stop its nodes first, then start the new build on "
+          "every node (README, Cluster)");
+      return 1;
+    }
+  }
+
   try {
     auto version = storage::migrate(cfg.database_url);
     spdlog::info("database schema at version {}", version);
@@ -174,14 +201,13 @@ int serve(const config::node_config& cfg) {
       stop_actors();
       return 1;
     }
-    cluster::node_registry::options registry_options;
-    registry_options.ttl = std::chrono::milliseconds(cfg.node_ttl_ms);
     auto started_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                           std::chrono::system_clock::now().time_since_epoch())
                           .count();
     membership = system->spawn<caf::detached>(
-        cluster::membership, std::make_shared<cluster::node_registry>(cfg.redis_url, registry_options),
-        cluster::node_info{cfg.node_id, incarnation, cfg.host, port, *cluster_port, started_ms},
+        cluster::membership, registry,
+        cluster::node_info{cfg.node_id, incarnation, cfg.host, port, *cluster_port, started_ms,
+                           actors::cluster_wire_version},
         std::chrono::milliseconds(cfg.node_heartbeat_ms), directory, counters,
         cluster::membership_hooks{
             [&server] { server.request_shutdown(); },  // chorusctl drain: the same way out as SIGTERM

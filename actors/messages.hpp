@@ -48,6 +48,14 @@ CAF_ADD_ATOM(chorus, chorus::atom, handover, "handover")
 
 namespace chorus::actors {
 
+/// The version of what nodes send each other: every type in the `chorus` ID block below and the interfaces
+/// of the actors a peer talks to (node_actor, room_actor). Bump it with any change to them. CAF cannot read a
+/// message whose layout differs from its own, so nodes of two versions must not peer: each registers its
+/// version in Redis, a node refuses to start beside live nodes of another (chorusd), and the room directory
+/// never connects to a peer of another that registers in the meantime.
+///   1: the first version registered; a relay_batch carries a vector of events.
+inline constexpr std::uint32_t cluster_wire_version = 1;
+
 /// One server frame on its way to a session, with the bytes shared by every recipient.
 struct outbound_event {
   frame_ptr bytes;
@@ -144,6 +152,7 @@ struct peer_node {
   std::string host;
   std::uint16_t client_port = 0;
   std::uint16_t cluster_port = 0;
+  std::uint32_t wire_version = 0;  ///< its cluster_wire_version; 0 for a build that registered none
   friend bool operator==(const peer_node&, const peer_node&) = default;
 };
 
@@ -350,7 +359,8 @@ typename Inspector::result_type inspect(Inspector& f, relay_batch& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, peer_node& x) {
-  return f(caf::meta::type_name("peer_node"), x.id, x.incarnation, x.host, x.client_port, x.cluster_port);
+  return f(caf::meta::type_name("peer_node"), x.id, x.incarnation, x.host, x.client_port, x.cluster_port,
+           x.wire_version);
 }
 
 template <class Inspector>

@@ -72,8 +72,8 @@ void beat(membership_pointer self) {
     if (auto nodes = st.registry->live_nodes()) {
       actors::cluster_view view{st.me.incarnation, {}};
       for (auto& n : *nodes)
-        view.nodes.push_back(
-            {std::move(n.id), std::move(n.incarnation), std::move(n.host), n.client_port, n.cluster_port});
+        view.nodes.push_back({std::move(n.id), std::move(n.incarnation), std::move(n.host), n.client_port,
+                              n.cluster_port, n.wire_version});
       self->send(st.directory, atom::nodes_v, std::move(view));
     }
   }
@@ -81,6 +81,14 @@ void beat(membership_pointer self) {
 }
 
 }  // namespace
+
+std::optional<std::vector<node_info>> incompatible_nodes(node_registry& registry, const node_info& me) {
+  auto nodes = registry.live_nodes();
+  if (!nodes) return std::nullopt;
+  std::erase_if(*nodes,
+                [&](const node_info& n) { return n.id == me.id || n.wire_version == me.wire_version; });
+  return nodes;
+}
 
 actors::membership_actor::behavior_type membership(membership_pointer self,
                                                    std::shared_ptr<node_registry> registry, node_info me,

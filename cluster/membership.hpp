@@ -5,6 +5,8 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
+#include <vector>
 
 #include "actors/messages.hpp"
 #include "actors/node_counters.hpp"
@@ -48,5 +50,10 @@ actors::membership_actor::behavior_type membership(
     std::shared_ptr<node_registry> registry, node_info me, std::chrono::milliseconds interval,
     actors::room_directory directory, std::shared_ptr<const actors::node_counters> counters = nullptr,
     membership_hooks hooks = {});
+
+/// The live nodes other than `me.id` whose wire_version is not `me.wire_version`: the nodes `me` could not
+/// peer with (see actors::cluster_wire_version). nullopt when Redis is unavailable. For start-up: a node that
+/// finds any should not join, because its rooms and theirs would split the cluster in two.
+std::optional<std::vector<node_info>> incompatible_nodes(node_registry& registry, const node_info& me);
 
 }  // namespace chorus::cluster

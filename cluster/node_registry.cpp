@@ -88,7 +88,8 @@ json::object to_json(const node_info& n) {
                       {"host", n.host},
                       {"client_port", n.client_port},
                       {"cluster_port", n.cluster_port},
-                      {"started_at_ms", n.started_at_ms}};
+                      {"started_at_ms", n.started_at_ms},
+                      {"wire_version", n.wire_version}};
 }
 
 std::optional<std::int64_t> int_field(const json::object& o, std::string_view key) {
@@ -124,8 +125,15 @@ std::optional<node_info> from_json(const json::value& v) {
   if (!id || id->empty() || !incarnation || incarnation->empty() || !host || !client_port || !cluster_port ||
       !started)
     return std::nullopt;
+  std::uint32_t wire_version = 0;  // entries of builds from before the field read as 0
+  if (o->contains("wire_version")) {
+    auto v = int_field(*o, "wire_version");
+    if (!v || *v < 0 || *v > std::int64_t{std::numeric_limits<std::uint32_t>::max()}) return std::nullopt;
+    wire_version = static_cast<std::uint32_t>(*v);
+  }
   return node_info{std::move(*id), std::move(*incarnation), std::move(*host),
-                   *client_port,   *cluster_port,           *started};
+                   *client_port,   *cluster_port,           *started,
+                   wire_version};
 }
 
 std::optional<std::uint64_t> count_field(const json::object& o, std::string_view key) {

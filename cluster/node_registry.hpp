@@ -23,6 +23,8 @@ struct node_info {
   std::uint16_t client_port = 0;   ///< WebSocket/HTTP port
   std::uint16_t cluster_port = 0;  ///< CAF middleman port
   std::int64_t started_at_ms = 0;  ///< wall clock (Unix ms) when this incarnation started
+  std::uint32_t wire_version = 0;  ///< the build's actors::cluster_wire_version: nodes peer only when theirs
+                                   ///< are equal. 0 for an entry without one (a build from before it existed)
 
   friend bool operator==(const node_info&, const node_info&) = default;
 };
@@ -32,11 +34,12 @@ struct node_info {
 std::string new_incarnation();
 
 /// node_info as one compact JSON object, the value stored in Redis and carried by announcements:
-/// {"id":…,"incarnation":…,"host":…,"client_port":…,"cluster_port":…,"started_at_ms":…}
+/// {"id":…,"incarnation":…,"host":…,"client_port":…,"cluster_port":…,"started_at_ms":…,"wire_version":…}
 std::string encode(const node_info& node);
 
 /// The inverse of encode(); nullopt for anything else (wrong JSON, missing fields, ports out of range,
-/// an empty id or incarnation). Unknown fields are ignored, so later versions can add some.
+/// an empty id or incarnation). Unknown fields are ignored, so later versions can add some; a missing
+/// "wire_version" reads as 0, one that is not a 32-bit unsigned integer makes the entry unreadable.
 std::optional<node_info> decode_node(std::string_view text);
 
 /// What a node publishes about its load every heartbeat, for operators (`chorusctl stats`).

@@ -21,6 +21,11 @@ std::string joined_ids(const std::vector<std::string>& ids) {
   return out;
 }
 
+/// Whether this node can talk to `peer` at all: CAF reads only messages laid out as its own build lays them.
+bool compatible(const actors::peer_node& peer) {
+  return peer.wire_version == actors::cluster_wire_version;
+}
+
 /// The longest a joining node waits for the peers of its first view before placing rooms anyway (a listed
 /// peer may be dead, its entry not expired yet).
 constexpr std::chrono::milliseconds settle_time{2000};
@@ -32,8 +37,9 @@ bool settled(directory_pointer self) {
   auto& st = self->state;
   if (st.settled) return true;
   if (st.first_view_at == std::chrono::steady_clock::time_point{}) return false;
-  bool all_connected = std::all_of(st.peers.begin(), st.peers.end(),
-                                   [](const auto& entry) { return bool{entry.second.node}; });
+  bool all_connected = std::all_of(st.peers.begin(), st.peers.end(), [](const auto& entry) {
+    return entry.second.node || !compatible(entry.second.info);  // one never dialed cannot answer
+  });
   if (all_connected || std::chrono::steady_clock::now() >= st.first_view_at + settle_time) {
     st.settled = true;
     spdlog::info("cluster: placing rooms over {} nodes", st.view.size());
@@ -201,8 +207,18 @@ void on_nodes(directory_pointer self, actors::cluster_view& view) {
   }
   for (auto& [id, info] : listed) {
     if (st.peers.count(id)) continue;
+    if (!compatible(info))
+      // Once per incarnation: the entry stays until the peer leaves or changes. Placing rooms without it
+      // splits the cluster in two, which the ownership epochs keep from storing anything twice; connecting
+      // would lose every message CAF cannot read.
+      spdlog::error(
+          "cluster: {} (incarnation {}) at {}:{} runs cluster wire version {}, this node {}: not connecting "
+          "to it. Nodes of different builds cannot peer; stop the nodes of one build (README, Cluster)",
+          id, info.incarnation, info.host, info.cluster_port, info.wire_version,
+          actors::cluster_wire_version);
+    bool dialable = compatible(info);
     st.peers.emplace(id, peer_entry{std::move(info), {}, {}});
-    dial(self, id);
+    if (dialable) dial(self, id);
   }
   update_view(self);
 }
@@ -285,7 +301,9 @@ actors::room_directory::behavior_type room_directory(directory_pointer self, std
       },
       [self](atom::hello, const std::string& id) {
         auto it = self->state.peers.find(id);
-        if (it != self->state.peers.end() && !it->second.node && !it->second.dialer) dial(self, id);
+        if (it != self->state.peers.end() && !it->second.node && !it->second.dialer &&
+            compatible(it->second.info))
+          dial(self, id);
       },
       [self](atom::nodes) {
         auto& st = self->state;

@@ -5,6 +5,7 @@
 //
 // The owner is the rendezvous winner (cluster/placement.hpp) over the directory's view: this node plus every
 // peer that is registered in Redis (the membership actor's `nodes`) *and* connected through the middleman.
+// A peer registered with another actors::cluster_wire_version is never dialed (logged once per incarnation).
 // A peer whose node actor goes down leaves the view at once (no waiting for its Redis entry to expire); it
 // comes back when a dial to it succeeds again, or as a new incarnation. When the view changes, rooms that now
 // belong elsewhere are handed over (they finish what is in flight and stop; their sessions join again and

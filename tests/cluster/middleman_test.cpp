@@ -368,7 +368,7 @@ struct samples<actors::node_hello> {
 template <>
 struct samples<actors::peer_node> {
   static std::vector<actors::peer_node> make(const sample_context&) {
-    return {{"node-3", "fedcba9876543210", "10.0.0.3", 8443, 9443}};
+    return {{"node-3", "fedcba9876543210", "10.0.0.3", 8443, 9443, 4000000000u}};
   }
 };
 template <>
@@ -525,6 +525,42 @@ TEST(type_id_block, every_entry_in_messages_hpp_is_covered) {
   for_each_block_type([&]<class T>() { ++covered; });
   EXPECT_EQ(entries, block_size);
   EXPECT_EQ(covered, entries);
+}
+
+/// What a node writes for the samples of every type of the block, in ID order and each after its type's
+/// name, hashed (64-bit FNV-1a). Handles are null, so that it does not depend on the run. It changes when a
+/// type's layout, name or place in the block changes (and when a sample above does).
+std::uint64_t wire_fingerprint() {
+  test_node node;  // a handle is written through an actor system, null ones too
+  std::vector<char> bytes;
+  caf::binary_serializer sink{*node.sys, bytes};
+  const sample_context null_handles{};
+  for_each_block_type([&]<class T>() {
+    std::string name = caf::type_name<T>::value;
+    EXPECT_FALSE(sink(name)) << name;
+    for (auto& x : samples<T>::make(null_handles)) EXPECT_FALSE(sink(x)) << name;
+  });
+  std::uint64_t hash = 0xcbf29ce484222325u;
+  for (char c : bytes) hash = (hash ^ static_cast<unsigned char>(c)) * 0x100000001b3u;
+  return hash;
+}
+
+TEST(cluster_wire_version, names_the_layout_nodes_exchange) {
+  // Every version with the fingerprint of its layout; an entry never changes once on main. When this test
+  // fails, what nodes exchange changed: bump actors::cluster_wire_version and add its fingerprint below, so
+  // that nodes of the old build and the new refuse each other (cluster/room_directory.cpp, chorusd) instead
+  // of losing the messages they cannot read. (A changed sample above counts as a change too: bump all the
+  // same.)
+  const std::map<std::uint32_t, std::uint64_t> recorded{
+      {1, 0xf6ef4c126fc4f789u},
+  };
+  const auto fingerprint = wire_fingerprint();
+  auto it = recorded.find(actors::cluster_wire_version);
+  ASSERT_NE(it, recorded.end()) << "no fingerprint recorded for cluster_wire_version "
+                                << actors::cluster_wire_version << "; this build's is 0x" << std::hex
+                                << fingerprint;
+  EXPECT_EQ(fingerprint, it->second) << "the layout changed without a new cluster_wire_version; this build's "
+                                     << "fingerprint is 0x" << std::hex << fingerprint;
 }
 
 TEST_F(middleman_test, node_actor_says_hello_relays_passes_notices_on_and_answers_claims) {

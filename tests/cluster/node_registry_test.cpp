@@ -522,13 +522,25 @@ TEST(NodeRegistryOffline, EmptyOrBadUrlIsUnavailable) {
 }
 
 TEST(NodeInfo, EncodingRoundTrips) {
-  node_info n{"node-\"1\"\n", new_incarnation(), "::1", 65535, 0, -5};
+  node_info n{"node-\"1\"\n", new_incarnation(), "::1", 65535, 0, -5, 4294967295u};
   const auto text = encode(n);
   EXPECT_EQ(decode_node(text), n);
   EXPECT_EQ(text.find('\n'), std::string::npos);  // compact: one line
   EXPECT_EQ(decode_node(R"({"id":"a","incarnation":"b","host":"h","client_port":1,"cluster_port":2,)"
                         R"("started_at_ms":3,"zone":"later-field"})"),
             (node_info{"a", "b", "h", 1, 2, 3}));
+}
+
+TEST(NodeInfo, AnEntryWithoutAWireVersionIsOfVersionZero) {
+  // What builds from before wire versions registered: readable, and compatible with no current build.
+  auto old = decode_node(R"({"id":"a","incarnation":"b","host":"h","client_port":1,"cluster_port":2,)"
+                         R"("started_at_ms":3})");
+  ASSERT_TRUE(old.has_value());
+  EXPECT_EQ(old->wire_version, 0u);
+  auto current = decode_node(R"({"id":"a","incarnation":"b","host":"h","client_port":1,"cluster_port":2,)"
+                             R"("started_at_ms":3,"wire_version":7})");
+  ASSERT_TRUE(current.has_value());
+  EXPECT_EQ(current->wire_version, 7u);
 }
 
 TEST(NodeInfo, DecodingRejectsWhatIsNotANode) {
@@ -540,7 +552,13 @@ TEST(NodeInfo, DecodingRejectsWhatIsNotANode) {
         R"({"id":"a","incarnation":"b","host":"h","client_port":-1,"cluster_port":2,"started_at_ms":3})",
         R"({"id":"a","incarnation":"b","host":"h","client_port":"1","cluster_port":2,"started_at_ms":3})",
         R"({"id":"a","incarnation":"b","client_port":1,"cluster_port":2,"started_at_ms":3})",
-        R"({"id":"a","incarnation":"b","host":"h","client_port":1,"cluster_port":2,"started_at_ms":1.5})"})
+        R"({"id":"a","incarnation":"b","host":"h","client_port":1,"cluster_port":2,"started_at_ms":1.5})",
+        R"({"id":"a","incarnation":"b","host":"h","client_port":1,"cluster_port":2,"started_at_ms":3,)"
+        R"("wire_version":-1})",
+        R"({"id":"a","incarnation":"b","host":"h","client_port":1,"cluster_port":2,"started_at_ms":3,)"
+        R"("wire_version":4294967296})",
+        R"({"id":"a","incarnation":"b","host":"h","client_port":1,"cluster_port":2,"started_at_ms":3,)"
+        R"("wire_version":"1"})"})
     EXPECT_FALSE(decode_node(bad).has_value()) << bad;
 }
 

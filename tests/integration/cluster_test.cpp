@@ -20,8 +20,14 @@
 #include <utility>
 #include <vector>
 
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <optional>
+
 #include "actors/jwt.hpp"
+#include "actors/messages.hpp"
 #include "cluster/node_registry.hpp"
+#include "cluster/peering.hpp"
 #include "tests/support/free_port.hpp"
 #include "tests/support/node_process.hpp"
 #include "tests/support/redis_probe.hpp"
@@ -123,6 +129,16 @@ class cluster_test : public ::testing::Test {
       for (auto& n : *nodes)
         if (n.id == id) return n;
     return std::nullopt;
+  }
+
+  /// Whether `node` logs a line containing `text` within `within`.
+  static bool wait_logged(node_process& node, const std::string& text, std::chrono::milliseconds within) {
+    auto deadline = std::chrono::steady_clock::now() + within;
+    do {
+      if (node.output().find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(50ms);
+    } while (std::chrono::steady_clock::now() < deadline);
+    return false;
   }
 
   std::unique_ptr<redis_database> database_;
@@ -282,6 +298,87 @@ TEST_F(cluster_test, a_node_declared_down_rejoins_as_a_new_incarnation) {
   ASSERT_TRUE(again.has_value());
   EXPECT_NE(again->incarnation, first->incarnation);
   EXPECT_NE(a.output().find("declared down"), std::string::npos);
+}
+
+/// Another process's registry entry, kept alive by this test: long TTL, so that no heartbeat is needed.
+std::unique_ptr<cluster::node_registry> register_entry(const std::string& redis,
+                                                       const cluster::node_info& entry) {
+  cluster::node_registry::options opts;
+  opts.ttl = 60s;
+  auto registry = std::make_unique<cluster::node_registry>(redis, opts);
+  if (registry->register_self(entry) != cluster::outcome::ok) return nullptr;
+  return registry;
+}
+
+TEST_F(cluster_test, a_node_does_not_start_beside_a_live_node_of_another_build) {
+  // An entry as a build from before wire versions writes it (version 0).
+  auto older = register_entry(redis_, {id_of("older"), cluster::new_incarnation(), "127.0.0.1", 1, 2, 0, 0});
+  ASSERT_TRUE(older);
+  try {
+    start("h");
+    FAIL() << "chorusd started beside a live node of another wire version";
+  } catch (const std::runtime_error& e) {
+    const std::string out = e.what();
+    EXPECT_NE(out.find("node " + id_of("older") + " at 127.0.0.1:1 is live with cluster wire version 0"),
+              std::string::npos)
+        << out;
+    EXPECT_NE(out.find("cannot join a cluster running another build"), std::string::npos) << out;
+  }
+  EXPECT_FALSE(entry(id_of("h")).has_value()) << "a refused node must not register";
+
+  // Once the other build has left, the same node starts.
+  ASSERT_EQ(older->leave(), cluster::outcome::ok);
+  start("h");
+  EXPECT_TRUE(wait_registered(id_of("h"), true, 5s));
+  EXPECT_EQ(entry(id_of("h")).value_or(cluster::node_info{}).wire_version, actors::cluster_wire_version);
+}
+
+TEST_F(cluster_test, a_peer_of_another_build_that_registers_later_is_never_connected) {
+  auto& node = start("i");
+  ASSERT_TRUE(wait_registered(id_of("i"), true, 5s));
+  ASSERT_TRUE(wait_logged(node, "cluster: view is now 1 nodes [" + id_of("i") + "]", 5s)) << node.output();
+
+  // Two node actors in this process, answering hello as the registry lists them: one registered with this
+  // build's wire version, one with version 0 (a build from before versions). Both would connect without
+  // the check; only the first may.
+  caf::actor_system_config cfg;
+  cluster::configure_middleman(cfg, config::node_config{});
+  std::optional<caf::actor_system> sys;
+  sys.emplace(cfg);
+  std::vector<std::unique_ptr<cluster::node_registry>> entries;
+  std::vector<actors::node_actor> actors_here;
+  for (auto [name, version] : {std::pair{"same", actors::cluster_wire_version}, std::pair{"older", 0u}}) {
+    const auto incarnation = cluster::new_incarnation();
+    auto actor =
+        sys->spawn(cluster::node, actors::node_hello{id_of(name), incarnation}, actors::room_directory{});
+    actors_here.push_back(actor);
+    auto port = cluster::publish_node(*sys, actor, 0);
+    ASSERT_TRUE(port);
+    entries.push_back(register_entry(redis_, {id_of(name), incarnation, "127.0.0.1", 1, *port, 0, version}));
+    ASSERT_TRUE(entries.back());
+  }
+
+  const auto both = id_of("i") + ", " + id_of("same");  // sorted: "i-…" before "same-…"
+  EXPECT_TRUE(wait_logged(node, "cluster: view is now 2 nodes [" + both + "]", 10s)) << node.output();
+  EXPECT_TRUE(wait_logged(node,
+                          id_of("older") + " (incarnation " + entries.back()->self()->incarnation +
+                              ") at 127.0.0.1:" + std::to_string(entries.back()->self()->cluster_port) +
+                              " runs cluster wire version 0, this node " +
+                              std::to_string(actors::cluster_wire_version) + ": not connecting",
+                          5s))
+      << node.output();
+  // A few more listings (every 200 ms): the older peer stays out of the view and is named once.
+  std::this_thread::sleep_for(1s);
+  const auto out = node.output();
+  EXPECT_EQ(out.find("connected to " + id_of("older")), std::string::npos) << out;
+  EXPECT_EQ(out.find("view is now 3 nodes"), std::string::npos) << out;
+  const auto first = out.find("runs cluster wire version 0");
+  EXPECT_EQ(out.find("runs cluster wire version 0", first + 1), std::string::npos) << out;
+
+  for (auto& e : entries) e->leave();
+  for (auto& a : actors_here) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+  actors_here.clear();
+  sys.reset();
 }
 
 }  // namespace
