@@ -185,6 +185,8 @@ echo "durable.sh: taskset -c $bench_cpu $bench --scenario durable ${shape[*]} --
 # fpi_per_row: PostgreSQL's WAL bytes and full-page images over the run, per message stored in it.
 # cpu_probe: see cpu_probe() above; compare runs only when it is about the same. p99_by_s: the ack p99 (ms) of
 # the sends of each second of the window: a queue that builds up climbs, a one-off stall is one high second.
+# ack_from_write_p50/p99: the ack latency from the moment each send was written to its socket instead of its
+# scheduled time (the columns): without the generator's lateness and the wait for its --write-tick-ms tick.
 # io_burst and dirty_max: the highest write rate of PostgreSQL's disk (per half second) and the most dirty page
 # cache during the window (see the disk sampler below).
 printf '%9s %17s %10s %9s %9s %9s %8s %s\n' offered "acked/sent" "acked/s" "ack p50" "ack p99" "ack max" \
@@ -356,6 +358,8 @@ print(f"{s.get('offered_rate', 0):9.0f} {s.get('acknowledged', 0):>8}/{s.get('se
       f"{errs} node_cpu={s.get('server_cpu')} pg_cpu={pg:.2f} gen_cpu={s.get('generator_cpu', 0):.2f} "
       f"gen_stall={s.get('max_pacer_lag_ms', 0):.0f}ms "
       f"gaps={s.get('seq_gaps', 0)}"
+      + (f" ack_from_write_p50={w['p50_ms']:.1f}ms ack_from_write_p99={w['p99_ms']:.1f}ms"
+         if (w := s.get("ack_latency_from_write")) else "")
       + (f" wal_per_row={wal[2] / max(wal[0], 1):.0f}B fpi_per_row={wal[1] / max(wal[0], 1):.2f}" if wal else "")
       + writer_figures()
       + f" cpu_probe={sys.argv[7]}ms"

@@ -103,6 +103,24 @@ run_and_check() {
   [ "$errors" = "{}" ] || fail "$mode: errors during the run: $errors"
   [ "$setup_errors" = "{}" ] || fail "$mode: errors while connecting: $setup_errors"
   [ "$disconnects" = "0" ] || fail "$mode: $disconnects disconnects"
+
+  # Every ack is timed from its send's write too, which is never before the send was scheduled; with 500 ms
+  # ticks a send waits about 250 ms for its write, so timed from the write its ack is clearly sooner.
+  local ack from_write ack_p50 from_write_p50 from_write_count
+  ack=${result#*\"ack_latency\":}
+  from_write=${result#*\"ack_latency_from_write\":}
+  [ "$from_write" != "$result" ] || fail "$mode: no ack_latency_from_write in the result"
+  ack_p50=$(printf '%s' "$ack" | sed -n 's/^{[^}]*"p50_ms":\([0-9.]*\).*/\1/p')
+  from_write_p50=$(printf '%s' "$from_write" | sed -n 's/^{[^}]*"p50_ms":\([0-9.]*\).*/\1/p')
+  from_write_count=$(printf '%s' "$from_write" | sed -n 's/^{"count":\([0-9]*\).*/\1/p')
+  [ "$from_write_count" = "$acknowledged" ] ||
+    fail "$mode: $from_write_count acks timed from their write, $acknowledged acknowledged"
+  awk -v w="$from_write_p50" -v a="$ack_p50" 'BEGIN { exit !(w <= a) }' ||
+    fail "$mode: ack p50 from the write $from_write_p50 ms, later than from the schedule $ack_p50 ms"
+  if [ "$mode" = "coalesced" ]; then
+    awk -v w="$from_write_p50" -v a="$ack_p50" 'BEGIN { exit !(a - w >= 100) }' ||
+      fail "$mode: ack p50 $ack_p50 ms from the schedule, $from_write_p50 ms from the write: the tick's wait is not left out"
+  fi
   echo "bench_smoke: $mode ok (delivered $delivered, ratio $ratio)"
 }
 

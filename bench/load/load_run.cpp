@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -70,6 +71,11 @@ struct member {
   std::int64_t next_send_id = kSendIdBase;
   std::uint64_t connect_started_ns = 0;
   std::uint32_t pending_joins = 0;
+  /// When its sends left: (stamp of the newest send in a write, when that write was made), oldest first.
+  /// An ack pops the writes before its own; with --write-tick-ms a send waits in the connection for its
+  /// tick, and the ack latency from its write leaves that wait out.
+  std::deque<std::pair<std::uint64_t, std::uint64_t>> writes;
+  std::uint64_t held_newest = 0;  ///< stamp of the newest send held for the next tick (0: none held)
   bool open = false;
   bool ended = false;
   bool join_failed = false;
@@ -353,6 +359,7 @@ class load_run final : public connection_listener {
     window_ = window_counters{};
     if (s_.urls.size() > 1) window_.delivered_by_url.assign(s_.urls.size(), 0);
     ack_hist_.reset();
+    ack_from_write_hist_.reset();
     // One histogram per second of the window, by send time: a queue that builds up and a one-off stall
     // give the same p99 over the window, and differ here.
     ack_by_second_.assign(static_cast<std::size_t>(std::ceil(s_.duration_s)), histogram{});
@@ -398,6 +405,7 @@ class load_run final : public connection_listener {
         window_.expected == 0 ? 0.0 : static_cast<double>(window_.delivered) / window_.expected;
     r.deliveries_per_s = static_cast<double>(window_.received_in_window) / s_.duration_s;
     r.ack_latency = summarize(ack_hist_);
+    r.ack_latency_from_write = summarize(ack_from_write_hist_);
     for (const auto& h : ack_by_second_) r.ack_latency_by_second.push_back(summarize(h));
     r.delivery_latency = summarize(delivery_hist_);
     if (s_.urls.size() > 1) {
@@ -527,7 +535,7 @@ class load_run final : public connection_listener {
           next = std::min(next, stamp);
           break;
         }
-        send_one(stamp);
+        send_one(stamp, now);
       }
     }
     if (s_.churn_rate > 0) {
@@ -554,24 +562,32 @@ class load_run final : public connection_listener {
     const std::uint64_t slots = s_.write_tick_ms;
     const std::uint64_t slot_now = (now - pace_origin_ns_) / kMinTickNs;
     if (all || slot_now >= next_flush_tick_ + slots) {
-      for (auto& m : members_) {
-        if (m.link) m.link->flush();
-      }
+      for (auto& m : members_) flush(m, now);
       next_flush_tick_ = slot_now + 1;
       return;
     }
     for (; next_flush_tick_ <= slot_now; ++next_flush_tick_) {
       for (std::uint64_t c = next_flush_tick_ % slots; c < members_.size(); c += slots) {
-        if (members_[c].link) members_[c].link->flush();
+        flush(members_[c], now);
       }
     }
+  }
+
+  /// Writes what `m` holds, and notes when its held sends left.
+  static void flush(member& m, std::uint64_t now) {
+    if (!m.link) return;
+    if (m.held_newest != 0) {
+      m.writes.emplace_back(m.held_newest, now);
+      m.held_newest = 0;
+    }
+    m.link->flush();
   }
 
   std::uint64_t scheduled(std::uint64_t k, double rate) const {
     return pace_origin_ns_ + static_cast<std::uint64_t>(static_cast<double>(k) * 1e9 / rate);
   }
 
-  void send_one(std::uint64_t stamp) {
+  void send_one(std::uint64_t stamp, std::uint64_t now) {
     const auto id = senders_[next_sender_++ % senders_.size()];
     auto& m = members_[id];
     if (!m.open) {
@@ -596,8 +612,10 @@ class load_run final : public connection_listener {
     frame += R"("})";
     if (s_.write_tick_ms > 0) {
       m.link->hold(std::move(frame));
+      m.held_newest = stamp;
     } else {
       m.link->send(std::move(frame));
+      m.writes.emplace_back(stamp, now);
     }
     if (in_window(stamp)) {
       ++window_.sent;
@@ -649,6 +667,12 @@ class load_run final : public connection_listener {
     ++window_.acknowledged;
     const std::uint64_t latency = now > sc.stamp_ns ? now - sc.stamp_ns : 0;
     ack_hist_.record(latency);
+    // Acks of one connection come in the order of its sends (all go to one room), so the writes before this
+    // send's own are done with. One not found (its write was not noted) is left out of this histogram only.
+    auto& writes = members_[id].writes;
+    while (!writes.empty() && writes.front().first < sc.stamp_ns) writes.pop_front();
+    if (!writes.empty())
+      ack_from_write_hist_.record(now > writes.front().second ? now - writes.front().second : 0);
     const auto second = static_cast<std::size_t>((sc.stamp_ns - window_start_ns_) / 1'000'000'000);
     if (second < ack_by_second_.size()) ack_by_second_[second].record(latency);
   }
@@ -908,7 +932,7 @@ class load_run final : public connection_listener {
   std::vector<std::uint32_t> room_members_;
   std::vector<std::uint32_t> senders_;
   std::string padding_;
-  histogram connect_hist_, ack_hist_, delivery_hist_, churn_hist_;
+  histogram connect_hist_, ack_hist_, ack_from_write_hist_, delivery_hist_, churn_hist_;
   std::vector<histogram> ack_by_second_;      ///< ack latency of the sends of each second of the window
   histogram same_url_hist_, other_url_hist_;  ///< delivery latency split by the receiver's URL (several only)
   window_counters window_;

@@ -97,6 +97,7 @@ json::object to_json(const step_result& s) {
                  {"delivery_ratio", s.expected == 0 ? 0.0 : std::round(s.delivery_ratio * 1e6) / 1e6},
                  {"deliveries_per_s", std::round(s.deliveries_per_s)},
                  {"ack_latency", to_json(s.ack_latency)},
+                 {"ack_latency_from_write", to_json(s.ack_latency_from_write)},
                  {"delivery_latency", to_json(s.delivery_latency)},
                  {"errors", counts_to_json(s.errors)},
                  {"disconnects", s.disconnects},
@@ -148,6 +149,7 @@ void print_step(std::FILE* out, const step_result& s) {
                s.delivery_ratio);
   std::fprintf(out, "  deliveries/s       %.0f\n", s.deliveries_per_s);
   print_latency(out, "ack latency", s.ack_latency);
+  print_latency(out, "ack from write", s.ack_latency_from_write);
   if (!s.ack_latency_by_second.empty()) {
     std::fprintf(out, "  ack p99 by second ");
     for (const auto& l : s.ack_latency_by_second) std::fprintf(out, " %.1f", l.p99_ms);

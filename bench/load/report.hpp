@@ -32,7 +32,10 @@ struct step_result {
   std::uint64_t expected = 0;      ///< sent x members of the room (members whose join succeeded)
   double delivery_ratio = 0;
   double deliveries_per_s = 0;  ///< message events received during the window, any stamp
-  latency_summary ack_latency;
+  latency_summary ack_latency;  ///< from each send's scheduled time: the generator's own delays count
+  /// From the moment the send was written to the socket: what the server and the network took, without the
+  /// generator's lateness or the wait for a --write-tick-ms tick.
+  latency_summary ack_latency_from_write;
   std::vector<latency_summary> ack_latency_by_second;  ///< of the sends of each second of the window
   latency_summary delivery_latency;
   /// With several --url: delivery latency to members connected through the sender's URL, and through another
