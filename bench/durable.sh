@@ -22,6 +22,7 @@
 #        DURABLE_PG_CPUS=L   CPUs PostgreSQL may run on (default: all), e.g. "1": the generator's CPU
 #        DURABLE_GEN_CPUS=L  CPUs chorus-bench may run on (default 1)
 #        DURABLE_PG_PRIO=0   leave PostgreSQL at normal priority (default: the node's raised priority)
+#        DURABLE_PG_SOCKET=1 the node (and psql) reach PostgreSQL through its Unix socket instead of TCP on loopback
 #        DURABLE_PG_PAUSE=S@T stop every PostgreSQL process (SIGSTOP) for S seconds, about T seconds into the
 #                            window, as a frozen database host would be (its timers fire when it resumes:
 #                            idle_in_transaction_session_timeout may end a session that was idle when stopped)
@@ -107,6 +108,11 @@ free_port() {
 
 pg_dir=$(mktemp -d)
 db_url=$(pg_throwaway_start "$pg_dir" "$(free_port)") || { echo "durable.sh: cannot start PostgreSQL" >&2; exit 1; }
+if [ "${DURABLE_PG_SOCKET:-0}" = 1 ]; then
+  # The same server through its Unix socket instead of TCP on loopback.
+  pg_port=${db_url##*:}
+  db_url="postgresql://postgres@/postgres?host=$pg_dir/sock&port=${pg_port%%/*}"
+fi
 # PostgreSQL is half of what is measured: it gets the node's priority (its backends inherit the
 # postmaster's), so that other work on the machine slows both alike.
 if [ ${#prio[@]} -gt 0 ] && [ "${DURABLE_PG_PRIO:-1}" = 1 ]; then renice -n -10 -p "$(head -n 1 "$pg_dir/data/postmaster.pid")" >/dev/null || true; fi
