@@ -15,6 +15,7 @@
 #include <ctime>
 #include <map>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <thread>
 #include <utility>
@@ -22,7 +23,6 @@
 
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
-#include <optional>
 
 #include "actors/jwt.hpp"
 #include "actors/messages.hpp"
@@ -343,16 +343,22 @@ TEST_F(cluster_test, a_peer_of_another_build_that_registers_later_is_never_conne
   // the check; only the first may.
   caf::actor_system_config cfg;
   cluster::configure_middleman(cfg, config::node_config{});
-  std::optional<caf::actor_system> sys;
-  sys.emplace(cfg);
+  caf::actor_system sys{cfg};
   std::vector<std::unique_ptr<cluster::node_registry>> entries;
   std::vector<actors::node_actor> actors_here;
+  // The system waits for its actors as it goes, so they stop first, whichever way the test ends.
+  struct stop_actors {
+    std::vector<actors::node_actor>& actors;
+    ~stop_actors() {
+      for (auto& a : actors) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
+    }
+  } stop{actors_here};
   for (auto [name, version] : {std::pair{"same", actors::cluster_wire_version}, std::pair{"older", 0u}}) {
     const auto incarnation = cluster::new_incarnation();
     auto actor =
-        sys->spawn(cluster::node, actors::node_hello{id_of(name), incarnation}, actors::room_directory{});
+        sys.spawn(cluster::node, actors::node_hello{id_of(name), incarnation}, actors::room_directory{});
     actors_here.push_back(actor);
-    auto port = cluster::publish_node(*sys, actor, 0);
+    auto port = cluster::publish_node(sys, actor, 0);
     ASSERT_TRUE(port);
     entries.push_back(register_entry(redis_, {id_of(name), incarnation, "127.0.0.1", 1, *port, 0, version}));
     ASSERT_TRUE(entries.back());
@@ -376,9 +382,6 @@ TEST_F(cluster_test, a_peer_of_another_build_that_registers_later_is_never_conne
   EXPECT_EQ(out.find("runs cluster wire version 0", first + 1), std::string::npos) << out;
 
   for (auto& e : entries) e->leave();
-  for (auto& a : actors_here) caf::anon_send_exit(a, caf::exit_reason::user_shutdown);
-  actors_here.clear();
-  sys.reset();
 }
 
 }  // namespace
