@@ -129,7 +129,8 @@ int serve(const config::node_config& cfg) {
                                       cfg.tail_cache_size,
                                       cfg.history_limit,
                                       std::chrono::milliseconds(cfg.request_timeout_ms),
-                                      counters};
+                                      counters,
+                                      cfg.member_events_limit};
   auto directory =
       system->spawn(cluster::room_directory, cfg.node_id, cfg.cluster_port != 0, writers, room_services);
   // The HTTP API: workers block on PostgreSQL, Redis and password hashing, so each gets a thread (detached).

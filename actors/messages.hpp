@@ -54,7 +54,8 @@ namespace chorus::actors {
 /// version in Redis, a node refuses to start beside live nodes of another (chorusd), and the room directory
 /// never connects to a peer of another that registers in the meantime.
 ///   1: the first version registered; a relay_batch carries a vector of events.
-inline constexpr std::uint32_t cluster_wire_version = 1;
+///   2: a join_result carries the room's member count and whether it sends per-user membership events.
+inline constexpr std::uint32_t cluster_wire_version = 2;
 
 /// One server frame on its way to a session, with the bytes shared by every recipient.
 struct outbound_event {
@@ -104,6 +105,8 @@ struct join_result {
   std::vector<protocol::member_info> members;
   std::vector<protocol::chat_message> replay;  ///< consecutive from last_seen + 1, oldest first
   bool complete = true;  ///< false: more was missed than one resume replays; page the rest with history
+  std::uint64_t member_count = 0;  ///< users connected to the room; `members` holds fewer in a crowded room
+  bool member_events = true;       ///< false: a crowded room, which sends member_count events instead
 };
 
 /// A page of a room's history: up to `limit` messages before (`newer` false; newest first) or after
@@ -324,7 +327,8 @@ typename Inspector::result_type inspect(Inspector& f, join_request& x) {
 
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, join_result& x) {
-  return f(caf::meta::type_name("join_result"), x.last_seq, x.members, x.replay, x.complete);
+  return f(caf::meta::type_name("join_result"), x.last_seq, x.members, x.replay, x.complete, x.member_count,
+           x.member_events);
 }
 
 template <class Inspector>

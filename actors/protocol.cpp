@@ -557,6 +557,26 @@ std::size_t message_reserve(const chat_message& msg) {
   return msg.id.size() + msg.user.size() + msg.text.size() + msg.client_msg_id.size() + 96;
 }
 
+std::size_t member_list_size(const std::vector<member_info>& members) {
+  std::size_t size = 16;
+  for (const auto& m : members) size += m.user.size() + 32;
+  return size;
+}
+
+/// `"members":[{"user":...,"online":...},...]`
+void append_member_list(std::string& out, const std::vector<member_info>& members) {
+  out.append("\"members\":[");
+  bool first = true;
+  for (const auto& m : members) {
+    if (!first) out.push_back(',');
+    first = false;
+    out.append("{\"user\":");
+    append_string(out, m.user);
+    out.append(m.online ? ",\"online\":true}" : ",\"online\":false}");
+  }
+  out.push_back(']');
+}
+
 std::string user_event(std::string_view ev, std::string_view room, std::string_view user) {
   std::string out = event_head(ev, room, user.size() + 16);
   out.append(",\"d\":{\"user\":");
@@ -611,10 +631,8 @@ std::string encode_auth_ok(std::int64_t re, std::string_view user) {
 }
 
 std::string encode_join_ok(std::int64_t re, std::string_view room, std::uint64_t last_seq,
-                           const std::vector<member_info>& members, std::uint64_t replayed, bool complete) {
-  std::size_t reserve = room.size() + 112;
-  for (const auto& m : members) reserve += m.user.size() + 32;
-  std::string out = reply_head(re, reserve);
+                           const member_summary& members, std::uint64_t replayed, bool complete) {
+  std::string out = reply_head(re, room.size() + 160 + member_list_size(members.members));
   append_key(out, "room");
   append_string(out, room);
   out.append(",\"last_seq\":");
@@ -622,16 +640,11 @@ std::string encode_join_ok(std::int64_t re, std::string_view room, std::uint64_t
   out.append(",\"replayed\":");
   append_int(out, replayed);
   out.append(complete ? ",\"complete\":true" : ",\"complete\":false");
-  out.append(",\"members\":[");
-  bool first = true;
-  for (const auto& m : members) {
-    if (!first) out.push_back(',');
-    first = false;
-    out.append("{\"user\":");
-    append_string(out, m.user);
-    out.append(m.online ? ",\"online\":true}" : ",\"online\":false}");
-  }
-  out.append("]}}");
+  out.append(",\"member_count\":");
+  append_int(out, members.count);
+  out.append(members.events ? ",\"member_events\":true," : ",\"member_events\":false,");
+  append_member_list(out, members.members);
+  out.append("}}");
   return out;
 }
 
@@ -770,6 +783,22 @@ std::string encode_room_deleted(std::string_view room) {
 
 std::string encode_typing(std::string_view room, std::string_view user) {
   return user_event("typing", room, user);
+}
+
+std::string encode_member_count(std::string_view room, std::uint64_t count) {
+  std::string out = event_head("member_count", room, 48);
+  out.append(",\"d\":{\"count\":");
+  append_int(out, count);
+  out.append("}}");
+  return out;
+}
+
+std::string encode_members_event(std::string_view room, const std::vector<member_info>& members) {
+  std::string out = event_head("members", room, member_list_size(members) + 16);
+  out.append(",\"d\":{");
+  append_member_list(out, members);
+  out.append("}}");
+  return out;
 }
 
 std::string encode_presence(std::string_view user, presence_status status) {

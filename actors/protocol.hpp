@@ -164,10 +164,18 @@ std::string encode_hello(const hello_event& hello);
 
 // Replies: {"re":ID,"ok":true,"d":{...}}.
 std::string encode_auth_ok(std::int64_t re, std::string_view user);
+/// What a join reply says of the room's members: `members` (all of them, or the first ones by user id in a
+/// crowded room), how many users are connected, and whether the room sends per-user membership events.
+struct member_summary {
+  const std::vector<member_info>& members;
+  std::uint64_t count = 0;
+  bool events = true;
+};
+
 /// `replayed`: how many `message` events follow this reply as resume; `complete` is false when the gap was
 /// larger than one resume replays (the client pages the rest with history).
 std::string encode_join_ok(std::int64_t re, std::string_view room, std::uint64_t last_seq,
-                           const std::vector<member_info>& members, std::uint64_t replayed, bool complete);
+                           const member_summary& members, std::uint64_t replayed, bool complete);
 std::string encode_leave_ok(std::int64_t re, std::string_view room);
 std::string encode_send_ok(std::int64_t re, const chat_message& msg);
 /// {"re":ID,"ok":true,"d":{"room":ROOM,"messages":[...],"next":CURSOR|null}}; `messages` in page order
@@ -196,6 +204,10 @@ std::string encode_room_updated(std::string_view room, std::string_view room_jso
 /// {"ev":"room_deleted","room":ROOM,"d":{}}: the room is gone; its members are no longer joined to it.
 std::string encode_room_deleted(std::string_view room);
 std::string encode_typing(std::string_view room, std::string_view user);
+/// {"ev":"member_count","room":ROOM,"d":{"count":N}}: in a crowded room, instead of per-user events.
+std::string encode_member_count(std::string_view room, std::uint64_t count);
+/// {"ev":"members","room":ROOM,"d":{"members":[...]}}: a room no longer crowded, with everyone in it.
+std::string encode_members_event(std::string_view room, const std::vector<member_info>& members);
 std::string encode_presence(std::string_view user, presence_status status);
 
 /// A node a client may connect to: where its WebSocket endpoint is.

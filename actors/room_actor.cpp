@@ -21,6 +21,8 @@ using protocol::error_code;
 constexpr std::chrono::milliseconds max_load_backoff{5000};
 /// Most rows one `store` request carries; a longer drain sends several.
 constexpr std::size_t max_rows_per_store = 1000;
+/// How often a crowded room tells its members how many users it has, at most.
+constexpr std::chrono::seconds member_count_interval{1};
 
 std::int64_t now_ms() {
   using namespace std::chrono;
@@ -112,13 +114,58 @@ outbound_event shared(std::string bytes, traffic kind) {
   return {std::make_shared<const std::string>(std::move(bytes)), kind, 0, nullptr};
 }
 
-std::vector<protocol::member_info> member_list(const room_state& st) {
+/// The first `most` users of the room, by user id.
+std::vector<protocol::member_info> member_list(const room_state& st, std::size_t most) {
   std::vector<protocol::member_info> out;
-  out.reserve(st.sessions_per_user.size());
+  out.reserve(std::min(most, st.sessions_per_user.size()));
   // Everyone with a session in the room is connected, hence online.
-  for (const auto& [user, count] : st.sessions_per_user) out.push_back({user, true});
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.user < b.user; });
+  for (const auto& [user, count] : st.sessions_per_user) {
+    if (out.size() == most) break;
+    out.push_back({user, true});
+  }
   return out;
+}
+
+void announce_count(room_pointer self) {
+  auto& st = self->state;
+  st.count_due.reset();
+  st.announced_count = st.sessions_per_user.size();
+  fan_out(self, shared(protocol::encode_member_count(st.id, st.announced_count), traffic::essential));
+}
+
+/// After users came or went: the room becomes crowded (its members hear the count at once, which tells them
+/// the per-user events stop), stops being crowded (everyone gets the whole list), or, while crowded, has a
+/// member_count event due within a second.
+void users_changed(room_pointer self) {
+  auto& st = self->state;
+  const auto users = st.sessions_per_user.size();
+  const auto limit = st.services.member_events_limit;
+  if (!st.crowded) {
+    if (users > limit) {
+      st.crowded = true;
+      announce_count(self);
+    }
+    return;
+  }
+  if (users <= limit / 2) {
+    st.crowded = false;
+    st.count_due.reset();
+    fan_out(self, shared(protocol::encode_members_event(st.id, member_list(st, users)), traffic::essential));
+    return;
+  }
+  if (!st.count_due) {
+    st.count_due = self->clock().now() + member_count_interval;
+    self->delayed_send(caf::actor_cast<room_actor>(self), member_count_interval, atom::activate_v);
+  }
+}
+
+/// From the `activate` handler: the member_count event that users_changed scheduled, if it is due and the
+/// count moved since the last one.
+void check_count(room_pointer self) {
+  auto& st = self->state;
+  if (!st.count_due || self->clock().now() < *st.count_due) return;
+  st.count_due.reset();
+  if (st.crowded && st.sessions_per_user.size() != st.announced_count) announce_count(self);
 }
 
 /// Removes a session; tells the others when it was the user's last one. Returns whether it was a member.
@@ -133,7 +180,8 @@ bool remove_session(room_pointer self, const caf::actor_addr& addr) {
   auto count = st.sessions_per_user.find(user);
   if (--count->second == 0) {
     st.sessions_per_user.erase(count);
-    fan_out(self, shared(protocol::encode_member_left(st.id, user), traffic::essential));
+    if (!st.crowded) fan_out(self, shared(protocol::encode_member_left(st.id, user), traffic::essential));
+    users_changed(self);
   }
   return true;
 }
@@ -529,16 +577,24 @@ void join(room_pointer self, join_request req, caf::typed_response_promise<join_
   if (!st.sessions.count(addr)) {
     bool first_of_user = st.sessions_per_user[ref.user]++ == 0;
     if (first_of_user) {
-      fan_out(self, shared(protocol::encode_member_joined(st.id, ref.user), traffic::essential));
-      if (!req.invisible)
-        fan_out(self, shared(protocol::encode_presence(ref.user, protocol::presence_status::online),
-                             traffic::droppable));
+      users_changed(self);  // the joiner may make the room crowded: then the count replaces member_joined
+      if (!st.crowded) {
+        fan_out(self, shared(protocol::encode_member_joined(st.id, ref.user), traffic::essential));
+        if (!req.invisible)
+          fan_out(self, shared(protocol::encode_presence(ref.user, protocol::presence_status::online),
+                               traffic::droppable));
+      }
     }
     self->monitor(ref.session);
     if (relayed(self, ref)) ++st.remote_sessions;
     st.sessions.emplace(addr, ref);
   }
-  join_result result{st.committed_seq, member_list(st), {}, true};
+  join_result result{st.committed_seq,
+                     member_list(st, st.services.member_events_limit),
+                     {},
+                     true,
+                     st.sessions_per_user.size(),
+                     !st.crowded};
   if (req.resume && req.last_seen < st.committed_seq) {
     auto first = req.last_seen + 1;
     if (cached(st, first) != nullptr) {
@@ -603,6 +659,7 @@ void drop_sessions(room_pointer self, Keep keep) {
     if (count != st.sessions_per_user.end() && --count->second == 0) st.sessions_per_user.erase(count);
     it = st.sessions.erase(it);
   }
+  users_changed(self);
 }
 
 /// A change the HTTP API committed: the rules change first, then every connection hears of it, then those
@@ -666,10 +723,12 @@ room_actor::behavior_type room(room_pointer self, std::string id, room_services 
       [self](atom::typing, const member_ref& ref) {
         if (!self->state.sessions.count(ref.session.address())) return;
         if (!self->state.access.check(ref.user, action::post)) return;  // readers do not type
+        if (self->state.crowded) return;
         fan_out(self, shared(protocol::encode_typing(self->state.id, ref.user), traffic::droppable),
                 &ref.user);
       },
       [self](atom::presence, const std::string& user, bool online) {
+        if (self->state.crowded) return;
         auto status = online ? protocol::presence_status::online : protocol::presence_status::offline;
         fan_out(self, shared(protocol::encode_presence(user, status), traffic::droppable), &user);
       },
@@ -687,6 +746,7 @@ room_actor::behavior_type room(room_pointer self, std::string id, room_services 
         self->state.drain_end_queued = false;
         send_unsent(self);
         check_watchdog(self);
+        check_count(self);
         if (!self->state.loaded && !self->state.syncing && !self->state.gone) load(self);
       },
       [self](atom::notice, room_notice& notice) { apply_notice(self, notice); },

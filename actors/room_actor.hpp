@@ -42,6 +42,8 @@ struct room_services {
   std::uint32_t history_limit = 100;
   std::chrono::milliseconds request_timeout{5000};
   std::shared_ptr<node_counters> counters;  ///< messages stored and their ack times go here; may be null
+  /// A room with more users connected than this is crowded: see room_state::crowded.
+  std::uint32_t member_events_limit = 1000;
 };
 
 /// A send's (user, client_msg_id) → the seq it got, keyed by a 64-bit hash of the pair: no key strings and no
@@ -71,7 +73,15 @@ struct room_state {
   frame_ptr shared_id;              ///< `id`, shared by every message event (outbound_event::room)
   std::uint64_t epoch = 0;          ///< the ownership epoch this activation holds; every row carries it
   bool handing_over = false;        ///< another node owns the room now: finish what is in flight, then stop
-  std::unordered_map<std::string, std::size_t> sessions_per_user;
+  std::map<std::string, std::size_t> sessions_per_user;  ///< in user order: a join lists the first ones
+  /// More users connected than services.member_events_limit. Per-user events (member_joined, member_left,
+  /// presence, typing) would cost every member a frame for each of them, so a crowded room sends none:
+  /// member_count events go out instead, at most one a second. The room sends them again, after a `members`
+  /// event with the whole list, once it is down to half the limit (not at the limit, so that a room at the
+  /// edge does not send that list with every join and leave).
+  bool crowded = false;
+  std::size_t announced_count = 0;                        ///< what the last member_count event said
+  std::optional<caf::actor_clock::time_point> count_due;  ///< when the next member_count event goes
   std::uint64_t id_entropy = 0;  ///< mixed into message ids so two rooms never mint the same one
   room_access access = room_access::open_room();
   bool access_loaded = false;  ///< `access` holds the stored rules (loaded once; notices keep it current)

@@ -162,8 +162,10 @@ void handle(session_pointer self, std::int64_t re, protocol::join_op& op) {
                 .then(
                     [self, re, room_id, room](join_result& joined) {
                       joined_room(self, room_id, room, joined.last_seq);
-                      push(self, protocol::encode_join_ok(re, room_id, joined.last_seq, joined.members,
-                                                          joined.replay.size(), joined.complete));
+                      push(self, protocol::encode_join_ok(
+                                     re, room_id, joined.last_seq,
+                                     {joined.members, joined.member_count, joined.member_events},
+                                     joined.replay.size(), joined.complete));
                       // The missed messages follow the reply, before any live event the room sends later.
                       for (const auto& msg : joined.replay) push(self, protocol::encode_message_event(msg));
                     },

@@ -211,6 +211,12 @@ constexpr std::array keys{
             .help = "recent messages each room keeps in memory for history, resume and duplicate checks",
             .min = 0,
             .max = 100000},
+    key_def{.name = "member_events_limit",
+            .member = &node_config::member_events_limit,
+            .help = "a room with more users connected than this sends member_count events instead of joins, "
+                    "leaves, presence and typing, and its join replies list only this many members",
+            .min = 2,
+            .max = 1000000},
     key_def{.name = "redis_url",
             .member = &node_config::redis_url,
             .help = "Redis URL for rate limits shared by every node, e.g. redis://127.0.0.1:6379 (empty: "

@@ -37,6 +37,7 @@ struct node_config {
   std::uint32_t slow_commit_ms = 250;    ///< a batch commit this slow is logged as a warning (0: never)
   std::uint32_t history_limit = 100;     ///< most messages one history page or resume may return
   std::uint32_t tail_cache_size = 256;   ///< recent messages each room keeps in memory for history and resume
+  std::uint32_t member_events_limit = 1000;  ///< more users in a room: counts, not per-user events
   std::string redis_url;  ///< Redis for shared rate limits; empty: local buckets only; a secret
   std::uint32_t dev_mode =
       0;  ///< 1: `chorusd token`, tokens of users without accounts, rooms created on join

@@ -705,16 +705,20 @@ TEST(ProtocolEncode, AuthOk) {
 }
 
 TEST(ProtocolEncode, JoinOk) {
-  const std::string out = encode_join_ok(2, "general", 41, {{"bob", true}, {"carol", false}}, 3, true);
+  const std::vector<member_info> two{{"bob", true}, {"carol", false}};
+  const std::string out = encode_join_ok(2, "general", 41, {two, 2, true}, 3, true);
   EXPECT_EQ(out, R"({"re":2,"ok":true,"d":{"room":"general","last_seq":41,"replayed":3,"complete":true,)"
+                 R"("member_count":2,"member_events":true,)"
                  R"("members":[{"user":"bob","online":true},{"user":"carol","online":false}]}})");
   const auto obj = parsed(out);
   EXPECT_EQ(obj.size(), 3u);
   EXPECT_EQ(obj.at("re").as_int64(), 2);
   EXPECT_TRUE(obj.at("ok").as_bool());
   const auto& d = obj.at("d").as_object();
-  EXPECT_EQ(d.size(), 5u);
+  EXPECT_EQ(d.size(), 7u);
   EXPECT_EQ(str(d.at("room")), "general");
+  EXPECT_EQ(d.at("member_count").as_int64(), 2);
+  EXPECT_TRUE(d.at("member_events").as_bool());
   EXPECT_EQ(d.at("last_seq").as_int64(), 41);
   EXPECT_EQ(d.at("replayed").as_int64(), 3);
   EXPECT_TRUE(d.at("complete").as_bool());
@@ -728,17 +732,20 @@ TEST(ProtocolEncode, JoinOk) {
 
 TEST(ProtocolEncode, JoinOkEmptyRoomAndHugeSeq) {
   const auto max = std::numeric_limits<std::uint64_t>::max();
-  const auto obj = parsed(encode_join_ok(-1, "r", max, {}, max, true));
+  const std::vector<member_info> none;
+  const auto obj = parsed(encode_join_ok(-1, "r", max, {none, 0, true}, max, true));
   EXPECT_EQ(obj.at("re").as_int64(), -1);
+  EXPECT_EQ(obj.at("d").at("member_count").as_int64(), 0);
   EXPECT_EQ(obj.at("d").at("last_seq").as_uint64(), max);
   EXPECT_EQ(obj.at("d").at("replayed").as_uint64(), max);
   EXPECT_TRUE(obj.at("d").at("members").as_array().empty());
 }
 
 TEST(ProtocolEncode, JoinOkIncompleteResume) {
-  const std::string out = encode_join_ok(4, "general", 500, {{"alice", true}}, 100, false);
+  const std::vector<member_info> alice{{"alice", true}};
+  const std::string out = encode_join_ok(4, "general", 500, {alice, 1, true}, 100, false);
   EXPECT_EQ(out, R"({"re":4,"ok":true,"d":{"room":"general","last_seq":500,"replayed":100,"complete":false,)"
-                 R"("members":[{"user":"alice","online":true}]}})");
+                 R"("member_count":1,"member_events":true,"members":[{"user":"alice","online":true}]}})");
   const auto obj = parsed(out);
   const auto& d = obj.at("d").as_object();
   EXPECT_EQ(d.at("last_seq").as_int64(), 500);
@@ -746,7 +753,8 @@ TEST(ProtocolEncode, JoinOkIncompleteResume) {
   EXPECT_FALSE(d.at("complete").as_bool());
   EXPECT_EQ(str(d.at("members").at(0).at("user")), "alice");
 
-  const auto none_obj = parsed(encode_join_ok(4, "general", 0, {}, 0, true));
+  const std::vector<member_info> nobody;
+  const auto none_obj = parsed(encode_join_ok(4, "general", 0, {nobody, 0, true}, 0, true));
   const auto& none = none_obj.at("d").as_object();
   EXPECT_EQ(none.at("replayed").as_int64(), 0);
   EXPECT_TRUE(none.at("complete").as_bool());
@@ -942,6 +950,27 @@ TEST(ProtocolEncode, MessageEventOmitsEmptyClientMsgId) {
   EXPECT_EQ(obj.at("d").as_object().size(), 4u);
 }
 
+TEST(ProtocolEncode, JoinOkInACrowdedRoom) {
+  // The first members by user id, the full count, and no per-user events to expect.
+  const std::vector<member_info> first{{"ann", true}, {"bob", true}};
+  const auto obj = parsed(encode_join_ok(5, "lobby", 9, {first, 5000, false}, 0, true));
+  const auto& d = obj.at("d").as_object();
+  EXPECT_EQ(d.at("member_count").as_int64(), 5000);
+  EXPECT_FALSE(d.at("member_events").as_bool());
+  ASSERT_EQ(d.at("members").as_array().size(), 2u);
+  EXPECT_EQ(str(d.at("members").at(1).at("user")), "bob");
+}
+
+TEST(ProtocolEncode, MemberCountAndMembersEvents) {
+  EXPECT_EQ(encode_member_count("lobby", 1234), R"({"ev":"member_count","room":"lobby","d":{"count":1234}})");
+  const std::vector<member_info> two{{"ann", true}, {"bob", true}};
+  const std::string out = encode_members_event("lobby", two);
+  EXPECT_EQ(out, R"({"ev":"members","room":"lobby","d":{"members":[{"user":"ann","online":true},)"
+                 R"({"user":"bob","online":true}]}})");
+  EXPECT_EQ(parsed(out).at("d").at("members").as_array().size(), 2u);
+  EXPECT_TRUE(parsed(encode_members_event("lobby", {})).at("d").at("members").as_array().empty());
+}
+
 TEST(ProtocolEncode, MemberAndTypingEvents) {
   const struct {
     std::string out;
@@ -1028,10 +1057,13 @@ TEST(ProtocolEscape, InvalidUtf8BecomesReplacementCharacter) {
 TEST(ProtocolEscape, NoEncoderEmitsANewline) {
   const std::string nl = "line1\nline2\r\n";
   chat_message msg{nl, "general", 1, nl, nl, 0, nl};
+  const std::vector<member_info> two_named_nl{{nl, true}, {nl, false}};
   const std::string outputs[] = {
       encode_hello(hello_event{nl, 1, limits_info{1, 2, 3, 4, 5, 6}}),
       encode_auth_ok(1, nl),
-      encode_join_ok(1, nl, 1, {{nl, true}, {nl, false}}, 1, false),
+      encode_join_ok(1, nl, 1, {two_named_nl, 2, false}, 1, false),
+      encode_members_event(nl, two_named_nl),
+      encode_member_count(nl, 3),
       encode_history_ok(1, nl, {msg, msg}, nl),
       encode_history_ok(1, nl, {}, std::nullopt),
       encode_leave_ok(1, nl),

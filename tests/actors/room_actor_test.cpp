@@ -20,7 +20,9 @@ struct probe_log {
   std::vector<std::string> entries;
   std::vector<const std::string*> frame_addresses;
   std::vector<traffic> kinds;
-  std::size_t deliveries = 0;  ///< deliver messages received: one may carry several events
+  std::size_t deliveries = 0;      ///< deliver messages received: one may carry several events
+  std::uint64_t member_count = 0;  ///< from the last join reply
+  bool member_events = true;       ///< from the last join reply
   std::vector<json::object> events() const {
     std::vector<json::object> out;
     for (const auto& e : entries)
@@ -149,6 +151,8 @@ caf::behavior probe(caf::event_based_actor* self, room_actor room, std::string u
                   std::string members;
                   for (const auto& m : r.members) members += m.user + ",";
                   log->entries.push_back("reply:joined:" + std::to_string(r.last_seq) + ":" + members);
+                  log->member_count = r.member_count;
+                  log->member_events = r.member_events;
                 },
                 on_error);
       },
@@ -207,11 +211,11 @@ class room_actor_test : public ::testing::Test {
   }
 
   /// Starts the room; tests that preload the database do so first.
-  void open_room(std::size_t tail_cache_size = 4) {
-    room_ = sys_.spawn(
-        room, std::string("general"),
-        room_services{
-            writer_, reader_, {}, false, tail_cache_size, 3, std::chrono::milliseconds(1000), counters_});
+  void open_room(std::size_t tail_cache_size = 4, std::uint32_t member_events_limit = 1000) {
+    room_services services{writer_,  reader_, {}, false, tail_cache_size, 3, std::chrono::milliseconds(1000),
+                           counters_};
+    services.member_events_limit = member_events_limit;
+    room_ = sys_.spawn(room, std::string("general"), services);
     run();
   }
 
@@ -816,4 +820,107 @@ TEST_F(room_actor_test, a_fenced_room_stores_nothing_fails_its_sends_and_stops) 
 }
 
 }  // namespace
+
+namespace {
+
+/// The `ev` of each event a probe got since its log was last cleared, with `d.count` or `d.user` after a
+/// colon.
+std::vector<std::string> event_names(const probe_log& log) {
+  std::vector<std::string> out;
+  for (const auto& ev : log.events()) {
+    std::string name(ev.at("ev").as_string());
+    const auto& d = ev.at("d").as_object();
+    if (d.contains("count")) name += ":" + std::to_string(d.at("count").to_number<std::uint64_t>());
+    if (d.contains("user")) name += ":" + std::string(d.at("user").as_string());
+    if (d.contains("members")) {
+      name += ":";
+      for (const auto& m : d.at("members").as_array()) name += std::string(m.at("user").as_string()) + ",";
+    }
+    out.push_back(name);
+  }
+  return out;
+}
+
+}  // namespace
+
+TEST_F(room_actor_test, a_crowded_room_sends_member_counts_instead_of_per_user_events) {
+  open_room(4, 3);
+  auto [ann, ann_log] = member("ann");
+  auto [bob, bob_log] = member("bob");
+  auto [cid, cid_log] = member("cid");
+  EXPECT_TRUE(cid_log->member_events);
+  EXPECT_EQ(cid_log->member_count, 3u);
+  ann_log->entries.clear();
+
+  // The fourth user makes the room crowded: everyone already in hears the count instead of member_joined.
+  auto [dan, dan_log] = member("dan");
+  EXPECT_EQ(event_names(*ann_log), std::vector<std::string>{"member_count:4"});
+  EXPECT_EQ(event_names(*cid_log).back(), "member_count:4");
+  // The joiner's reply lists the first three users by id, counts all four, and says no per-user events come.
+  EXPECT_EQ(dan_log->entries, std::vector<std::string>{"reply:joined:0:ann,bob,cid,"});
+  EXPECT_EQ(dan_log->member_count, 4u);
+  EXPECT_FALSE(dan_log->member_events);
+
+  // Joins, typing and presence now send nothing at once; the count follows within a second, once.
+  ann_log->entries.clear();
+  auto [eve, eve_log] = member("eve");
+  auto [fay, fay_log] = member("fay");
+  caf::anon_send(bob, atom::typing_v);
+  caf::anon_send(room_, atom::presence_v, std::string("fay"), false);
+  run();
+  EXPECT_TRUE(ann_log->entries.empty());
+  sched_.advance_time(std::chrono::seconds(1));
+  run();
+  EXPECT_EQ(event_names(*ann_log), std::vector<std::string>{"member_count:6"});
+  EXPECT_EQ(event_names(*eve_log), std::vector<std::string>{"member_count:6"});
+
+  // Messages are delivered as ever.
+  caf::anon_send(eve, atom::post_v, std::string("hello"));
+  run();
+  EXPECT_EQ(event_names(*ann_log).back(), "message:eve");
+}
+
+TEST_F(room_actor_test, a_crowded_room_counts_again_only_when_the_count_moved) {
+  open_room(4, 2);
+  auto [ann, ann_log] = member("ann");
+  auto [bob, bob_log] = member("bob");
+  auto [cid, cid_log] = member("cid");  // crowded from here
+  ann_log->entries.clear();
+  auto [dan, dan_log] = member("dan");
+  caf::anon_send(dan, atom::leave_v);
+  run();
+  sched_.advance_time(std::chrono::seconds(1));
+  run();
+  EXPECT_TRUE(ann_log->entries.empty());  // back at three, which the last count said
+}
+
+TEST_F(room_actor_test, a_crowded_room_sends_the_whole_list_and_per_user_events_again_at_half_the_limit) {
+  open_room(4, 4);
+  std::vector<std::pair<caf::actor, std::shared_ptr<probe_log>>> in;
+  for (const char* user : {"ann", "bob", "cid", "dan", "eve"}) in.push_back(member(user));  // crowded at eve
+  auto& ann_log = in[0].second;
+
+  // Down to three users it stays crowded (so a room at the limit does not flip with every join and leave)...
+  ann_log->entries.clear();
+  for (std::size_t i : {4u, 3u}) caf::anon_send(in[i].first, atom::leave_v);
+  run();
+  EXPECT_TRUE(ann_log->entries.empty());
+
+  // ...and at two, half the limit, everyone gets the whole list, then per-user events as before.
+  caf::anon_send(in[2].first, atom::leave_v);
+  run();
+  EXPECT_EQ(event_names(*ann_log), std::vector<std::string>{"members:ann,bob,"});
+  EXPECT_EQ(event_names(*in[1].second).back(), "members:ann,bob,");
+  ann_log->entries.clear();
+  auto [fay, fay_log] = member("fay");
+  EXPECT_TRUE(fay_log->member_events);
+  EXPECT_EQ(fay_log->member_count, 3u);
+  EXPECT_EQ(event_names(*ann_log), (std::vector<std::string>{"member_joined:fay", "presence:fay"}));
+  // No count is left scheduled from the crowded time.
+  ann_log->entries.clear();
+  sched_.advance_time(std::chrono::seconds(1));
+  run();
+  EXPECT_TRUE(ann_log->entries.empty());
+}
+
 }  // namespace chorus::actors

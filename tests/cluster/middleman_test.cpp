@@ -137,7 +137,7 @@ bool same(const storage::room_snapshot& a, const storage::room_snapshot& b) {
 }
 bool same(const actors::join_result& a, const actors::join_result& b) {
   return a.last_seq == b.last_seq && same(a.members, b.members) && same(a.replay, b.replay) &&
-         a.complete == b.complete;
+         a.complete == b.complete && a.member_count == b.member_count && a.member_events == b.member_events;
 }
 bool same(const actors::history_query& a, const actors::history_query& b) {
   return a.room == b.room && a.from == b.from && a.newer == b.newer && a.limit == b.limit &&
@@ -264,7 +264,8 @@ struct samples<actors::join_request> {
 template <>
 struct samples<actors::join_result> {
   static std::vector<actors::join_result> make(const sample_context&) {
-    return {{99, {a_member_info("a"), a_member_info("b")}, {a_message(98), a_message(99)}, false}};
+    return {
+        {99, {a_member_info("a"), a_member_info("b")}, {a_message(98), a_message(99)}, false, 5000, false}};
   }
 };
 template <>
@@ -553,6 +554,7 @@ TEST(cluster_wire_version, names_the_layout_nodes_exchange) {
   // same.)
   const std::map<std::uint32_t, std::uint64_t> recorded{
       {1, 0xf6ef4c126fc4f789u},
+      {2, 0xdbda912bc8b8d41eu},
   };
   const auto fingerprint = wire_fingerprint();
   auto it = recorded.find(actors::cluster_wire_version);

@@ -97,6 +97,7 @@ void expect_same(const node_config& a, const node_config& b) {
   EXPECT_EQ(a.slow_commit_ms, b.slow_commit_ms);
   EXPECT_EQ(a.history_limit, b.history_limit);
   EXPECT_EQ(a.tail_cache_size, b.tail_cache_size);
+  EXPECT_EQ(a.member_events_limit, b.member_events_limit);
   EXPECT_EQ(a.redis_url, b.redis_url);
   EXPECT_EQ(a.dev_mode, b.dev_mode);
   EXPECT_EQ(a.access_token_ttl_s, b.access_token_ttl_s);
@@ -144,6 +145,7 @@ const std::vector<std::pair<std::string, std::string>> documented_defaults{
     {"slow_commit_ms", "250"},
     {"history_limit", "100"},
     {"tail_cache_size", "256"},
+    {"member_events_limit", "1000"},
     {"redis_url", "\"\""},
     {"dev_mode", "0"},
     {"access_token_ttl_s", "900"},
@@ -385,6 +387,7 @@ TEST(Config, EveryKeyCanBeSetByFlagAndByEnvironment) {
                                                           {"slow_commit_ms", "900"},
                                                           {"history_limit", "20"},
                                                           {"tail_cache_size", "30"},
+                                                          {"member_events_limit", "40"},
                                                           {"redis_url", "redis://127.0.0.1:1"},
                                                           {"dev_mode", "1"},
                                                           {"access_token_ttl_s", "60"},
@@ -430,6 +433,7 @@ TEST(Config, EveryKeyCanBeSetByFlagAndByEnvironment) {
   want.slow_commit_ms = 900;
   want.history_limit = 20;
   want.tail_cache_size = 30;
+  want.member_events_limit = 40;
   want.redis_url = "redis://127.0.0.1:1";
   want.dev_mode = 1;
   want.access_token_ttl_s = 60;

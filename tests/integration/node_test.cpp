@@ -234,6 +234,52 @@ TEST_F(node_test, presence_online_on_join_and_offline_when_the_last_connection_c
   EXPECT_EQ(left->at("d").at("user"), "bob");
 }
 
+TEST_F(node_test, a_crowded_room_sends_counts_instead_of_per_user_events_and_the_list_when_small_again) {
+  start({{"CHORUS_MEMBER_EVENTS_LIMIT", "2"}});
+  auto ev_is = [](const char* name) {
+    return [name](const json::object& o) { return o.contains("ev") && o.at("ev") == name; };
+  };
+  auto ann = member_of("lobby", "ann");
+  auto bob = member_of("lobby", "bob");
+  ASSERT_TRUE(ann->next_where(ev_is("presence")));  // bob's, after his member_joined
+
+  // The third user makes the room crowded: the reply says so and lists the first two users by id...
+  auto cid = connect("cid");
+  auto reply = call(*cid, {{"op", "join"}, {"room", "lobby"}}, 1);
+  expect_ok(reply);
+  const auto& d = reply.at("d").as_object();
+  EXPECT_EQ(d.at("member_count"), 3) << json::serialize(reply);
+  EXPECT_EQ(d.at("member_events"), false);
+  ASSERT_EQ(d.at("members").as_array().size(), 2u);
+  EXPECT_EQ(d.at("members").at(1).at("user"), "bob");
+  // ...and the others hear the count as the next thing, not cid joining.
+  auto count = ann->next();
+  ASSERT_TRUE(count);
+  EXPECT_EQ(count->at("ev"), "member_count") << json::serialize(*count);
+  EXPECT_EQ(count->at("d").at("count"), 3);
+
+  // Typing and leaving send no per-user events; the count follows within a second.
+  expect_ok(call(*cid, {{"op", "typing"}, {"room", "lobby"}}, 2));
+  cid->close();
+  count = ann->next(3s);
+  ASSERT_TRUE(count);
+  EXPECT_EQ(count->at("ev"), "member_count") << json::serialize(*count);
+  EXPECT_EQ(count->at("d").at("count"), 2);
+
+  // At half the limit the room is no longer crowded: the whole list, then per-user events again.
+  bob->close();
+  auto members = ann->next();
+  ASSERT_TRUE(members);
+  EXPECT_EQ(members->at("ev"), "members") << json::serialize(*members);
+  ASSERT_EQ(members->at("d").at("members").as_array().size(), 1u);
+  EXPECT_EQ(members->at("d").at("members").at(0).at("user"), "ann");
+  auto dan = member_of("lobby", "dan");
+  auto joined = ann->next();
+  ASSERT_TRUE(joined);
+  EXPECT_EQ(joined->at("ev"), "member_joined") << json::serialize(*joined);
+  EXPECT_EQ(joined->at("d").at("user"), "dan");
+}
+
 TEST_F(node_test, a_client_that_never_reads_is_disconnected_while_others_get_everything) {
   start({{"CHORUS_SEND_QUEUE_LIMIT", "64"},
          {"CHORUS_OPS_PER_SECOND", "100000"},
