@@ -42,6 +42,7 @@ CAF_ADD_ATOM(chorus, chorus::atom, limit, "limit")
 CAF_ADD_ATOM(chorus, chorus::atom, heartbeat, "heartbeat")
 CAF_ADD_ATOM(chorus, chorus::atom, hello, "hello")
 CAF_ADD_ATOM(chorus, chorus::atom, relay, "relay")
+CAF_ADD_ATOM(chorus, chorus::atom, members, "members")
 CAF_ADD_ATOM(chorus, chorus::atom, claim, "claim")
 CAF_ADD_ATOM(chorus, chorus::atom, nodes, "nodes")
 CAF_ADD_ATOM(chorus, chorus::atom, handover, "handover")
@@ -55,7 +56,8 @@ namespace chorus::actors {
 /// never connects to a peer of another that registers in the meantime.
 ///   1: the first version registered; a relay_batch carries a vector of events.
 ///   2: a join_result carries the room's member count and whether it sends per-user membership events.
-inline constexpr std::uint32_t cluster_wire_version = 2;
+///   3: a room answers `members` (members_query, members_page).
+inline constexpr std::uint32_t cluster_wire_version = 3;
 
 /// One server frame on its way to a session, with the bytes shared by every recipient.
 struct outbound_event {
@@ -107,6 +109,18 @@ struct join_result {
   bool complete = true;  ///< false: more was missed than one resume replays; page the rest with history
   std::uint64_t member_count = 0;  ///< users connected to the room; `members` holds fewer in a crowded room
   bool member_events = true;       ///< false: a crowded room, which sends member_count events instead
+};
+
+/// A page of the users connected to a room, in user id order: up to `limit` after `after` ("": the first).
+struct members_query {
+  std::string after;
+  std::uint32_t limit = 0;
+};
+
+struct members_page {
+  std::vector<protocol::member_info> members;
+  std::uint64_t count = 0;  ///< users connected to the room
+  bool more = false;        ///< users follow the last of `members`
 };
 
 /// A page of a room's history: up to `limit` messages before (`newer` false; newest first) or after
@@ -175,6 +189,7 @@ using room_actor = caf::typed_actor<
     caf::reacts_to<atom::typing, member_ref>, caf::reacts_to<atom::presence, std::string, bool>,
     caf::reacts_to<atom::notice, room_notice>,  ///< a change the HTTP API committed (see room_notice)
     caf::replies_to<atom::history, history_query>::with<std::vector<protocol::chat_message>>,
+    caf::replies_to<atom::members, members_query>::with<members_page>,
     caf::reacts_to<atom::activate>,  ///< (to itself) try loading its state from the database again
     /// The room now belongs to another node: refuse new work, let the writer answer what is in flight, stop.
     caf::reacts_to<atom::handover>>;
@@ -209,6 +224,8 @@ CAF_ADD_TYPE_ID(chorus, (chorus::actors::cluster_view))
 CAF_ADD_TYPE_ID(chorus, (std::vector<chorus::actors::peer_node>))
 CAF_ADD_TYPE_ID(chorus, (chorus::actors::room_actor))  ///< the answer to a `claim` from another node
 CAF_ADD_TYPE_ID(chorus, (std::vector<chorus::actors::outbound_event>))
+CAF_ADD_TYPE_ID(chorus, (chorus::actors::members_query))
+CAF_ADD_TYPE_ID(chorus, (chorus::actors::members_page))
 CAF_END_TYPE_ID_BLOCK(chorus)
 
 namespace chorus::actors {
@@ -323,6 +340,16 @@ typename Inspector::result_type inspect(Inspector& f, member_ref& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, join_request& x) {
   return f(caf::meta::type_name("join_request"), x.member, x.resume, x.last_seen, x.invisible);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, members_query& x) {
+  return f(caf::meta::type_name("members_query"), x.after, x.limit);
+}
+
+template <class Inspector>
+typename Inspector::result_type inspect(Inspector& f, members_page& x) {
+  return f(caf::meta::type_name("members_page"), x.members, x.count, x.more);
 }
 
 template <class Inspector>

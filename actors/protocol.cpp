@@ -365,6 +365,25 @@ std::variant<request, decode_error> decode_history(const boost::json::object& ob
   return request{id, std::move(op)};
 }
 
+std::variant<request, decode_error> decode_members(const boost::json::object& obj, std::int64_t id) {
+  auto room = room_field(obj, id);
+  if (auto* err = std::get_if<decode_error>(&room)) return std::move(*err);
+  members_op op{std::move(std::get<std::string>(room)), "", default_members_limit};
+  if (const boost::json::value* a = obj.if_contains("after"); a != nullptr && !a->is_null()) {
+    // A user id from a previous page's `next`; user ids are far shorter than this.
+    if (!a->is_string() || a->get_string().size() > 256)
+      return fail(error_code::bad_request, "after must be a `next` value from a previous members reply", id);
+    op.after = std::string(a->get_string().data(), a->get_string().size());
+  }
+  if (const boost::json::value* l = obj.if_contains("limit"); l != nullptr && !l->is_null()) {
+    if (!l->is_int64() || l->get_int64() < 1 || l->get_int64() > max_members_limit)
+      return fail(error_code::bad_request,
+                  "limit must be an integer from 1 to " + std::to_string(max_members_limit), id);
+    op.limit = static_cast<std::uint32_t>(l->get_int64());
+  }
+  return request{id, std::move(op)};
+}
+
 std::variant<request, decode_error> decode_object(const boost::json::object& obj,
                                                   const decode_limits& limits) {
   const std::optional<std::int64_t> id = integer_id(obj);
@@ -374,8 +393,8 @@ std::variant<request, decode_error> decode_object(const boost::json::object& obj
   }
   const boost::json::string& op_str = op_value->get_string();
   const std::string_view op(op_str.data(), op_str.size());
-  static constexpr std::array<std::string_view, 7> known_ops = {"auth",   "join", "leave",  "send",
-                                                                "typing", "ping", "history"};
+  static constexpr std::array<std::string_view, 8> known_ops = {"auth",   "join", "leave",   "send",
+                                                                "typing", "ping", "history", "members"};
   // An unknown op is reported as such even without an id: it is the likelier mistake (a newer client).
   if (std::find(known_ops.begin(), known_ops.end(), op) == known_ops.end()) {
     return fail(error_code::unknown_op, "unknown op '" + std::string(utf8_prefix(op, 32)) + "'", id);
@@ -384,6 +403,7 @@ std::variant<request, decode_error> decode_object(const boost::json::object& obj
 
   if (op == "send") return decode_send(obj, *id, limits);
   if (op == "history") return decode_history(obj, *id, limits);
+  if (op == "members") return decode_members(obj, *id);
   if (op == "ping") return request{*id, ping_op{}};
   if (op == "auth") {
     auto token = string_field(obj, "token", *id);
@@ -644,6 +664,24 @@ std::string encode_join_ok(std::int64_t re, std::string_view room, std::uint64_t
   append_int(out, members.count);
   out.append(members.events ? ",\"member_events\":true," : ",\"member_events\":false,");
   append_member_list(out, members.members);
+  out.append("}}");
+  return out;
+}
+
+std::string encode_members_ok(std::int64_t re, std::string_view room, std::uint64_t count,
+                              const std::vector<member_info>& members, bool more) {
+  std::string out = reply_head(re, room.size() + 80 + member_list_size(members));
+  append_key(out, "room");
+  append_string(out, room);
+  out.append(",\"member_count\":");
+  append_int(out, count);
+  out.push_back(',');
+  append_member_list(out, members);
+  out.append(",\"next\":");
+  if (more && !members.empty())
+    append_string(out, members.back().user);
+  else
+    out.append("null");
   out.append("}}");
   return out;
 }

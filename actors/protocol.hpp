@@ -94,7 +94,19 @@ struct history_op {
   std::uint32_t limit = default_history_limit;       ///< 1..max_history_limit
 };
 
-using operation = std::variant<auth_op, join_op, leave_op, send_op, typing_op, ping_op, history_op>;
+/// The page size of a members request that gives no `limit`, and the largest one it may ask for.
+inline constexpr std::uint32_t default_members_limit = 100;
+inline constexpr std::uint32_t max_members_limit = 1000;
+
+/// A page of the users connected to a room, in user id order, after `after` ("" : from the first).
+struct members_op {
+  std::string room;
+  std::string after;
+  std::uint32_t limit = default_members_limit;  ///< 1..max_members_limit
+};
+
+using operation =
+    std::variant<auth_op, join_op, leave_op, send_op, typing_op, ping_op, history_op, members_op>;
 
 struct request {
   std::int64_t id = 0;  ///< the client's correlation id, echoed as `re`
@@ -183,6 +195,10 @@ std::string encode_send_ok(std::int64_t re, const chat_message& msg);
 std::string encode_history_ok(std::int64_t re, std::string_view room,
                               const std::vector<chat_message>& messages,
                               std::optional<std::string> next_cursor);
+/// {"re":ID,"ok":true,"d":{"room":ROOM,"member_count":N,"members":[...],"next":USER|null}}; `next` is the
+/// `after` of the following page, null on the last.
+std::string encode_members_ok(std::int64_t re, std::string_view room, std::uint64_t count,
+                              const std::vector<member_info>& members, bool more);
 std::string encode_empty_ok(std::int64_t re);  ///< typing
 std::string encode_pong(std::int64_t re, std::int64_t server_ts_ms);
 

@@ -740,6 +740,17 @@ room_actor::behavior_type room(room_pointer self, std::string id, room_services 
         history(self, std::move(q), rp);
         return rp;
       },
+      [self](atom::members, const members_query& q) -> caf::result<members_page> {
+        const auto& st = self->state;
+        if (!st.sessions.count(caf::actor_cast<caf::actor_addr>(self->current_sender())))
+          return make_error(error_code::not_joined);
+        members_page page{{}, st.sessions_per_user.size(), false};
+        auto it = q.after.empty() ? st.sessions_per_user.begin() : st.sessions_per_user.upper_bound(q.after);
+        for (; it != st.sessions_per_user.end() && page.members.size() < q.limit; ++it)
+          page.members.push_back({it->first, true});
+        page.more = it != st.sessions_per_user.end();
+        return page;
+      },
       // To itself: the end of a mailbox drain (send what was assigned), the writer watchdog, or a retry of
       // a failed load. Any of them may find the others' work; each does only what is due.
       [self](atom::activate) {

@@ -291,6 +291,20 @@ void handle(session_pointer self, std::int64_t re, protocol::history_op& op) {
           });
 }
 
+void handle(session_pointer self, std::int64_t re, protocol::members_op& op) {
+  auto* room = joined(self, re, op.room, "listing its members");
+  if (room == nullptr) return;
+  auto room_id = op.room;
+  self->request(*room, timeout(self), atom::members_v, members_query{std::move(op.after), op.limit})
+      .then(
+          [self, re, room_id](members_page& page) {
+            push(self, protocol::encode_members_ok(re, room_id, page.count, page.members, page.more));
+          },
+          [self, re](caf::error& err) {
+            reply_error(self, re, to_protocol_error(err), "members unavailable");
+          });
+}
+
 void handle(session_pointer self, std::int64_t re, protocol::ping_op&) {
   push(self, protocol::encode_pong(re, wall_ms()));
 }

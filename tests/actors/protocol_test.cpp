@@ -353,6 +353,60 @@ TEST(ProtocolHistory, LoneSurrogateInCursor) {
   EXPECT_NE(err.message.find("cursor"), std::string::npos) << err.message;
 }
 
+// ---- members ----
+
+TEST(ProtocolMembers, FirstPageByDefaultThenAfterAndLimit) {
+  auto first = decoded(R"({"op":"members","id":6,"room":"lobby"})");
+  ASSERT_TRUE(std::holds_alternative<members_op>(first.op));
+  const auto& op = std::get<members_op>(first.op);
+  EXPECT_EQ(first.id, 6);
+  EXPECT_EQ(op.room, "lobby");
+  EXPECT_EQ(op.after, "");
+  EXPECT_EQ(op.limit, default_members_limit);
+
+  auto next = decoded(R"({"op":"members","id":7,"room":"lobby","after":"bob","limit":1000})");
+  const auto& more = std::get<members_op>(next.op);
+  EXPECT_EQ(more.after, "bob");
+  EXPECT_EQ(more.limit, 1000u);
+  const auto nulls = decoded(R"({"op":"members","id":7,"room":"lobby","after":null,"limit":null})");
+  EXPECT_EQ(std::get<members_op>(nulls.op).limit, default_members_limit);
+}
+
+TEST(ProtocolMembers, BadFieldsAreBadRequestsThatNameThem) {
+  const field_case cases[] = {
+      {R"({"op":"members","id":8})", "room"},
+      {R"({"op":"members","id":8,"room":3})", "room"},
+      {R"({"op":"members","id":8,"room":"lobby","after":7})", "after"},
+      {R"({"op":"members","id":8,"room":"lobby","after":["bob"]})", "after"},
+      {R"({"op":"members","id":8,"room":"lobby","limit":0})", "limit"},
+      {R"({"op":"members","id":8,"room":"lobby","limit":1001})", "limit"},
+      {R"({"op":"members","id":8,"room":"lobby","limit":"10"})", "limit"},
+      {R"({"op":"members","id":8,"room":"lobby","limit":2.5})", "limit"},
+  };
+  for (const auto& c : cases) {
+    const decode_error err = failed(c.frame);
+    EXPECT_EQ(err.code, error_code::bad_request) << c.frame;
+    EXPECT_EQ(err.id, 8) << c.frame;
+    EXPECT_NE(err.message.find(c.field), std::string::npos) << c.frame << " -> " << err.message;
+  }
+  const std::string long_after =
+      R"({"op":"members","id":8,"room":"lobby","after":")" + std::string(257, 'a') + R"("})";
+  EXPECT_EQ(failed(long_after).code, error_code::bad_request);
+  EXPECT_EQ(failed(R"({"op":"members","id":8,"room":"No Such"})").code, error_code::invalid_room);
+}
+
+TEST(ProtocolMembers, ReplyCarriesTheCountAndWhereToGoOn) {
+  const std::vector<member_info> two{{"ann", true}, {"bob", true}};
+  EXPECT_EQ(encode_members_ok(6, "lobby", 5000, two, true),
+            R"({"re":6,"ok":true,"d":{"room":"lobby","member_count":5000,)"
+            R"("members":[{"user":"ann","online":true},{"user":"bob","online":true}],"next":"bob"}})");
+  const auto last = parsed(encode_members_ok(7, "lobby", 2, two, false));
+  EXPECT_TRUE(last.at("d").at("next").is_null());
+  const auto none = parsed(encode_members_ok(8, "lobby", 0, {}, false));
+  EXPECT_TRUE(none.at("d").at("members").as_array().empty());
+  EXPECT_TRUE(none.at("d").at("next").is_null());
+}
+
 TEST(ProtocolDecode, UnknownFieldsAreIgnored) {
   const request req = decoded(R"({"op":"join","id":5,"room":"general","future":{"x":[1,2]},"v":2})");
   ASSERT_TRUE(std::holds_alternative<join_op>(req.op));
@@ -1063,6 +1117,7 @@ TEST(ProtocolEscape, NoEncoderEmitsANewline) {
       encode_auth_ok(1, nl),
       encode_join_ok(1, nl, 1, {two_named_nl, 2, false}, 1, false),
       encode_members_event(nl, two_named_nl),
+      encode_members_ok(1, nl, 2, two_named_nl, true),
       encode_member_count(nl, 3),
       encode_history_ok(1, nl, {msg, msg}, nl),
       encode_history_ok(1, nl, {}, std::nullopt),

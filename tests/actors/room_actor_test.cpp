@@ -194,6 +194,17 @@ caf::behavior probe(caf::event_based_actor* self, room_actor room, std::string u
                 on_error);
       },
       [=](atom::typing) { self->send(room, atom::typing_v, ref()); },
+      [=](atom::members, const std::string& after, std::uint32_t limit) {
+        self->request(room, caf::infinite, atom::members_v, members_query{after, limit})
+            .then(
+                [log](const members_page& page) {
+                  std::string users;
+                  for (const auto& m : page.members) users += m.user + ",";
+                  log->entries.push_back("reply:members:" + std::to_string(page.count) + ":" + users +
+                                         (page.more ? "more" : "end"));
+                },
+                on_error);
+      },
       [=](atom::leave) {
         self->request(room, caf::infinite, atom::leave_v, ref())
             .then([log](bool was) { log->entries.push_back(was ? "reply:left" : "reply:not-member"); },
@@ -921,6 +932,34 @@ TEST_F(room_actor_test, a_crowded_room_sends_the_whole_list_and_per_user_events_
   sched_.advance_time(std::chrono::seconds(1));
   run();
   EXPECT_TRUE(ann_log->entries.empty());
+}
+
+TEST_F(room_actor_test, members_pages_through_everyone_connected_in_user_order_and_only_for_members) {
+  open_room(4, 2);
+  auto [cid, cid_log] = member("cid");
+  auto [ann, ann_log] = member("ann");
+  auto [bob, bob_log] = member("bob");
+  auto [dan, dan_log] = member("dan");
+  auto second_ann = member("ann");  // a second connection counts once
+
+  auto page = [&](const std::string& after, std::uint32_t limit) {
+    caf::anon_send(bob, atom::members_v, after, limit);
+    run();
+    return bob_log->entries.back();
+  };
+  EXPECT_EQ(page("", 3), "reply:members:4:ann,bob,cid,more");
+  EXPECT_EQ(page("cid", 3), "reply:members:4:dan,end");
+  EXPECT_EQ(page("", 4), "reply:members:4:ann,bob,cid,dan,end");
+  EXPECT_EQ(page("b", 1), "reply:members:4:bob,more");  // after any string, not only a user's id
+  EXPECT_EQ(page("dan", 5), "reply:members:4:end");
+
+  // Someone who has not joined learns nothing.
+  auto log = std::make_shared<probe_log>();
+  auto outsider = sys_.spawn(probe, room_, std::string("eve"), log);
+  probes_.push_back(outsider);
+  caf::anon_send(outsider, atom::members_v, std::string(), std::uint32_t{10});
+  run();
+  EXPECT_EQ(log->entries, std::vector<std::string>{"reply:error:not_joined"});
 }
 
 }  // namespace chorus::actors

@@ -139,6 +139,12 @@ bool same(const actors::join_result& a, const actors::join_result& b) {
   return a.last_seq == b.last_seq && same(a.members, b.members) && same(a.replay, b.replay) &&
          a.complete == b.complete && a.member_count == b.member_count && a.member_events == b.member_events;
 }
+bool same(const actors::members_query& a, const actors::members_query& b) {
+  return a.after == b.after && a.limit == b.limit;
+}
+bool same(const actors::members_page& a, const actors::members_page& b) {
+  return same(a.members, b.members) && a.count == b.count && a.more == b.more;
+}
 bool same(const actors::history_query& a, const actors::history_query& b) {
   return a.room == b.room && a.from == b.from && a.newer == b.newer && a.limit == b.limit &&
          a.max_seq == b.max_seq;
@@ -266,6 +272,16 @@ struct samples<actors::join_result> {
   static std::vector<actors::join_result> make(const sample_context&) {
     return {
         {99, {a_member_info("a"), a_member_info("b")}, {a_message(98), a_message(99)}, false, 5000, false}};
+  }
+};
+template <>
+struct samples<actors::members_query> {
+  static std::vector<actors::members_query> make(const sample_context&) { return {{"", 100}, {"bob", 7}}; }
+};
+template <>
+struct samples<actors::members_page> {
+  static std::vector<actors::members_page> make(const sample_context&) {
+    return {{{a_member_info("a"), a_member_info("b")}, 5000, true}, {{}, 0, false}};
   }
 };
 template <>
@@ -555,6 +571,7 @@ TEST(cluster_wire_version, names_the_layout_nodes_exchange) {
   const std::map<std::uint32_t, std::uint64_t> recorded{
       {1, 0xf6ef4c126fc4f789u},
       {2, 0xdbda912bc8b8d41eu},
+      {3, 0xe8fa5b73f631dd80u},
   };
   const auto fingerprint = wire_fingerprint();
   auto it = recorded.find(actors::cluster_wire_version);

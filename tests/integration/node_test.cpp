@@ -258,6 +258,23 @@ TEST_F(node_test, a_crowded_room_sends_counts_instead_of_per_user_events_and_the
   EXPECT_EQ(count->at("ev"), "member_count") << json::serialize(*count);
   EXPECT_EQ(count->at("d").at("count"), 3);
 
+  // Everyone connected, page by page, in user id order.
+  auto page = call(*ann, {{"op", "members"}, {"room", "lobby"}, {"limit", 2}}, 5);
+  expect_ok(page);
+  EXPECT_EQ(page.at("d").at("member_count"), 3) << json::serialize(page);
+  ASSERT_EQ(page.at("d").at("members").as_array().size(), 2u);
+  EXPECT_EQ(page.at("d").at("next"), "bob");
+  page = call(*ann, {{"op", "members"}, {"room", "lobby"}, {"after", "bob"}, {"limit", 2}}, 6);
+  ASSERT_EQ(page.at("d").at("members").as_array().size(), 1u) << json::serialize(page);
+  EXPECT_EQ(page.at("d").at("members").at(0).at("user"), "cid");
+  EXPECT_TRUE(page.at("d").at("next").is_null());
+  // A bad limit is refused with the field named, and the connection stays open.
+  auto bad = call(*ann, {{"op", "members"}, {"room", "lobby"}, {"limit", 0}}, 7);
+  EXPECT_EQ(error_code_of(bad), "bad_request");
+  auto outside = connect("eve");
+  EXPECT_EQ(error_code_of(call(*outside, {{"op", "members"}, {"room", "lobby"}}, 1)), "not_joined");
+  expect_alive(*outside);
+
   // Typing and leaving send no per-user events; the count follows within a second.
   expect_ok(call(*cid, {{"op", "typing"}, {"room", "lobby"}}, 2));
   cid->close();
