@@ -542,21 +542,23 @@ class cluster_rooms_test : public node_test {
     return ids;
   }
 
-  /// Starts node `id` in the cluster and makes it a place clients may connect to.
-  node_process& start_node(const std::string& id) {
-    node_test::start({{"CHORUS_NODE_ID", id},
-                      {"CHORUS_REDIS_URL", redis_->url()},
-                      {"CHORUS_CLUSTER_PORT", std::to_string(free_port())},
-                      {"CHORUS_NODE_TTL_MS", std::to_string(node_ttl.count())},
-                      {"CHORUS_NODE_HEARTBEAT_MS", "200"},
-                      {"CHORUS_PEER_HEARTBEAT_MS", "200"},
-                      {"CHORUS_PEER_TIMEOUT_MS", "1000"},
-                      // Clients here send far faster than people; and a resume replays every missed message
-                      // (the rooms cache more than a paused node's clients miss).
-                      {"CHORUS_OPS_PER_SECOND", "100000"},
-                      {"CHORUS_OPS_BURST", "100000"},
-                      {"CHORUS_HISTORY_LIMIT", "1000"},
-                      {"CHORUS_TAIL_CACHE_SIZE", "2048"}});
+  /// Starts node `id` in the cluster and makes it a place clients may connect to; `extra` adds settings.
+  node_process& start_node(const std::string& id, const settings& extra = {}) {
+    settings env{{"CHORUS_NODE_ID", id},
+                 {"CHORUS_REDIS_URL", redis_->url()},
+                 {"CHORUS_CLUSTER_PORT", std::to_string(free_port())},
+                 {"CHORUS_NODE_TTL_MS", std::to_string(node_ttl.count())},
+                 {"CHORUS_NODE_HEARTBEAT_MS", "200"},
+                 {"CHORUS_PEER_HEARTBEAT_MS", "200"},
+                 {"CHORUS_PEER_TIMEOUT_MS", "1000"},
+                 // Clients here send far faster than people; and a resume replays every missed message
+                 // (the rooms cache more than a paused node's clients miss).
+                 {"CHORUS_OPS_PER_SECOND", "100000"},
+                 {"CHORUS_OPS_BURST", "100000"},
+                 {"CHORUS_HISTORY_LIMIT", "1000"},
+                 {"CHORUS_TAIL_CACHE_SIZE", "2048"}};
+    for (const auto& [k, v] : extra) env[k] = v;
+    node_test::start(env);
     auto& node = *(nodes_[id] = std::move(node_));
     ports_.add(node.port());
     return node;
@@ -826,6 +828,50 @@ TEST_F(cluster_rooms_test, members_on_every_node_see_the_same_messages_in_the_sa
         << a->user() << ": a steady cluster should answer like one node: " << s.unavailable
         << " unavailable, " << s.timeouts << " timeouts, " << s.disconnects << " disconnects";
   }
+}
+
+TEST_F(cluster_rooms_test, a_crowded_room_counts_and_pages_its_members_for_clients_on_another_node) {
+  auto ids = node_ids(2);
+  for (const auto& id : ids) start_node(id, {{"CHORUS_MEMBER_EVENTS_LIMIT", "2"}});
+  ASSERT_TRUE(wait_for_view(ids, ids, {}, 15s)) << "the nodes never all saw " << view_line(ids);
+  // A room the first node owns; the clients sit on the second.
+  std::string room;
+  for (const auto& r : rooms_owned(ids, 1))
+    if (cluster::owner_of(r, ids) == ids[0]) room = r;
+  ASSERT_FALSE(room.empty());
+  auto client = [&](const std::string& user) {
+    ws_client::options opts;
+    opts.bearer = token_for(user);
+    auto c = ws_client::connect(node(ids[1]).port(), opts);
+    EXPECT_TRUE(c->next().has_value());  // hello
+    return c;
+  };
+  auto join = [&](ws_client& c) { return call(c, {{"op", "join"}, {"room", room}}, 1); };
+  auto ann = client("ann");
+  auto bob = client("bob");
+  expect_ok(join(*ann));
+  expect_ok(join(*bob));
+  EXPECT_EQ(room_rows({room})[room].owner_node, ids[0]) << "the room should live on the other node";
+  ASSERT_TRUE(
+      ann->next_where([](const json::object& o) { return o.contains("ev") && o.at("ev") == "presence"; }));
+
+  auto cid = client("cid");
+  auto reply = join(*cid);
+  expect_ok(reply);
+  EXPECT_EQ(reply.at("d").at("member_events"), false) << json::serialize(reply);
+  EXPECT_EQ(reply.at("d").at("member_count"), 3);
+  auto count = ann->next();
+  ASSERT_TRUE(count);
+  EXPECT_EQ(count->at("ev"), "member_count") << json::serialize(*count);
+  EXPECT_EQ(count->at("d").at("count"), 3);
+
+  // The page request and its answer cross from the second node to the room's and back.
+  auto page = call(*ann, {{"op", "members"}, {"room", room}, {"after", "ann"}, {"limit", 1}}, 2);
+  expect_ok(page);
+  ASSERT_EQ(page.at("d").at("members").as_array().size(), 1u) << json::serialize(page);
+  EXPECT_EQ(page.at("d").at("members").at(0).at("user"), "bob");
+  EXPECT_EQ(page.at("d").at("next"), "bob");
+  EXPECT_EQ(page.at("d").at("member_count"), 3);
 }
 
 TEST_F(cluster_rooms_test, kill_9_of_a_node_loses_no_acknowledged_message) {
