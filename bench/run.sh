@@ -7,6 +7,8 @@
 # env:   BENCH_DURATION=S (measured window per run, default 5)   BENCH_REFERENCE=0 (skip the Node reference)
 #        BENCH_BUILD_DIR (default build/bench)                    BENCH_OUT (default bench/results/DATE)
 #        BENCH_CHORUSD=PATH: benchmark this chorusd instead of the one built here (e.g. an older commit's)
+#        BENCH_ARGS="...": more chorus-bench arguments for every run, after the run's own (a later flag wins),
+#                   e.g. "--warmup 5"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -172,7 +174,7 @@ for run in "${runs[@]}"; do
     echo "== $run on $server (server pid $server_pid, port $port)"
     # shellcheck disable=SC2046
     if "${prio[@]}" taskset -c "$bench_cpu" "$bench" --url "ws://127.0.0.1:$port/ws" --secret "$secret" \
-      --server-pid "$server_pid" $(args_for "$run") >"$out/raw/$server-$run.txt"; then :; else
+      --server-pid "$server_pid" $(args_for "$run") ${BENCH_ARGS:-} >"$out/raw/$server-$run.txt"; then :; else
       echo "run.sh: chorus-bench reported a problem in $run on $server (see $out/raw/$server-$run.txt)" >&2
     fi
     grep -v '^{' "$out/raw/$server-$run.txt" | sed -n '/^chorus-bench/,$p' || true
