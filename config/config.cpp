@@ -130,7 +130,8 @@ constexpr std::array keys{
             .rule = message_fits_frame},
     key_def{.name = "send_queue_limit",
             .member = &node_config::send_queue_limit,
-            .help = "events queued for one connection before it counts as slow",
+            .help = "frames queued for one connection past which it is closed (4008) if its write has "
+                    "waited 1 s; at 4 times this, at once",
             .min = 16,
             .max = 1000000},
     key_def{.name = "idle_timeout_ms",

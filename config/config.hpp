@@ -21,7 +21,7 @@ struct node_config {
   std::uint32_t max_frame_bytes =
       65536;  ///< largest WebSocket message a client may send; larger closes with 1009
   std::uint32_t max_message_chars = 4000;  ///< longest chat message text, in Unicode code points
-  std::uint32_t send_queue_limit = 1024;   ///< events queued for one connection before it counts as slow
+  std::uint32_t send_queue_limit = 1024;   ///< queued frames past which a connection not reading is closed
   std::uint32_t idle_timeout_ms = 30000;   ///< ping after half of this without data; close after all of it
   std::uint32_t auth_timeout_ms = 10000;   ///< time a new connection has to authenticate
   std::uint32_t ops_per_second = 20;       ///< sustained client operations per connection

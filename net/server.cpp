@@ -75,6 +75,12 @@ constexpr auto kCloseDeadline = 2s;
 constexpr auto kCutOffGrace = 1s;
 // One WebSocket message carries at most this much payload, so one slow write cannot hold many frames.
 constexpr std::size_t kMaxWriteBytes = 256 * 1024;
+// A queue past send_queue_limit is not yet a slow consumer: the server makes bursts of its own (a commit
+// that waited for the database releases every acknowledgement and message it held at once), and a client
+// that reads takes them in milliseconds. It is one when its write has waited this long, or when the queue
+// reaches kQueueHardFactor times the limit, which bounds the memory a connection can hold either way.
+constexpr auto kStuckWrite = 1s;
+constexpr std::uint32_t kQueueHardFactor = 4;
 // Frames shorter than this are copied into one contiguous buffer for the write: Asio hands at most
 // 64 iovecs to one sendmsg, so gathering hundreds of small frames would cost one system call per 32 of
 // them, while copying them is a memcpy. Longer frames are sent in place.
@@ -275,7 +281,7 @@ class ws_session final : public connection, public actors::client_link {
         std::erase_if(queue_, [](const queued& q) { return q.kind == actors::traffic::droppable; });
         droppable_queued_ = 0;
       }
-      if (queue_.size() >= st_->cfg.send_queue_limit) {
+      if (queue_.size() >= st_->cfg.send_queue_limit && slow_locked()) {
         // What is queued will not reach a client that cannot take it: free it now.
         std::vector<queued>().swap(queue_);
         begin_close_locked(close_code::slow_consumer, "slow consumer");
@@ -291,6 +297,12 @@ class ws_session final : public connection, public actors::client_link {
       asio::post(strand_, [self = self()] { self->flush(); });
     }
     return true;
+  }
+
+  /// Whether a connection whose queue is at send_queue_limit is one that cannot keep up (see kStuckWrite).
+  bool slow_locked() const {
+    if (queue_.size() >= std::size_t{st_->cfg.send_queue_limit} * kQueueHardFactor) return true;
+    return writing_ && std::chrono::steady_clock::now() - write_started_ >= kStuckWrite;
   }
 
   void close(std::uint16_t code, std::string reason) override {
@@ -489,6 +501,7 @@ class ws_session final : public connection, public actors::client_link {
     if (!wr_) wr_ = std::make_unique<write_state>();
     take_batch_locked();
     writing_ = true;
+    write_started_ = std::chrono::steady_clock::now();
     lk.unlock();
     build_buffers();
     ws_->async_write(std::span<const asio::const_buffer>(wr_->buffers),
@@ -650,6 +663,7 @@ class ws_session final : public connection, public actors::client_link {
   bool closing_ = false;
   bool done_ = false;  // the socket is gone: nothing may be posted any more
   bool writing_ = false;
+  std::chrono::steady_clock::time_point write_started_;  // of the write in flight, while writing_
   bool flush_posted_ = false;
   std::uint32_t droppable_queued_ = 0;
   std::vector<queued> queue_;

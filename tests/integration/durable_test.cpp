@@ -270,6 +270,64 @@ TEST_F(durable_test, postgres_stopped_and_started_during_traffic_loses_nothing_a
   EXPECT_NE(log.find("PostgreSQL is back"), std::string::npos) << log;
 }
 
+TEST_F(durable_test, clients_that_read_keep_their_connections_when_a_database_stall_ends) {
+  // A small outgoing queue, so that what the stall holds back is more than one queue's worth.
+  start({{"CHORUS_SEND_QUEUE_LIMIT", "16"}});
+  auto alice = connect("alice");
+  auto bob = connect("bob");
+  join(*alice, "general");
+  join(*bob, "general");
+
+  // Alice gets a reply and her own message per send, 48 frames; Bob 24. Each is past the limit of 16 and
+  // within the queue's hard cap of four times it.
+  constexpr int count = 24;
+  {
+    pqxx::connection locker{db()};
+    pqxx::work lock{locker};
+    lock.exec("LOCK TABLE messages IN EXCLUSIVE MODE");
+    for (int i = 0; i < count; ++i) {
+      auto op = send_op("held " + std::to_string(i), "held-" + std::to_string(i));
+      op["id"] = 100 + i;
+      ASSERT_TRUE(alice->send_json(op));
+    }
+    // Hold the lock until a writer waits on it and the sends have had time to reach the room.
+    pqxx::connection watcher{db()};
+    bool waiting = false;
+    for (int i = 0; i < 100 && !waiting; ++i) {
+      pqxx::nontransaction q{watcher};
+      waiting =
+          q.exec1("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")[0].as<int>() > 0;
+      if (!waiting) std::this_thread::sleep_for(50ms);  // bounded polling: a lock wait sends no event
+    }
+    ASSERT_TRUE(waiting) << "no writer ever waited for the lock";
+    std::this_thread::sleep_for(300ms);
+    lock.commit();
+  }
+
+  // Every acknowledgement and every message, released together, reaches both clients, in order.
+  for (int i = 0; i < count; ++i) {
+    auto reply =
+        alice->next_where([i](const json::object& o) { return o.contains("re") && o.at("re") == 100 + i; });
+    ASSERT_TRUE(reply && reply->at("ok") == true)
+        << (reply ? json::serialize(*reply) : "no reply to " + std::to_string(i));
+  }
+  std::int64_t last_seq = 0;
+  for (int i = 0; i < count; ++i) {
+    auto ev = bob->next_where(is_message);
+    ASSERT_TRUE(ev) << "bob is missing message " << i;
+    const auto seq = ev->at("seq").to_number<std::int64_t>();
+    EXPECT_EQ(seq, last_seq + 1);
+    last_seq = seq;
+  }
+  EXPECT_FALSE(alice->close_code());
+  EXPECT_FALSE(bob->close_code());
+  EXPECT_EQ(open_connections(), 2u);
+  expect_alive(*alice);
+  expect_alive(*bob);
+  expect_consecutive(table(db()));
+  EXPECT_EQ(table(db()).size(), static_cast<std::size_t>(count));
+}
+
 TEST_F(durable_test, kill_9_during_a_burst_keeps_every_acknowledged_message_exactly_once) {
   start();
   auto alice = connect("alice");

@@ -535,15 +535,60 @@ TEST_F(server_test, slow_consumer_that_never_reads_is_cut_off) {
   auto link = factory_.link(0);
   ASSERT_NE(link, nullptr);
 
-  // Up to 20 MB of 4 KB essential frames; the client reads none of them.
+  // Up to 40 MB of 4 KB essential frames, faster than a second; the client reads none of them. What the
+  // socket buffers do not take stays queued until the queue reaches four times send_queue_limit.
   bool refused = false;
-  for (int i = 0; i < 5000 && !refused; ++i)
+  for (int i = 0; i < 10000 && !refused; ++i)
     refused = !link->push(frame(padded("n", i, 4096)), traffic::essential);
-  EXPECT_TRUE(refused) << "20 MB were queued for a client that reads nothing";
+  EXPECT_TRUE(refused) << "40 MB were queued for a client that reads nothing";
 
   // Only the server's close deadline can end this connection: the client still is not reading.
   ASSERT_TRUE(factory_.wait_closed(1, 10s));
   EXPECT_FALSE(link->push(frame("{}"), traffic::essential));
+  EXPECT_TRUE(client->wait_closed(10s).has_value());
+}
+
+TEST_F(server_test, a_burst_past_the_queue_limit_reaches_a_client_that_reads) {
+  auto cfg = base_config();
+  cfg.send_queue_limit = 16;
+  start(cfg);
+  auto client = connect();
+  auto link = factory_.link(0);
+  ASSERT_NE(link, nullptr);
+
+  // What a commit that waited for the database releases: many frames at once, faster than one write.
+  constexpr int kFrames = 60;  // past the limit, within four times it
+  for (int i = 0; i < kFrames; ++i)
+    ASSERT_TRUE(link->push(frame("{\"seq\":" + std::to_string(i) + "}"), traffic::essential)) << "push " << i;
+  for (int i = 0; i < kFrames; ++i) {
+    auto obj = client->next();
+    ASSERT_TRUE(obj) << "missing seq " << i;
+    ASSERT_EQ(obj->at("seq").to_number<int>(), i);
+  }
+  EXPECT_FALSE(client->close_code());
+  EXPECT_EQ(factory_.closed_reasons().size(), 0u);
+}
+
+TEST_F(server_test, a_client_whose_write_waits_a_second_is_cut_off_at_the_queue_limit) {
+  auto cfg = base_config();
+  cfg.send_queue_limit = 16;
+  start(cfg);
+  auto client = connect(options_with_receive_buffer(4096));
+  auto link = factory_.link(0);
+  ASSERT_NE(link, nullptr);
+
+  // 15 MB the client does not read: the socket buffers take a few MB, the rest waits behind a write that
+  // cannot finish. Queued past the limit, but not yet for a second, so nothing is refused.
+  constexpr int kFrames = 60;
+  for (int i = 0; i < kFrames; ++i)
+    ASSERT_TRUE(link->push(frame(padded("n", i, 256 * 1024)), traffic::essential)) << "push " << i;
+  EXPECT_EQ(factory_.closed_reasons().size(), 0u);
+
+  std::this_thread::sleep_for(1500ms);  // the write in flight has now waited more than a second
+  EXPECT_FALSE(link->push(frame(R"({"late":1})"), traffic::essential));
+  ASSERT_TRUE(factory_.wait_closed(1, 10s));
+  const auto reason = factory_.closed_reasons().at(0);
+  EXPECT_NE(reason.find("4008"), std::string::npos) << reason;
   EXPECT_TRUE(client->wait_closed(10s).has_value());
 }
 
