@@ -24,7 +24,7 @@ port=$(shuf -i 18000-28000 -n 1)
 CHORUS_DATABASE_URL=$(pg_throwaway_start "$pg_dir" "$port") || { echo "append.sh: cannot start PostgreSQL" >&2; exit 1; }
 if [ -n "${APPEND_LOCALE:-}" ]; then
   psql "$CHORUS_DATABASE_URL" -qc "CREATE DATABASE bench LC_COLLATE '$APPEND_LOCALE' LC_CTYPE '$APPEND_LOCALE' TEMPLATE template0"
-  CHORUS_DATABASE_URL=${CHORUS_DATABASE_URL%/*}/bench
+  CHORUS_DATABASE_URL=$(pg_url_with_database "$CHORUS_DATABASE_URL" bench)
 fi
 export CHORUS_DATABASE_URL
 echo "append.sh: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)," \

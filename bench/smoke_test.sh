@@ -45,7 +45,7 @@ if chorusd_needs_database "$chorusd"; then
     db_name=chorus_t_$$_bench_smoke
     psql -q -v ON_ERROR_STOP=1 "$admin_url" -c "DROP DATABASE IF EXISTS $db_name" \
       -c "CREATE DATABASE $db_name" >/dev/null || fail "cannot create $db_name on CHORUS_DATABASE_URL"
-    url=${admin_url%/*}/$db_name
+    url=$(pg_url_with_database "$admin_url" "$db_name")
   else
     url=""
     for pg_port in $(shuf -i 18000-28000 -n 3); do

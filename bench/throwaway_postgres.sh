@@ -34,6 +34,16 @@ pg_throwaway_start() {
   echo "postgresql://postgres@127.0.0.1:$port/postgres"
 }
 
+# URL with its database replaced by NAME; a query string (such as a socket directory in host=) is kept.
+pg_url_with_database() {
+  local url=$1 name=$2 query=""
+  if [[ $url == *\?* ]]; then
+    query="?${url#*\?}"
+    url=${url%%\?*}
+  fi
+  echo "${url%/*}/$name$query"
+}
+
 pg_throwaway_stop() {
   local dir=$1 bin
   [ -f "$dir/data/postmaster.pid" ] || return 0

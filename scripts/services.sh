@@ -19,7 +19,9 @@ redis_dir=$var/redis
 database=chorus
 wait_seconds=30
 
-database_url="postgresql://postgres@127.0.0.1:$pg_port/$database"
+# Through the server's Unix socket: on the same machine PostgreSQL needs a tenth to a sixth less CPU for the
+# same writes than over TCP on loopback (docs/postgresql.md). TCP on 127.0.0.1 stays open for other tools.
+database_url="postgresql://postgres@/$database?host=$pg_dir/sock&port=$pg_port"
 redis_url="redis://127.0.0.1:$redis_port"
 
 say() { echo "services: $*" >&2; }
@@ -170,8 +172,9 @@ case "${1:-}" in
     exit $rc
     ;;
   env)
-    echo "export CHORUS_DATABASE_URL=$database_url"
-    echo "export CHORUS_REDIS_URL=$redis_url"
+    # Quoted for eval: the database URL holds `&` and `?`.
+    printf 'export CHORUS_DATABASE_URL=%q\n' "$database_url"
+    printf 'export CHORUS_REDIS_URL=%q\n' "$redis_url"
     ;;
   *)
     echo "usage: $0 start|stop|status|env" >&2
