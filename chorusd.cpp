@@ -130,7 +130,8 @@ int serve(const config::node_config& cfg) {
                                       cfg.history_limit,
                                       std::chrono::milliseconds(cfg.request_timeout_ms),
                                       counters,
-                                      cfg.member_events_limit};
+                                      cfg.member_events_limit,
+                                      std::chrono::milliseconds(cfg.shed_after_ms)};
   auto directory =
       system->spawn(cluster::room_directory, cfg.node_id, cfg.cluster_port != 0, writers, room_services);
   // The HTTP API: workers block on PostgreSQL, Redis and password hashing, so each gets a thread (detached).

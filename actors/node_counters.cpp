@@ -81,6 +81,9 @@ std::string metrics_text(const node_counters& c) {
   metric(out, "connections", "gauge", "WebSocket sessions open on this node.", count(c.connections));
   metric(out, "messages_stored_total", "counter", "Messages committed by this node's rooms.",
          count(c.messages_stored));
+  metric(out, "sends_shed_total", "counter",
+         "Sends refused as `unavailable` because the room's writes to PostgreSQL were behind.",
+         count(c.sends_shed));
   metric(out, "write_batches_total", "counter", "Batches of rows PostgreSQL answered for the writers.",
          count(c.write_batches));
   metric(out, "write_rows_total", "counter", "Rows in the batches answered, whatever became of each.",

@@ -35,6 +35,9 @@ struct node_counters {
   std::atomic<std::uint64_t> rooms{0};            ///< room actors active on this node
   std::atomic<std::uint64_t> connections{0};      ///< WebSocket sessions open on this node
   std::atomic<std::uint64_t> messages_stored{0};  ///< messages committed by this node's rooms, since start
+  /// Sends refused because the room's writes were behind (room_services::shed_after): what the node
+  /// turned away rather than queue past what the database keeps up with.
+  std::atomic<std::uint64_t> sends_shed{0};
 
   // The batch writers, all of the node's together. A writer commits what gathered during its previous
   // commit, so under load it is always busy; the time a batch takes (busy time over batches) is what sets

@@ -484,6 +484,15 @@ void send_unsent(room_pointer self) {
           });
 }
 
+/// The oldest `store` still unanswered has waited shed_after or longer: the writer is not keeping up (or
+/// PostgreSQL stalls), and a send taken now would wait behind all of it. Refusing it at once bounds both
+/// the wait of the sends already taken and what the room holds; the client retries with its client_msg_id.
+bool writes_behind(room_pointer self) {
+  const auto& st = self->state;
+  return st.services.shed_after.count() > 0 && !st.stores.empty() &&
+         self->clock().now() - st.stores.front().second >= st.services.shed_after;
+}
+
 /// A row was assigned: send at the end of this mailbox drain, so that every send that arrived together
 /// travels in one `store` (an `activate` to itself marks the end when more messages are queued).
 void queue_for_writer(room_pointer self, storage::message_row row) {
@@ -532,6 +541,11 @@ void post(room_pointer self, post_request req, caf::typed_response_promise<chat_
     }
   }
   if (!st.loaded || st.handing_over) {
+    rp.deliver(make_error(error_code::unavailable));
+    return;
+  }
+  if (writes_behind(self)) {
+    if (st.services.counters) st.services.counters->sends_shed.fetch_add(1, std::memory_order_relaxed);
     rp.deliver(make_error(error_code::unavailable));
     return;
   }

@@ -44,6 +44,10 @@ struct room_services {
   std::shared_ptr<node_counters> counters;  ///< messages stored and their ack times go here; may be null
   /// A room with more users connected than this is crowded: see room_state::crowded.
   std::uint32_t member_events_limit = 1000;
+  /// While a `store` of the room has waited this long for the writer, new sends are refused with
+  /// `unavailable` instead of queued behind it (zero: never). At request_timeout or more it never acts: the
+  /// watchdog fails the waiting sends and resyncs first.
+  std::chrono::milliseconds shed_after{0};
 };
 
 /// A send's (user, client_msg_id) → the seq it got, keyed by a 64-bit hash of the pair: no key strings and no

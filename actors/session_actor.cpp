@@ -346,6 +346,15 @@ void on_frame(session_pointer self, std::string_view text) {
   std::visit([self, &req](auto& op) { handle(self, req.id, op); }, req.op);
 }
 
+/// One frame less waiting. The connection stopped reading when the backlog reached receive_queue_limit
+/// (actor_session::on_text); it reads again once the backlog is down to half of that, not at once, so that
+/// a node working at its limit does not stop and start every connection for each frame.
+void frame_handled(session_pointer self) {
+  auto& st = self->state;
+  const auto before = st.backlog->fetch_sub(1, std::memory_order_acq_rel);
+  if (before == st.ctx->cfg.receive_queue_limit / 2 + 1 && st.link) st.link->resume_reading();
+}
+
 constexpr std::uint32_t max_rejoin_attempts = 20;
 
 void deliver(session_pointer self, const outbound_event& ev);
@@ -499,11 +508,13 @@ void on_closed(session_pointer self) {
 }  // namespace
 
 caf::behavior session(session_pointer self, std::shared_ptr<const session_context> ctx,
-                      std::shared_ptr<client_link> link, connection_info info) {
+                      std::shared_ptr<client_link> link, connection_info info,
+                      std::shared_ptr<input_backlog> backlog) {
   auto& st = self->state;
   st.ctx = std::move(ctx);
   st.link = std::move(link);
   st.info = std::move(info);
+  st.backlog = std::move(backlog);
   const auto& cfg = st.ctx->cfg;
   st.bucket = token_bucket{cfg.ops_per_second, cfg.ops_burst};
   self->set_down_handler([self](caf::down_msg& msg) { on_room_down(self, msg); });
@@ -518,7 +529,10 @@ caf::behavior session(session_pointer self, std::shared_ptr<const session_contex
   else
     self->delayed_send(self, std::chrono::milliseconds(cfg.auth_timeout_ms), atom::auth_due_v);
   return {
-      [self](atom::frame, const std::string& text) { on_frame(self, text); },
+      [self](atom::frame, const std::string& text) {
+        on_frame(self, text);
+        frame_handled(self);
+      },
       [self](atom::binary) {
         reply_error(self, std::nullopt, error_code::unsupported_frame,
                     "binary frames are not supported; send JSON text");
@@ -543,13 +557,20 @@ namespace {
 /// Forwards a connection's input to its session actor; never blocks the network thread.
 class actor_session final : public session_handle {
  public:
-  explicit actor_session(caf::actor actor) : actor_(std::move(actor)) {}
-  void on_text(std::string frame) override { caf::anon_send(actor_, atom::frame_v, std::move(frame)); }
+  actor_session(caf::actor actor, std::shared_ptr<input_backlog> backlog, std::uint32_t limit)
+      : actor_(std::move(actor)), backlog_(std::move(backlog)), limit_(limit) {}
+  bool on_text(std::string frame) override {
+    const auto waiting = backlog_->fetch_add(1, std::memory_order_acq_rel) + 1;
+    caf::anon_send(actor_, atom::frame_v, std::move(frame));
+    return waiting < limit_;
+  }
   void on_binary() override { caf::anon_send(actor_, atom::binary_v); }
   void on_closed(std::string reason) override { caf::anon_send(actor_, atom::closed_v, std::move(reason)); }
 
  private:
   caf::actor actor_;
+  std::shared_ptr<input_backlog> backlog_;
+  std::uint32_t limit_;
 };
 
 }  // namespace
@@ -560,8 +581,9 @@ actor_session_factory::actor_session_factory(caf::actor_system& system,
 
 std::unique_ptr<session_handle> actor_session_factory::open(std::shared_ptr<client_link> link,
                                                             connection_info info) {
-  auto actor = system_.spawn(session, ctx_, std::move(link), std::move(info));
-  return std::make_unique<actor_session>(std::move(actor));
+  auto backlog = std::make_shared<input_backlog>(0);
+  auto actor = system_.spawn(session, ctx_, std::move(link), std::move(info), backlog);
+  return std::make_unique<actor_session>(std::move(actor), std::move(backlog), ctx_->cfg.receive_queue_limit);
 }
 
 std::shared_ptr<const session_context> make_session_context(room_directory directory, presence_actor presence,

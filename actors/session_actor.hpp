@@ -4,6 +4,7 @@
 // (join/leave/send/typing/ping) → closing (connection gone: tell presence and rooms, then quit).
 #pragma once
 
+#include <atomic>
 #include <map>
 #include <memory>
 #include <string>
@@ -29,9 +30,14 @@ struct session_context {
   frame_ptr hello;  ///< encoded once per node, sent first on every connection
 };
 
+/// Frames the network side has handed to a session and the session has not handled yet: past
+/// `receive_queue_limit` the connection stops reading until the session is down to half of it.
+using input_backlog = std::atomic<std::uint32_t>;
+
 struct session_state {
   std::shared_ptr<const session_context> ctx;
   std::shared_ptr<client_link> link;  ///< reset when the connection closes, breaking the link ↔ actor cycle
+  std::shared_ptr<input_backlog> backlog;  ///< shared with the connection's actor_session
   connection_info info;
   std::string user;               ///< empty until authenticated
   std::string send_key;           ///< the user's message bucket (send_limit_key), once authenticated
@@ -62,7 +68,8 @@ using session_pointer = caf::stateful_actor<session_state>*;
 /// Behaviour of the session for one connection. Accepts `frame` (text), `binary`, `closed`, `deliver`, its
 /// own `auth_due` deadline and `join` (a room to join again, its retry timer).
 caf::behavior session(session_pointer self, std::shared_ptr<const session_context> ctx,
-                      std::shared_ptr<client_link> link, connection_info info);
+                      std::shared_ptr<client_link> link, connection_info info,
+                      std::shared_ptr<input_backlog> backlog);
 
 /// The network layer's way in: spawns a session actor per connection and forwards its input as messages.
 class actor_session_factory final : public session_factory {

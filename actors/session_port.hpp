@@ -31,6 +31,10 @@ class client_link {
 
   /// Sends a close frame with `code` after everything queued so far, then closes.
   virtual void close(std::uint16_t code, std::string reason) = 0;
+
+  /// Starts reading again after session_handle::on_text asked to stop. Does nothing when reading was not
+  /// stopped; a connection that closed meanwhile finishes instead.
+  virtual void resume_reading() = 0;
 };
 
 /// What the network layer knows about a connection when it opens.
@@ -45,7 +49,10 @@ struct connection_info {
 class session_handle {
  public:
   virtual ~session_handle() = default;
-  virtual void on_text(std::string frame) = 0;
+  /// One text frame. Returns false when the session has as many frames waiting as it takes: the
+  /// connection then reads nothing more until client_link::resume_reading(), so that a client sending
+  /// faster than the node works is held back by TCP instead of queued in memory.
+  virtual bool on_text(std::string frame) = 0;
   virtual void on_binary() = 0;
   /// The connection is gone; the last call. `reason` is for logs.
   virtual void on_closed(std::string reason) = 0;

@@ -134,6 +134,16 @@ constexpr std::array keys{
                     "waited 1 s; at 4 times this, at once",
             .min = 16,
             .max = 1000000},
+    // Input's counterpart of send_queue_limit: a client may send faster than the node works through its
+    // frames (a flood, or a node short of CPU). Past this the node stops reading the socket, so TCP holds the
+    // client back; before, frames queued in memory without bound and the node's throughput fell
+    // (BENCHMARKS.md, durable sends, "reading less").
+    key_def{.name = "receive_queue_limit",
+            .member = &node_config::receive_queue_limit,
+            .help = "frames a connection may have waiting for its session; past it the node stops reading "
+                    "from the connection until half are handled",
+            .min = 1,
+            .max = 1000000},
     key_def{.name = "idle_timeout_ms",
             .member = &node_config::idle_timeout_ms,
             .help = "ping after half of this without data; close after all of it",
@@ -168,6 +178,17 @@ constexpr std::array keys{
             .member = &node_config::request_timeout_ms,
             .help = "longest a session waits for a room's answer before replying `unavailable`",
             .min = 100,
+            .max = 600000},
+    // Admission control: a node whose database falls behind otherwise queues every send it takes, and each
+    // waits longer than the one before until the watchdog fails them all (BENCHMARKS.md, durable sends,
+    // "shedding"). Refused sends are safe to retry with the same client_msg_id. No rule against
+    // request_timeout_ms: lowering that alone must not stop a node; at or past it, shedding never starts.
+    key_def{.name = "shed_after_ms",
+            .member = &node_config::shed_after_ms,
+            .help =
+                "a room refuses new sends (`unavailable`) while one of its writes has waited this long for "
+                "PostgreSQL; 0, or request_timeout_ms or more: never",
+            .min = 0,
             .max = 600000},
     key_def{.name = "database_url",
             .member = &node_config::database_url,

@@ -22,15 +22,19 @@ struct node_config {
       65536;  ///< largest WebSocket message a client may send; larger closes with 1009
   std::uint32_t max_message_chars = 4000;  ///< longest chat message text, in Unicode code points
   std::uint32_t send_queue_limit = 1024;   ///< queued frames past which a connection not reading is closed
-  std::uint32_t idle_timeout_ms = 30000;   ///< ping after half of this without data; close after all of it
-  std::uint32_t auth_timeout_ms = 10000;   ///< time a new connection has to authenticate
-  std::uint32_t ops_per_second = 20;       ///< sustained client operations per connection
+  std::uint32_t receive_queue_limit =
+      64;  ///< frames waiting for a session past which its connection is not read
+  std::uint32_t idle_timeout_ms = 30000;  ///< ping after half of this without data; close after all of it
+  std::uint32_t auth_timeout_ms = 10000;  ///< time a new connection has to authenticate
+  std::uint32_t ops_per_second = 20;      ///< sustained client operations per connection
   std::uint32_t ops_burst = 50;  ///< operations a connection may send at once before the rate applies
   std::uint32_t shutdown_timeout_ms = 5000;  ///< longest a graceful shutdown waits for connections to close
   std::uint32_t max_connections = 20000;     ///< connections accepted at once; more are refused with HTTP 503
   std::uint32_t request_timeout_ms =
-      5000;                              ///< longest a session waits for a room's answer before `unavailable`
-  std::string database_url;              ///< PostgreSQL URL; required; a secret (may hold a password)
+      5000;  ///< longest a session waits for a room's answer before `unavailable`
+  std::uint32_t shed_after_ms =
+      2000;                  ///< a room refuses new sends while a write of its has waited this long; 0: never
+  std::string database_url;  ///< PostgreSQL URL; required; a secret (may hold a password)
   std::uint32_t writer_count = 2;        ///< batch writer actors, each with its own PostgreSQL connection
   std::uint32_t batch_max_rows = 4000;   ///< a batch is written once it holds this many messages
   std::uint32_t batch_max_delay_ms = 2;  ///< or once its oldest message has waited this long

@@ -161,6 +161,7 @@ struct server_state {
   std::atomic<std::uint64_t> next_id{1};
   std::atomic<std::uint64_t> accepted_total{0};
   std::atomic<std::uint64_t> ws_open{0};
+  std::atomic<std::uint64_t> slow_consumers_closed{0};
 
   std::mutex mu;
   std::condition_variable slots_cv;
@@ -201,6 +202,20 @@ struct server_state {
     return out;
   }
 };
+
+/// The listener's own counters, in Prometheus' text format, after the node's (`server_state::metrics`).
+std::string server_metrics(const server_state& st) {
+  return "# HELP chorus_connections_accepted_total TCP connections accepted, WebSocket or HTTP.\n"
+         "# TYPE chorus_connections_accepted_total counter\n"
+         "chorus_connections_accepted_total " +
+         std::to_string(st.accepted_total.load(std::memory_order_relaxed)) +
+         "\n"
+         "# HELP chorus_slow_consumers_closed_total WebSocket connections closed (4008) because the client "
+         "did not read what was sent to it.\n"
+         "# TYPE chorus_slow_consumers_closed_total counter\n"
+         "chorus_slow_consumers_closed_total " +
+         std::to_string(st.slow_consumers_closed.load(std::memory_order_relaxed)) + "\n";
+}
 
 /// One unit of max_connections, given back exactly once: when the socket is gone, not when the object
 /// is (an actor may hold a session long after its socket closed). Not thread-safe; owned by one strand.
@@ -284,6 +299,7 @@ class ws_session final : public connection, public actors::client_link {
       if (queue_.size() >= st_->cfg.send_queue_limit && slow_locked()) {
         // What is queued will not reach a client that cannot take it: free it now.
         std::vector<queued>().swap(queue_);
+        st_->slow_consumers_closed.fetch_add(1, std::memory_order_relaxed);
         begin_close_locked(close_code::slow_consumer, "slow consumer");
         return false;
       }
@@ -427,10 +443,11 @@ class ws_session final : public connection, public actors::client_link {
     // Client input is rare next to output: giving the buffer back every time keeps idle reads small.
     rd_buf_.clear();
     rd_buf_.shrink_to_fit();
+    bool more = true;
     if (handle_) {
       try {
         if (ws_->got_text()) {
-          handle_->on_text(std::move(message));
+          more = handle_->on_text(std::move(message));
         } else {
           handle_->on_binary();
         }
@@ -439,7 +456,22 @@ class ws_session final : public connection, public actors::client_link {
         close(1011, "internal error");
       }
     }
+    if (!more) {
+      read_paused_ = true;  // resume_reading() reads on
+      return;
+    }
     do_read();
+  }
+
+  void resume_reading() override {
+    std::lock_guard lk(mu_);
+    if (done_) return;
+    asio::post(strand_, [self = self()] {
+      if (!self->read_paused_) return;
+      self->read_paused_ = false;
+      // On a socket that closed meanwhile the read fails at once, and its handler finishes the session.
+      self->do_read();
+    });
   }
 
   std::string describe(beast::error_code ec) const {
@@ -589,7 +621,8 @@ class ws_session final : public connection, public actors::client_link {
         fail(ec, "close", self->id_);
         self->abort_socket();
       }
-      if (self->read_ended_) self->finish(self->describe(self->read_ec_));
+      // A paused read loop will not notice the end: the handshake is over, so finish here.
+      if (self->read_ended_ || self->read_paused_) self->finish(self->describe(self->read_ec_));
     });
   }
 
@@ -601,6 +634,11 @@ class ws_session final : public connection, public actors::client_link {
     beast::error_code ignored;
     sock.set_option(asio::socket_base::linger(true, 0), ignored);
     sock.close(ignored);
+    // The read loop is what notices a closed socket and finishes the session: restart a paused one.
+    if (read_paused_) {
+      read_paused_ = false;
+      do_read();
+    }
   }
 
   /// The connection is over: tell the session once, drop the handle (which breaks the link ↔ handle
@@ -655,6 +693,7 @@ class ws_session final : public connection, public actors::client_link {
   bool close_sent_ = false;
   bool close_pending_ = false;  // async_close in flight
   bool read_ended_ = false;
+  bool read_paused_ = false;  // the session asked for no more frames until resume_reading()
   bool finished_ = false;
   bool counted_open_ = false;
 
@@ -931,7 +970,8 @@ class http_session final : public connection {
                 keep_, "GET");
         return;
       }
-      respond(http::status::ok, st_->metrics(), keep_, {}, false, "text/plain; version=0.0.4; charset=utf-8");
+      respond(http::status::ok, st_->metrics() + server_metrics(*st_), keep_, {}, false,
+              "text/plain; version=0.0.4; charset=utf-8");
       return;
     }
     if (is_api(path)) {
@@ -1379,6 +1419,7 @@ server_stats server::stats() const {
   server_stats s;
   s.open_connections = impl_->state->ws_open.load(std::memory_order_relaxed);
   s.accepted_total = impl_->state->accepted_total.load(std::memory_order_relaxed);
+  s.slow_consumers_closed = impl_->state->slow_consumers_closed.load(std::memory_order_relaxed);
   return s;
 }
 

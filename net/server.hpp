@@ -16,9 +16,11 @@ namespace chorus::net {
 struct server_stats {
   std::uint64_t open_connections = 0;
   std::uint64_t accepted_total = 0;
+  std::uint64_t slow_consumers_closed = 0;  ///< WebSocket connections closed with 4008 since start
 };
 
-/// Serves `GET /healthz`, `GET /metrics` (the text `metrics` returns, for Prometheus; 404 without it), the
+/// Serves `GET /healthz`, `GET /metrics` (the text `metrics` returns followed by the server's own counters,
+/// for Prometheus; 404 without it), the
 /// WebSocket upgrade at `/ws` and the HTTP API under `/api/`; every other target gets 404. Each upgraded
 /// connection is handed to `sessions.open()`; each request whose path starts with `/api/` goes to
 /// `api->handle()` (404 when there is no handler).

@@ -27,17 +27,19 @@ TEST(NodeCounters, every_counter_is_a_sample_with_its_value) {
   c.rooms = 3;
   c.connections = 7;
   c.messages_stored = 1200;
+  c.sends_shed = 9;
   c.write_batches = 4;
   c.write_rows = 1200;
   c.write_busy_us = 2'500'000;
   c.write_failures = 1;
   auto lines = samples(metrics_text(c));
-  ASSERT_GE(lines.size(), 7u);
-  lines.resize(7);  // the histogram's lines follow; see below
+  ASSERT_GE(lines.size(), 8u);
+  lines.resize(8);  // the histogram's lines follow; see below
   EXPECT_EQ(lines, (std::vector<std::string>{
                        "chorus_rooms 3",
                        "chorus_connections 7",
                        "chorus_messages_stored_total 1200",
+                       "chorus_sends_shed_total 9",
                        "chorus_write_batches_total 4",
                        "chorus_write_rows_total 1200",
                        "chorus_write_busy_seconds_total 2.5",

@@ -41,8 +41,43 @@ struct fake_db {
   std::vector<std::size_t> store_sizes;  ///< rows per store request, in arrival order
   std::size_t refuse_next = 0;           ///< refuse this many coming requests (out of sequence)
   bool hold = false;                     ///< take requests but never answer them (a hung PostgreSQL)
+  bool held_fail = true;  ///< `flush` fails the held requests; false: writes them (PostgreSQL was only slow)
   std::vector<caf::typed_response_promise<std::vector<store_result>>> held;
+  std::vector<std::vector<storage::message_row>> held_rows;  ///< the rows of each held request
 };
+
+/// What message_store::append does with one request's rows: all stored, or none.
+std::vector<store_result> write(fake_db& db, const std::vector<storage::message_row>& rows) {
+  std::vector<store_result> out(rows.size());
+  if (std::any_of(rows.begin(), rows.end(), [&](const auto& r) { return r.epoch != db.epoch[r.room]; })) {
+    for (auto& r : out) r.status = store_status::fenced;
+    return out;
+  }
+  bool written = true;
+  if (db.refuse_next > 0) {
+    --db.refuse_next;
+    written = false;
+  }
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& row = rows[i];
+    for (const auto& r : db.rows)
+      if (!row.client_msg_id.empty() && r.author == row.author && r.client_msg_id == row.client_msg_id) {
+        out[i] = store_result{store_status::duplicate, r};
+        written = false;
+      }
+    if (row.seq != db.last_seq[row.room] + 1 + i) written = false;
+  }
+  if (!written) {
+    for (auto& r : out)
+      if (r.status != store_status::duplicate) r.status = store_status::refused;
+    return out;
+  }
+  for (const auto& row : rows) {
+    db.last_seq[row.room] = row.seq;
+    db.rows.push_back(row);
+  }
+  return out;
+}
 
 /// A writer that stores each request at once (one room's rows, all or nothing) and applies the same
 /// rules as message_store::append.
@@ -55,40 +90,11 @@ batch_writer_actor::behavior_type fake_writer(batch_writer_actor::pointer self, 
         if (db->hold) {
           auto rp = self->make_response_promise<std::vector<store_result>>();
           db->held.push_back(rp);
+          db->held_rows.push_back(std::move(rows));
           return rp;
         }
         if (db->down) return make_error(protocol::error_code::unavailable);
-        std::vector<store_result> out(rows.size());
-        if (std::any_of(rows.begin(), rows.end(),
-                        [&](const auto& r) { return r.epoch != db->epoch[r.room]; })) {
-          for (auto& r : out) r.status = store_status::fenced;
-          return out;
-        }
-        bool written = true;
-        if (db->refuse_next > 0) {
-          --db->refuse_next;
-          written = false;
-        }
-        for (std::size_t i = 0; i < rows.size(); ++i) {
-          const auto& row = rows[i];
-          for (const auto& r : db->rows)
-            if (!row.client_msg_id.empty() && r.author == row.author &&
-                r.client_msg_id == row.client_msg_id) {
-              out[i] = store_result{store_status::duplicate, r};
-              written = false;
-            }
-          if (row.seq != db->last_seq[row.room] + 1 + i) written = false;
-        }
-        if (!written) {
-          for (auto& r : out)
-            if (r.status != store_status::duplicate) r.status = store_status::refused;
-          return out;
-        }
-        for (const auto& row : rows) {
-          db->last_seq[row.room] = row.seq;
-          db->rows.push_back(row);
-        }
-        return out;
+        return write(*db, rows);
       },
       [db](atom::activate, const std::string& room) -> caf::result<storage::room_snapshot> {
         if (db->down) return make_error(protocol::error_code::unavailable);
@@ -98,8 +104,14 @@ batch_writer_actor::behavior_type fake_writer(batch_writer_actor::pointer self, 
         return snap;
       },
       [db](atom::flush) {  // answers held requests, late
-        for (auto& rp : db->held) rp.deliver(make_error(protocol::error_code::unavailable));
+        for (std::size_t i = 0; i < db->held.size(); ++i) {
+          if (db->held_fail)
+            db->held[i].deliver(make_error(protocol::error_code::unavailable));
+          else
+            db->held[i].deliver(write(*db, db->held_rows[i]));
+        }
         db->held.clear();
+        db->held_rows.clear();
       },
   };
 }
@@ -226,6 +238,7 @@ class room_actor_test : public ::testing::Test {
     room_services services{writer_,  reader_, {}, false, tail_cache_size, 3, std::chrono::milliseconds(1000),
                            counters_};
     services.member_events_limit = member_events_limit;
+    services.shed_after = shed_after_;
     room_ = sys_.spawn(room, std::string("general"), services);
     run();
   }
@@ -271,6 +284,7 @@ class room_actor_test : public ::testing::Test {
   std::shared_ptr<fake_db> db_ = std::make_shared<fake_db>();
   std::shared_ptr<int> reads_ = std::make_shared<int>(0);
   std::shared_ptr<node_counters> counters_ = std::make_shared<node_counters>();
+  std::chrono::milliseconds shed_after_{0};  ///< room_services::shed_after of the next open_room()
   batch_writer_actor writer_;
   history_reader_actor reader_;
   room_actor room_;
@@ -773,6 +787,61 @@ TEST_F(room_actor_test, a_store_the_writer_never_answers_is_failed_by_the_watchd
   EXPECT_TRUE(db_->held.empty());
   EXPECT_EQ(replies(*alice_log).back(), "reply:posted:1:later");
   EXPECT_EQ(message_events(*bob_log), 1u);
+}
+
+TEST_F(room_actor_test, sends_are_refused_while_a_write_waits_past_shed_after_and_taken_once_it_is_answered) {
+  shed_after_ = std::chrono::milliseconds(400);  // request_timeout is 1 s here
+  open_room();
+  auto [alice, alice_log] = member("alice");
+  auto [bob, bob_log] = member("bob");
+  bob_log->entries.clear();
+  db_->hold = true;  // PostgreSQL slows down: the writer takes stores and answers none yet
+  caf::anon_send(alice, atom::post_v, std::string("first"));
+  run();
+  sched_.clock().advance_time(std::chrono::milliseconds(300));
+  caf::anon_send(alice, atom::post_v, std::string("second"));
+  run();
+  EXPECT_EQ(replies(*alice_log).size(), 1u) << "waited 300 ms: both are taken, neither answered";
+  EXPECT_EQ(db_->stores, 2u);
+
+  sched_.clock().advance_time(std::chrono::milliseconds(150));  // the first store has now waited 450 ms
+  caf::anon_send(alice, atom::post_v, std::string("third"));
+  run();
+  EXPECT_EQ(replies(*alice_log).back(), "reply:error:unavailable") << "refused at once, not queued";
+  EXPECT_EQ(db_->stores, 2u) << "a refused send never reaches the writer";
+  EXPECT_EQ(counters_->sends_shed.load(), 1u);
+
+  // The database catches up: what was taken is acknowledged and delivered, and a retry of the refused
+  // send is taken like any other.
+  db_->hold = false;
+  db_->held_fail = false;
+  caf::anon_send(writer_, atom::flush_v);
+  run();
+  caf::anon_send(alice, atom::post_v, std::string("third"));
+  run();
+  auto r = replies(*alice_log);
+  ASSERT_EQ(r.size(), 5u);
+  EXPECT_EQ(r[2], "reply:posted:1:first");
+  EXPECT_EQ(r[3], "reply:posted:2:second");
+  EXPECT_EQ(r[4], "reply:posted:3:third");
+  EXPECT_EQ(message_events(*bob_log), 3u);
+  ASSERT_EQ(db_->rows.size(), 3u);
+  EXPECT_EQ(db_->rows.back().seq, 3u);
+  EXPECT_EQ(counters_->sends_shed.load(), 1u);
+}
+
+TEST_F(room_actor_test, without_shed_after_sends_queue_behind_a_slow_write_until_the_watchdog) {
+  open_room();  // shed_after 0: never refuse for a slow writer
+  auto [alice, alice_log] = member("alice");
+  db_->hold = true;
+  caf::anon_send(alice, atom::post_v, std::string("first"));
+  run();
+  sched_.clock().advance_time(std::chrono::milliseconds(900));
+  caf::anon_send(alice, atom::post_v, std::string("second"));
+  run();
+  EXPECT_EQ(replies(*alice_log).size(), 1u) << "both wait for the writer";
+  EXPECT_EQ(db_->stores, 2u);
+  EXPECT_EQ(counters_->sends_shed.load(), 0u);
 }
 
 /// Watches an actor and records when it goes down.

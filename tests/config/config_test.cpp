@@ -90,6 +90,8 @@ void expect_same(const node_config& a, const node_config& b) {
   EXPECT_EQ(a.shutdown_timeout_ms, b.shutdown_timeout_ms);
   EXPECT_EQ(a.max_connections, b.max_connections);
   EXPECT_EQ(a.request_timeout_ms, b.request_timeout_ms);
+  EXPECT_EQ(a.receive_queue_limit, b.receive_queue_limit);
+  EXPECT_EQ(a.shed_after_ms, b.shed_after_ms);
   EXPECT_EQ(a.database_url, b.database_url);
   EXPECT_EQ(a.writer_count, b.writer_count);
   EXPECT_EQ(a.batch_max_rows, b.batch_max_rows);
@@ -131,6 +133,7 @@ const std::vector<std::pair<std::string, std::string>> documented_defaults{
     {"max_frame_bytes", "65536"},
     {"max_message_chars", "4000"},
     {"send_queue_limit", "1024"},
+    {"receive_queue_limit", "64"},
     {"idle_timeout_ms", "30000"},
     {"auth_timeout_ms", "10000"},
     {"ops_per_second", "20"},
@@ -138,6 +141,7 @@ const std::vector<std::pair<std::string, std::string>> documented_defaults{
     {"shutdown_timeout_ms", "5000"},
     {"max_connections", "20000"},
     {"request_timeout_ms", "5000"},
+    {"shed_after_ms", "2000"},
     {"database_url", "(none)"},
     {"writer_count", "2"},
     {"batch_max_rows", "4000"},
@@ -373,6 +377,7 @@ TEST(Config, EveryKeyCanBeSetByFlagAndByEnvironment) {
                                                           {"max_frame_bytes", "2048"},
                                                           {"max_message_chars", "100"},
                                                           {"send_queue_limit", "64"},
+                                                          {"receive_queue_limit", "8"},
                                                           {"idle_timeout_ms", "5000"},
                                                           {"auth_timeout_ms", "700"},
                                                           {"ops_per_second", "7"},
@@ -380,6 +385,7 @@ TEST(Config, EveryKeyCanBeSetByFlagAndByEnvironment) {
                                                           {"shutdown_timeout_ms", "300"},
                                                           {"max_connections", "11"},
                                                           {"request_timeout_ms", "250"},
+                                                          {"shed_after_ms", "200"},
                                                           {"database_url", database + "2"},
                                                           {"writer_count", "3"},
                                                           {"batch_max_rows", "10"},
@@ -419,6 +425,7 @@ TEST(Config, EveryKeyCanBeSetByFlagAndByEnvironment) {
   want.max_frame_bytes = 2048;
   want.max_message_chars = 100;
   want.send_queue_limit = 64;
+  want.receive_queue_limit = 8;
   want.idle_timeout_ms = 5000;
   want.auth_timeout_ms = 700;
   want.ops_per_second = 7;
@@ -426,6 +433,7 @@ TEST(Config, EveryKeyCanBeSetByFlagAndByEnvironment) {
   want.shutdown_timeout_ms = 300;
   want.max_connections = 11;
   want.request_timeout_ms = 250;
+  want.shed_after_ms = 200;
   want.database_url = database + "2";
   want.writer_count = 3;
   want.batch_max_rows = 10;

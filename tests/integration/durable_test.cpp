@@ -328,6 +328,67 @@ TEST_F(durable_test, clients_that_read_keep_their_connections_when_a_database_st
   EXPECT_EQ(table(db()).size(), static_cast<std::size_t>(count));
 }
 
+TEST_F(durable_test, a_stall_past_shed_after_refuses_new_sends_at_once_and_their_retries_are_stored_once) {
+  start({{"CHORUS_SHED_AFTER_MS", "300"}});
+  auto alice = connect("alice");
+  auto bob = connect("bob");
+  join(*alice, "general");
+  join(*bob, "general");
+
+  constexpr int taken = 5;
+  constexpr int refused = 3;
+  {
+    pqxx::connection locker{db()};
+    pqxx::work lock{locker};
+    lock.exec("LOCK TABLE messages IN EXCLUSIVE MODE");
+    for (int i = 0; i < taken; ++i) {
+      auto op = send_op("taken " + std::to_string(i), "taken-" + std::to_string(i));
+      op["id"] = 100 + i;
+      ASSERT_TRUE(alice->send_json(op));
+    }
+    pqxx::connection watcher{db()};
+    bool waiting = false;
+    for (int i = 0; i < 100 && !waiting; ++i) {
+      pqxx::nontransaction q{watcher};
+      waiting =
+          q.exec1("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")[0].as<int>() > 0;
+      if (!waiting) std::this_thread::sleep_for(50ms);  // bounded polling: a lock wait sends no event
+    }
+    ASSERT_TRUE(waiting) << "no writer ever waited for the lock";
+    std::this_thread::sleep_for(400ms);  // the writer's store has now waited past shed_after
+
+    // The lock still holds, so an answer now means the node refused without waiting for the database.
+    for (int i = 0; i < refused; ++i) {
+      auto reply = call(*alice, send_op("late " + std::to_string(i), "late-" + std::to_string(i)), 200 + i);
+      EXPECT_EQ(error_code_of(reply), "unavailable") << json::serialize(reply);
+    }
+    EXPECT_EQ(metric(node_->port(), "chorus_sends_shed_total"), refused);
+    lock.commit();
+  }
+
+  // What was taken before the stall grew long is acknowledged and delivered once the lock is gone.
+  for (int i = 0; i < taken; ++i) {
+    auto reply =
+        alice->next_where([i](const json::object& o) { return o.contains("re") && o.at("re") == 100 + i; });
+    ASSERT_TRUE(reply && reply->at("ok") == true)
+        << (reply ? json::serialize(*reply) : "no reply to " + std::to_string(i));
+  }
+  // The refused sends, retried with their client_msg_ids, are taken like any other.
+  for (int i = 0; i < refused; ++i)
+    expect_ok(call(*alice, send_op("late " + std::to_string(i), "late-" + std::to_string(i)), 300 + i));
+  for (int i = 0; i < taken + refused; ++i) {
+    auto ev = bob->next_where(is_message);
+    ASSERT_TRUE(ev) << "bob is missing message " << i;
+    EXPECT_EQ(ev->at("seq").to_number<std::int64_t>(), i + 1);
+  }
+  auto rows = table(db());
+  expect_consecutive(rows);
+  ASSERT_EQ(rows.size(), static_cast<std::size_t>(taken + refused));
+  for (int i = 0; i < refused; ++i) EXPECT_EQ(rows[taken + i].client_msg_id, "late-" + std::to_string(i));
+  EXPECT_EQ(metric(node_->port(), "chorus_sends_shed_total"), refused);
+  EXPECT_FALSE(alice->close_code());
+}
+
 TEST_F(durable_test, kill_9_during_a_burst_keeps_every_acknowledged_message_exactly_once) {
   start();
   auto alice = connect("alice");

@@ -101,6 +101,8 @@ class fake_factory final : public chorus::actors::session_factory {
     std::lock_guard lk(mu_);
     return closed_;
   }
+  /// Every `n`-th text frame of a session asks the connection to stop reading (0: never).
+  void pause_every(int n) { pause_every_ = n; }
   std::size_t opened() {
     std::lock_guard lk(mu_);
     return links_.size();
@@ -110,7 +112,11 @@ class fake_factory final : public chorus::actors::session_factory {
   class echo_session final : public session_handle {
    public:
     echo_session(std::shared_ptr<client_link> link, fake_factory& f) : link_(std::move(link)), f_(f) {}
-    void on_text(std::string text) override { link_->push(frame(std::move(text)), traffic::essential); }
+    bool on_text(std::string text) override {
+      link_->push(frame(std::move(text)), traffic::essential);
+      const int every = f_.pause_every_.load();
+      return every == 0 || ++texts_ % every != 0;
+    }
     void on_binary() override {
       std::lock_guard lk(f_.mu_);
       ++f_.binaries_;
@@ -128,6 +134,7 @@ class fake_factory final : public chorus::actors::session_factory {
     std::shared_ptr<client_link> link_;
     fake_factory& f_;
     bool closed_ = false;
+    int texts_ = 0;
   };
 
   std::mutex mu_;
@@ -136,6 +143,7 @@ class fake_factory final : public chorus::actors::session_factory {
   std::vector<connection_info> infos_;
   std::vector<std::string> closed_;
   int binaries_ = 0;
+  std::atomic<int> pause_every_ = 0;
 };
 
 /// Records every API request. By default answers at once (on the connection's strand) with the request's
@@ -313,14 +321,21 @@ TEST_F(server_test, healthz_reports_status_node_and_connections) {
   EXPECT_GE(server_->stats().accepted_total, 3u);
 }
 
-TEST_F(server_test, metrics_serves_what_the_node_gives_it_each_time_as_prometheus_text) {
+TEST_F(server_test, metrics_serves_what_the_node_gives_it_each_time_then_its_own_counters) {
   std::atomic<int> calls = 0;  // called on an io thread
   start(base_config(), nullptr, [&calls] { return "chorus_calls " + std::to_string(++calls) + "\n"; });
   auto res = chorus::testing::http_get(port_, "/metrics");
   EXPECT_EQ(res.status, 200u);
   EXPECT_EQ(res.content_type, "text/plain; version=0.0.4; charset=utf-8");
-  EXPECT_EQ(res.body, "chorus_calls 1\n");
-  EXPECT_EQ(chorus::testing::http_get(port_, "/metrics").body, "chorus_calls 2\n");
+  EXPECT_TRUE(res.body.starts_with("chorus_calls 1\n")) << res.body;
+  EXPECT_NE(res.body.find("\nchorus_connections_accepted_total 1\n"), std::string::npos) << res.body;
+  EXPECT_NE(res.body.find("\n# TYPE chorus_slow_consumers_closed_total counter\n"
+                          "chorus_slow_consumers_closed_total 0\n"),
+            std::string::npos)
+      << res.body;
+  res = chorus::testing::http_get(port_, "/metrics");
+  EXPECT_TRUE(res.body.starts_with("chorus_calls 2\n")) << res.body;
+  EXPECT_NE(res.body.find("\nchorus_connections_accepted_total 2\n"), std::string::npos) << res.body;
 
   raw_http http(port_);
   auto [status, body] = http.exchange("POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
@@ -546,6 +561,7 @@ TEST_F(server_test, slow_consumer_that_never_reads_is_cut_off) {
   ASSERT_TRUE(factory_.wait_closed(1, 10s));
   EXPECT_FALSE(link->push(frame("{}"), traffic::essential));
   EXPECT_TRUE(client->wait_closed(10s).has_value());
+  EXPECT_EQ(server_->stats().slow_consumers_closed, 1u);
 }
 
 TEST_F(server_test, a_burst_past_the_queue_limit_reaches_a_client_that_reads) {
@@ -567,6 +583,7 @@ TEST_F(server_test, a_burst_past_the_queue_limit_reaches_a_client_that_reads) {
   }
   EXPECT_FALSE(client->close_code());
   EXPECT_EQ(factory_.closed_reasons().size(), 0u);
+  EXPECT_EQ(server_->stats().slow_consumers_closed, 0u);
 }
 
 TEST_F(server_test, a_client_whose_write_waits_a_second_is_cut_off_at_the_queue_limit) {
@@ -590,6 +607,61 @@ TEST_F(server_test, a_client_whose_write_waits_a_second_is_cut_off_at_the_queue_
   const auto reason = factory_.closed_reasons().at(0);
   EXPECT_NE(reason.find("4008"), std::string::npos) << reason;
   EXPECT_TRUE(client->wait_closed(10s).has_value());
+  EXPECT_EQ(server_->stats().slow_consumers_closed, 1u);
+}
+
+TEST_F(server_test, a_session_that_asks_for_no_more_frames_gets_none_until_it_resumes_reading) {
+  factory_.pause_every(3);
+  start();
+  auto client = connect();
+  auto link = factory_.link(0);
+  ASSERT_NE(link, nullptr);
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(client->send_json({{"n", i}}));
+  for (int i = 0; i < 3; ++i) {
+    auto echo = client->next();
+    ASSERT_TRUE(echo) << "missing echo " << i;
+    EXPECT_EQ(echo->at("n").to_number<int>(), i);
+  }
+  EXPECT_FALSE(client->next(300ms)) << "the server read past the frame that asked it to stop";
+
+  link->resume_reading();
+  for (int i = 3; i < 5; ++i) {
+    auto echo = client->next();
+    ASSERT_TRUE(echo) << "missing echo " << i;
+    EXPECT_EQ(echo->at("n").to_number<int>(), i);
+  }
+  link->resume_reading();  // reading was not stopped: nothing changes
+  ASSERT_TRUE(client->send_json({{"n", 5}}));
+  auto echo = client->next();
+  ASSERT_TRUE(echo);
+  EXPECT_EQ(echo->at("n").to_number<int>(), 5);
+  EXPECT_EQ(factory_.closed_reasons().size(), 0u);
+}
+
+TEST_F(server_test, a_connection_that_stopped_reading_still_closes_and_tells_its_session) {
+  factory_.pause_every(1);
+  start();
+  // Closed by the server: the close handshake ends the session without the read loop.
+  auto first = connect();
+  auto first_link = factory_.link(0);
+  ASSERT_NE(first_link, nullptr);
+  ASSERT_TRUE(first->send_json({{"n", 0}}));
+  ASSERT_TRUE(first->next());
+  first_link->close(close_code::going_away, "bye");
+  EXPECT_EQ(first->wait_closed(5s), std::optional<std::uint16_t>(close_code::going_away));
+  ASSERT_TRUE(factory_.wait_closed(1));
+
+  // Closed by the client while nothing reads its socket: noticed once the session reads on.
+  auto second = connect();
+  auto second_link = factory_.link(1);
+  ASSERT_NE(second_link, nullptr);
+  ASSERT_TRUE(second->send_json({{"n", 0}}));
+  ASSERT_TRUE(second->next());
+  second->close();
+  EXPECT_FALSE(factory_.wait_closed(2, 300ms));
+  second_link->resume_reading();
+  ASSERT_TRUE(factory_.wait_closed(2));
+  EXPECT_EQ(server_->stats().open_connections, 0u);
 }
 
 TEST_F(server_test, droppable_frames_are_dropped_first_and_essential_ones_still_arrive) {
