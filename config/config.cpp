@@ -137,7 +137,7 @@ constexpr std::array keys{
     // Input's counterpart of send_queue_limit: a client may send faster than the node works through its
     // frames (a flood, or a node short of CPU). Past this the node stops reading the socket, so TCP holds the
     // client back; before, frames queued in memory without bound and the node's throughput fell
-    // (BENCHMARKS.md, durable sends, "reading less").
+    // (BENCHMARKS.md, durable sends, "evening").
     key_def{.name = "receive_queue_limit",
             .member = &node_config::receive_queue_limit,
             .help = "frames a connection may have waiting for its session; past it the node stops reading "
@@ -181,7 +181,7 @@ constexpr std::array keys{
             .max = 600000},
     // Admission control: a node whose database falls behind otherwise queues every send it takes, and each
     // waits longer than the one before until the watchdog fails them all (BENCHMARKS.md, durable sends,
-    // "shedding"). Refused sends are safe to retry with the same client_msg_id. No rule against
+    // "evening"). Refused sends are safe to retry with the same client_msg_id. No rule against
     // request_timeout_ms: lowering that alone must not stop a node; at or past it, shedding never starts.
     key_def{.name = "shed_after_ms",
             .member = &node_config::shed_after_ms,
