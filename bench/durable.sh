@@ -4,7 +4,8 @@
 # Prints, per offered rate, the acknowledged sends per second, the ack latency p50/p99, the CPU of the node,
 # PostgreSQL and the generator over the measured window, and what the node's batch writers did in it (from
 # its GET /metrics: busy fraction, batches a second, rows a batch and the time a batch took), and the node's
-# own ack p50/p99 (from a room giving a send its seq to the ack, without the client's side and the network).
+# own ack p50/p99 (from a room giving a send its seq to the ack, without the client's side and the network),
+# and how often it held clients back (reads_paused, sends_shed: README, "Metrics").
 #
 # usage: bench/durable.sh [RATE...]        (default: 10000 20000 30000 40000 50000)
 # env:   DURABLE_DURATION=S  measured window per rate (default 5)
@@ -306,9 +307,14 @@ EOF_IO
     if [ ${#stall_pids[@]} -gt 0 ]; then wait "${stall_pids[@]}" 2>/dev/null || true; fi
     wal_after=$(wal_counters)
     [[ "${PG_EXTRA_OPTS:-}" != *pg_stat_statements* ]] || statements_report >"$raw.statements"
+    # How often the node held its clients back over the run: connections not read while their session was
+    # behind, and sends refused while the database was (empty from a node too old to count them).
+    held_back=$(curl -s --max-time 2 "http://127.0.0.1:$port/metrics" |
+      awk '$1 == "chorus_reads_paused_total" { printf " reads_paused=%s", $2 }
+           $1 == "chorus_sends_shed_total" { printf " sends_shed=%s", $2 }' || true)
     stop_server
     python3 - "$raw.json" "$raw.pgcpu" "$bench_start" "$(getconf CLK_TCK)" "$wal_before" "$wal_after" "$probe_ms" \
-      "$raw.io" "$raw.writer" <<'EOF' | tee -a "$out/summary.txt"
+      "$raw.io" "$raw.writer" "$held_back" <<'EOF' | tee -a "$out/summary.txt"
 import json, sys
 wal = [b - a for a, b in zip(*(map(int, x.split("|")) for x in sys.argv[5:7]))] if all(sys.argv[5:7]) else []
 samples = [(float(t), int(k)) for t, k in (l.split() for l in open(sys.argv[2]))]
@@ -368,6 +374,7 @@ print(f"{s.get('offered_rate', 0):9.0f} {s.get('acknowledged', 0):>8}/{s.get('se
          if (w := s.get("ack_latency_from_write")) else "")
       + (f" wal_per_row={wal[2] / max(wal[0], 1):.0f}B fpi_per_row={wal[1] / max(wal[0], 1):.2f}" if wal else "")
       + writer_figures()
+      + sys.argv[10]
       + f" cpu_probe={sys.argv[7]}ms"
       + (f" io_burst={max(w for _, w in io_inside):.0f}MB/s dirty_max={max(d for d, _ in io_inside):.0f}MB"
          if io_inside else "")

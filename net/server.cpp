@@ -162,6 +162,7 @@ struct server_state {
   std::atomic<std::uint64_t> accepted_total{0};
   std::atomic<std::uint64_t> ws_open{0};
   std::atomic<std::uint64_t> slow_consumers_closed{0};
+  std::atomic<std::uint64_t> reads_paused{0};
 
   std::mutex mu;
   std::condition_variable slots_cv;
@@ -214,7 +215,13 @@ std::string server_metrics(const server_state& st) {
          "did not read what was sent to it.\n"
          "# TYPE chorus_slow_consumers_closed_total counter\n"
          "chorus_slow_consumers_closed_total " +
-         std::to_string(st.slow_consumers_closed.load(std::memory_order_relaxed)) + "\n";
+         std::to_string(st.slow_consumers_closed.load(std::memory_order_relaxed)) +
+         "\n"
+         "# HELP chorus_reads_paused_total Times a WebSocket connection was not read because its session had "
+         "receive_queue_limit frames waiting.\n"
+         "# TYPE chorus_reads_paused_total counter\n"
+         "chorus_reads_paused_total " +
+         std::to_string(st.reads_paused.load(std::memory_order_relaxed)) + "\n";
 }
 
 /// One unit of max_connections, given back exactly once: when the socket is gone, not when the object
@@ -458,6 +465,7 @@ class ws_session final : public connection, public actors::client_link {
     }
     if (!more) {
       read_paused_ = true;  // resume_reading() reads on
+      st_->reads_paused.fetch_add(1, std::memory_order_relaxed);
       return;
     }
     do_read();
@@ -1420,6 +1428,7 @@ server_stats server::stats() const {
   s.open_connections = impl_->state->ws_open.load(std::memory_order_relaxed);
   s.accepted_total = impl_->state->accepted_total.load(std::memory_order_relaxed);
   s.slow_consumers_closed = impl_->state->slow_consumers_closed.load(std::memory_order_relaxed);
+  s.reads_paused = impl_->state->reads_paused.load(std::memory_order_relaxed);
   return s;
 }
 

@@ -17,6 +17,7 @@ struct server_stats {
   std::uint64_t open_connections = 0;
   std::uint64_t accepted_total = 0;
   std::uint64_t slow_consumers_closed = 0;  ///< WebSocket connections closed with 4008 since start
+  std::uint64_t reads_paused = 0;  ///< times a connection was not read because its session was behind
 };
 
 /// Serves `GET /healthz`, `GET /metrics` (the text `metrics` returns followed by the server's own counters,

@@ -56,6 +56,31 @@ double metric(std::uint16_t port, const std::string& name) {
   return std::stod(res.body.substr(at + name.size() + 2));
 }
 
+/// `LOCK TABLE messages` held from construction to release(): a database stall as the writers see it.
+class messages_lock {
+ public:
+  explicit messages_lock(const std::string& url) : url_(url), conn_{url}, tx_{conn_} {
+    tx_.exec("LOCK TABLE messages IN EXCLUSIVE MODE");
+  }
+  /// Whether a writer came to wait for the lock within 5 s.
+  bool a_writer_waits() {
+    pqxx::connection watcher{url_};
+    for (int i = 0; i < 100; ++i) {
+      pqxx::nontransaction q{watcher};
+      if (q.exec1("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")[0].as<int>() > 0)
+        return true;
+      std::this_thread::sleep_for(50ms);  // bounded polling: a lock wait sends no event
+    }
+    return false;
+  }
+  void release() { tx_.commit(); }
+
+ private:
+  std::string url_;
+  pqxx::connection conn_;
+  pqxx::work tx_;
+};
+
 class durable_test : public node_test {
  protected:
   const std::string& db() { return test_database::instance().url(); }
@@ -282,26 +307,16 @@ TEST_F(durable_test, clients_that_read_keep_their_connections_when_a_database_st
   // within the queue's hard cap of four times it.
   constexpr int count = 24;
   {
-    pqxx::connection locker{db()};
-    pqxx::work lock{locker};
-    lock.exec("LOCK TABLE messages IN EXCLUSIVE MODE");
+    messages_lock lock(db());
     for (int i = 0; i < count; ++i) {
       auto op = send_op("held " + std::to_string(i), "held-" + std::to_string(i));
       op["id"] = 100 + i;
       ASSERT_TRUE(alice->send_json(op));
     }
     // Hold the lock until a writer waits on it and the sends have had time to reach the room.
-    pqxx::connection watcher{db()};
-    bool waiting = false;
-    for (int i = 0; i < 100 && !waiting; ++i) {
-      pqxx::nontransaction q{watcher};
-      waiting =
-          q.exec1("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")[0].as<int>() > 0;
-      if (!waiting) std::this_thread::sleep_for(50ms);  // bounded polling: a lock wait sends no event
-    }
-    ASSERT_TRUE(waiting) << "no writer ever waited for the lock";
+    ASSERT_TRUE(lock.a_writer_waits()) << "no writer ever waited for the lock";
     std::this_thread::sleep_for(300ms);
-    lock.commit();
+    lock.release();
   }
 
   // Every acknowledgement and every message, released together, reaches both clients, in order.
@@ -338,23 +353,13 @@ TEST_F(durable_test, a_stall_past_shed_after_refuses_new_sends_at_once_and_their
   constexpr int taken = 5;
   constexpr int refused = 3;
   {
-    pqxx::connection locker{db()};
-    pqxx::work lock{locker};
-    lock.exec("LOCK TABLE messages IN EXCLUSIVE MODE");
+    messages_lock lock(db());
     for (int i = 0; i < taken; ++i) {
       auto op = send_op("taken " + std::to_string(i), "taken-" + std::to_string(i));
       op["id"] = 100 + i;
       ASSERT_TRUE(alice->send_json(op));
     }
-    pqxx::connection watcher{db()};
-    bool waiting = false;
-    for (int i = 0; i < 100 && !waiting; ++i) {
-      pqxx::nontransaction q{watcher};
-      waiting =
-          q.exec1("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")[0].as<int>() > 0;
-      if (!waiting) std::this_thread::sleep_for(50ms);  // bounded polling: a lock wait sends no event
-    }
-    ASSERT_TRUE(waiting) << "no writer ever waited for the lock";
+    ASSERT_TRUE(lock.a_writer_waits()) << "no writer ever waited for the lock";
     std::this_thread::sleep_for(400ms);  // the writer's store has now waited past shed_after
 
     // The lock still holds, so an answer now means the node refused without waiting for the database.
@@ -363,7 +368,7 @@ TEST_F(durable_test, a_stall_past_shed_after_refuses_new_sends_at_once_and_their
       EXPECT_EQ(error_code_of(reply), "unavailable") << json::serialize(reply);
     }
     EXPECT_EQ(metric(node_->port(), "chorus_sends_shed_total"), refused);
-    lock.commit();
+    lock.release();
   }
 
   // What was taken before the stall grew long is acknowledged and delivered once the lock is gone.

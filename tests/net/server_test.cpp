@@ -333,6 +333,7 @@ TEST_F(server_test, metrics_serves_what_the_node_gives_it_each_time_then_its_own
                           "chorus_slow_consumers_closed_total 0\n"),
             std::string::npos)
       << res.body;
+  EXPECT_NE(res.body.find("\nchorus_reads_paused_total 0\n"), std::string::npos) << res.body;
   res = chorus::testing::http_get(port_, "/metrics");
   EXPECT_TRUE(res.body.starts_with("chorus_calls 2\n")) << res.body;
   EXPECT_NE(res.body.find("\nchorus_connections_accepted_total 2\n"), std::string::npos) << res.body;
@@ -616,25 +617,23 @@ TEST_F(server_test, a_session_that_asks_for_no_more_frames_gets_none_until_it_re
   auto client = connect();
   auto link = factory_.link(0);
   ASSERT_NE(link, nullptr);
+  auto echoes = [&client](int from, int to) {
+    for (int i = from; i < to; ++i) {
+      auto echo = client->next();
+      ASSERT_TRUE(echo) << "missing echo " << i;
+      EXPECT_EQ(echo->at("n").to_number<int>(), i);
+    }
+  };
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(client->send_json({{"n", i}}));
-  for (int i = 0; i < 3; ++i) {
-    auto echo = client->next();
-    ASSERT_TRUE(echo) << "missing echo " << i;
-    EXPECT_EQ(echo->at("n").to_number<int>(), i);
-  }
+  echoes(0, 3);
   EXPECT_FALSE(client->next(300ms)) << "the server read past the frame that asked it to stop";
+  EXPECT_EQ(server_->stats().reads_paused, 1u);
 
   link->resume_reading();
-  for (int i = 3; i < 5; ++i) {
-    auto echo = client->next();
-    ASSERT_TRUE(echo) << "missing echo " << i;
-    EXPECT_EQ(echo->at("n").to_number<int>(), i);
-  }
+  echoes(3, 5);
   link->resume_reading();  // reading was not stopped: nothing changes
   ASSERT_TRUE(client->send_json({{"n", 5}}));
-  auto echo = client->next();
-  ASSERT_TRUE(echo);
-  EXPECT_EQ(echo->at("n").to_number<int>(), 5);
+  echoes(5, 6);
   EXPECT_EQ(factory_.closed_reasons().size(), 0u);
 }
 
