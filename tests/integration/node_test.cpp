@@ -297,6 +297,28 @@ TEST_F(node_test, a_crowded_room_sends_counts_instead_of_per_user_events_and_the
   EXPECT_EQ(joined->at("d").at("user"), "dan");
 }
 
+TEST_F(node_test, a_client_sending_faster_than_its_session_handles_is_read_in_step_and_answered_in_order) {
+  // A limit of one frame: every frame stops the reading until the session has handled it, so each of the
+  // pings below is read only after the session asked for the next.
+  start({{"CHORUS_RECEIVE_QUEUE_LIMIT", "1"},
+         {"CHORUS_OPS_PER_SECOND", "100000"},
+         {"CHORUS_OPS_BURST", "100000"}});
+  auto alice = connect("alice");
+  constexpr int count = 200;
+  for (int i = 0; i < count; ++i) ASSERT_TRUE(alice->send_json({{"op", "ping"}, {"id", i}}));
+  for (int i = 0; i < count; ++i) {
+    auto reply = alice->next_where([](const json::object& o) { return o.contains("re"); });
+    ASSERT_TRUE(reply) << "no reply to ping " << i;
+    EXPECT_EQ(reply->at("re").to_number<int>(), i);
+  }
+  const std::string name = "\nchorus_reads_paused_total ";
+  const auto metrics = http_get(node_->port(), "/metrics").body;
+  const auto at = metrics.find(name);
+  ASSERT_NE(at, std::string::npos) << metrics;
+  EXPECT_GE(std::stoull(metrics.substr(at + name.size())), static_cast<unsigned long long>(count));
+  expect_alive(*alice);
+}
+
 TEST_F(node_test, a_client_that_never_reads_is_disconnected_while_others_get_everything) {
   start({{"CHORUS_SEND_QUEUE_LIMIT", "64"},
          {"CHORUS_OPS_PER_SECOND", "100000"},
