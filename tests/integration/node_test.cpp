@@ -6,10 +6,13 @@
 #include <chrono>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "tests/integration/node_fixture.hpp"
+#include "tests/support/frame_mutator.hpp"
 
 namespace chorus::testing {
 namespace {
@@ -483,6 +486,79 @@ TEST_F(bad_input_test, oversize_frame_closes_with_1009) {
 TEST_F(bad_input_test, invalid_utf8_text_frame_closes_with_1007) {
   client_->send_text(std::string(R"({"op":"send","id":1,"room":"general","text":")") + "\xff\xfe" + "\"}");
   EXPECT_EQ(client_->wait_closed(), 1007);
+}
+
+TEST_F(node_test, a_storm_of_broken_frames_gets_one_answer_each_and_stores_only_the_valid_sends) {
+  start({{"CHORUS_OPS_PER_SECOND", "100000"}, {"CHORUS_OPS_BURST", "100000"}});
+  auto alice = member_of("general", "alice");
+  auto bob = member_of("general", "bob");
+  // Every operation, aimed at the room both are in, so that what survives a mutation acts on it.
+  const std::vector<std::string> corpus = {
+      R"({"op":"send","id":1,"room":"general","text":"hello","client_msg_id":"c-1"})",
+      R"({"op":"send","id":2,"room":"general","text":"caf\u00e9"})",
+      R"({"op":"typing","id":3,"room":"general"})",
+      R"({"op":"history","id":4,"room":"general","before":50,"limit":20})",
+      R"({"op":"join","id":5,"room":"general","last_seq":0})",
+      R"({"op":"members","id":6,"room":"general","limit":10})",
+      R"({"op":"leave","id":7,"room":"general"})",
+      R"({"op":"auth","id":8,"token":"a.b.c"})",
+      R"({"op":"ping","id":9})",
+  };
+  test::rng gen(42);
+  int frames = 0;
+  std::set<std::int64_t> seqs_taken;  // a resent client_msg_id is answered with its first seq
+  while (frames < 400 && !HasFatalFailure()) {
+    const auto& base = corpus[test::pick(gen, corpus.size())];
+    std::string frame =
+        test::pick(gen, 2) == 0 ? test::mutate_fields(base, gen) : test::mutate_bytes(base, gen);
+    if (!test::valid_utf8(frame)) continue;  // the server closes those with 1007 (a test of its own)
+    ++frames;
+    SCOPED_TRACE(frame.size() > 200 ? frame.substr(0, 200) + "..." : frame);
+    ASSERT_TRUE(alice->send_text(frame));
+    // Exactly one answer: the reply to the frame's id, or an error event when it had no usable id.
+    auto answer = alice->next_where([](const json::object& o) {
+      return o.contains("re") || (o.contains("ev") && o.at("ev") == "error");
+    });
+    ASSERT_TRUE(answer) << "no answer";
+    boost::system::error_code ec;
+    const json::value sent = json::parse(frame, ec);
+    const json::object* sent_obj = ec ? nullptr : sent.if_object();
+    const json::value* id = sent_obj ? sent_obj->if_contains("id") : nullptr;
+    if (answer->contains("re")) {
+      ASSERT_TRUE(id != nullptr && id->is_int64()) << json::serialize(*answer);
+      EXPECT_EQ(answer->at("re"), *id);
+    }
+    if (!answer->contains("ok") || answer->at("ok") != true) {
+      EXPECT_TRUE(answer->contains("error")) << json::serialize(*answer);
+      continue;
+    }
+    ASSERT_NE(sent_obj, nullptr) << "a frame that is not a JSON object was taken";
+    if (sent_obj->at("op") == "send" && sent_obj->at("room") == "general")
+      seqs_taken.insert(answer->at("d").at("seq").to_number<std::int64_t>());
+  }
+  // No answer was left over: the next reply is the one to this ping.
+  auto ping = alice->send_json({{"op", "ping"}, {"id", -77}});
+  ASSERT_TRUE(ping);
+  auto pong =
+      alice->next_where([](const json::object& o) { return o.contains("re") || o.contains("error"); });
+  ASSERT_TRUE(pong);
+  EXPECT_EQ(pong->at("re"), -77) << json::serialize(*pong);
+
+  // Bob saw exactly the sends the node took, in order; a valid send now continues the sequence.
+  join(*alice, "general", 10);
+  auto last = call(*alice, {{"op", "send"}, {"room", "general"}, {"text", "after the storm"}}, 11);
+  expect_ok(last);
+  const auto sends_taken = static_cast<std::int64_t>(seqs_taken.size());
+  EXPECT_EQ(last.at("d").at("seq"), sends_taken + 1);
+  for (std::int64_t seq = 1; seq <= sends_taken + 1; ++seq) {
+    auto message =
+        bob->next_where([](const json::object& o) { return o.contains("ev") && o.at("ev") == "message"; });
+    ASSERT_TRUE(message) << "bob is missing seq " << seq;
+    EXPECT_EQ(message->at("seq"), seq);
+  }
+  EXPECT_GT(sends_taken, 5) << "the storm should let some valid sends through";
+  EXPECT_EQ(http_get(node_->port(), "/healthz").status, 200u);
+  expect_alive(*bob);
 }
 
 // ---- lifecycle ----
