@@ -3,9 +3,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <map>
 #include <pqxx/pqxx>
+#include <set>
+#include <string_view>
 
+#include "actors/protocol.hpp"
 #include "tests/integration/node_fixture.hpp"
+#include "tests/support/frame_mutator.hpp"
 #include "tests/support/http_client.hpp"
 
 namespace chorus::testing {
@@ -278,6 +283,85 @@ TEST_F(accounts_test, malformed_oversize_and_mistyped_bodies_change_nothing) {
   EXPECT_EQ(sql("SELECT count(*) FROM users"), users_before);
   // The node is fine afterwards.
   EXPECT_EQ(http_get(node_->port(), "/healthz").status, 200u);
+}
+
+TEST_F(accounts_test,
+       a_storm_of_broken_bodies_gets_client_errors_with_known_codes_and_creates_only_what_succeeded) {
+  auto owner = make_account("storm");
+  auto other = make_account("storm_other");
+  const auto room = make_room(owner, "group", {other.id});
+  struct route {
+    std::string method, target, body;
+  };
+  const std::vector<route> corpus = {
+      {"POST", "/api/v1/auth/register",
+       json::serialize(json::object{{"username", unique("stormy")},
+                                    {"email", unique("stormy") + "@example.test"},
+                                    {"password", "correct horse battery"},
+                                    {"display_name", "Stormy"}})},
+      {"POST", "/api/v1/auth/login", R"({"login":"nobody_at_all","password":"correct horse battery"})"},
+      {"POST", "/api/v1/auth/refresh", R"({"refresh_token":"3q2-7wVx9kQm1ZpL0aB4cD8eF6gH2jK5nR7sT9uW1yA"})"},
+      {"PATCH", "/api/v1/users/me",
+       R"({"display_name":"Alice","status":"away","avatar_url":"https://e.test/a.png"})"},
+      {"POST", "/api/v1/rooms",
+       R"({"kind":"group","name":"Tea","description":"Mad","topic":"Ravens","public":true,"members":[]})"},
+      {"PATCH", "/api/v1/rooms/" + room, R"({"topic":"Change places!","public":false})"},
+      {"POST", "/api/v1/rooms/" + room + "/members", R"({"user_id":")" + other.id + R"(","role":"member"})"},
+      {"PATCH", "/api/v1/rooms/" + room + "/members/" + other.id,
+       R"({"role":"moderator","granted":["edit_room"],"revoked":["delete_messages"]})"},
+      {"PATCH", "/api/v1/rooms/" + room + "/settings", R"({"muted":true,"pinned":false})"},
+      {"POST", "/api/v1/rooms/" + room + "/read", R"({"seq":0})"},
+  };
+  // A request's own fields get the wrong values; an unknown field is refused whatever its value.
+  std::vector<std::string> names;
+  auto fields_of = [&names](const std::string& body) {
+    names.clear();
+    const json::value doc = json::parse(body);
+    for (const auto& field : doc.as_object()) names.emplace_back(field.key());
+    return std::vector<std::string_view>(names.begin(), names.end());
+  };
+  std::set<std::string> known_codes;
+  for (int c = 0; c <= static_cast<int>(protocol::error_code::internal); ++c)
+    known_codes.insert(std::string(protocol::to_string(static_cast<protocol::error_code>(c))));
+  known_codes.erase("internal");
+
+  const auto users_before = std::stoll(sql("SELECT count(*) FROM users"));
+  const auto rooms_before = std::stoll(sql("SELECT count(*) FROM rooms"));
+  int users_made = 0;
+  int rooms_made = 0;
+  int succeeded = 0;
+  std::map<unsigned, int> refused;  // by status
+  test::rng gen(5);
+  for (int i = 0; i < 500 && !HasFatalFailure(); ++i) {
+    const auto& r = corpus[test::pick(gen, corpus.size())];
+    const std::string body = test::pick(gen, 2) == 0 ? test::mutate_fields(r.body, gen, fields_of(r.body))
+                                                     : test::mutate_bytes(r.body, gen);
+    SCOPED_TRACE(r.method + " " + r.target + " " + body.substr(0, 200));
+    auto res = http_call(node_->port(), r.method, r.target, body,
+                         {{"Content-Type", "application/json"}, {"Authorization", "Bearer " + owner.access}});
+    ASSERT_GE(res.status, 200u) << res.body;
+    ASSERT_LT(res.status, 500u) << res.body;
+    if (res.status >= 400) {
+      ++refused[res.status];
+      EXPECT_TRUE(known_codes.count(code_of(res))) << res.status << " " << res.body;
+      continue;
+    }
+    ++succeeded;
+    if (res.status == 201 && r.target == "/api/v1/auth/register") {
+      ++users_made;
+    } else if (res.status == 201 && r.target == "/api/v1/rooms") {
+      ++rooms_made;
+    }
+  }
+  // What was refused left nothing behind; the node and the owner's session work as before.
+  EXPECT_EQ(std::stoll(sql("SELECT count(*) FROM users")), users_before + users_made);
+  EXPECT_EQ(std::stoll(sql("SELECT count(*) FROM rooms")), rooms_before + rooms_made);
+  EXPECT_EQ(api("GET", "/api/v1/users/me", nullptr, owner.access).status, 200u);
+  EXPECT_EQ(http_get(node_->port(), "/healthz").status, 200u);
+  // The storm reached past the parser: some requests succeeded, and several kinds of refusal came back.
+  EXPECT_GT(succeeded, 10);
+  EXPECT_GE(refused.size(), 3u);
+  EXPECT_GT(refused[400], 50);
 }
 
 TEST_F(accounts_test, sql_metacharacters_and_long_text_round_trip_as_plain_text) {

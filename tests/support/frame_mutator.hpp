@@ -1,11 +1,12 @@
-// Broken variants of valid protocol frames, for tests that feed a decoder or a node what a buggy or hostile
-// client might send: byte-level damage, and valid JSON whose fields have the wrong values.
+// Broken variants of valid JSON requests (WebSocket frames, HTTP bodies), for tests that feed a decoder or a
+// node what a buggy or hostile client might send: byte-level damage, and fields with the wrong values.
 #pragma once
 
 #include <array>
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,8 +33,17 @@ inline const std::vector<boost::json::value> palette = [] {
   for (double real : {1.5, -0.0, 1e300}) v.emplace_back(real);
   v.emplace_back(nullptr);
   v.emplace_back(true);
-  for (std::string_view text : {"", " ", "general", "General", "-room", "a\tb", "hi", "\xC3\xA9t\xC3\xA9",
-                                "o:5", "n:0", "o:05", "x:1", "ping", "send", "history"})
+  for (std::string_view text : {"",        " ",
+                                "general", "General",
+                                "-room",   "a\tb",
+                                "hi",      "\xC3\xA9t\xC3\xA9",
+                                "o:5",     "n:0",
+                                "o:05",    "x:1",
+                                "ping",    "send",
+                                "history", "member",
+                                "owner",   "away",
+                                "group",   "channel",
+                                "x@y.z",   "https://example.com/a.png"})
     v.emplace_back(boost::json::string(text));
   v.emplace_back(boost::json::string(std::string_view("nul\0inside", 10)));
   v.emplace_back(boost::json::string(std::string(64, 'r')));
@@ -42,11 +52,13 @@ inline const std::vector<boost::json::value> palette = [] {
   v.emplace_back(boost::json::string(std::string(4001, 'x')));
   v.emplace_back(boost::json::string(std::string(2000, '\x7f')));
   v.emplace_back(boost::json::array{1, "two", nullptr});
+  v.emplace_back(boost::json::array{"edit_room", "delete_messages"});
   v.emplace_back(boost::json::object{{"op", "ping"}});
   return v;
 }();
 
-inline constexpr std::array<std::string_view, 10> field_names = {
+/// The fields of the WebSocket protocol's requests.
+inline constexpr std::array<std::string_view, 10> protocol_fields = {
     "op", "id", "room", "text", "token", "after", "before", "cursor", "limit", "last_seq"};
 
 // Bytes that matter to a JSON parser, and some that must be rejected inside strings.
@@ -84,7 +96,8 @@ inline std::string mutate_bytes(std::string frame, rng& gen) {
 
 /// One structural change that keeps the frame valid JSON: a field gets a palette value, is removed, or
 /// is added; sometimes the whole frame becomes another JSON value.
-inline std::string mutate_fields(const std::string& frame, rng& gen) {
+inline std::string mutate_fields(const std::string& frame, rng& gen,
+                                 std::span<const std::string_view> field_names = protocol_fields) {
   boost::json::value doc = boost::json::parse(frame);
   auto& obj = doc.as_object();
   const std::size_t changes = 1 + pick(gen, 2);
