@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <map>
 #include <pqxx/pqxx>
 #include <set>
 #include <string_view>
@@ -241,6 +242,80 @@ TEST_F(durable_test, resume_after_a_dropped_connection_delivers_exactly_the_miss
     ASSERT_TRUE(msg && is_message(*msg)) << (msg ? json::serialize(*msg) : "timeout");
     EXPECT_EQ(msg->at("seq"), seq);
   }
+}
+
+TEST_F(durable_test, a_client_away_longer_than_the_rooms_tail_gets_everything_page_by_page) {
+  // A short tail and small pages, so that most of what bob missed comes from the table, over several pages.
+  start({{"CHORUS_TAIL_CACHE_SIZE", "16"}, {"CHORUS_HISTORY_LIMIT", "20"}});
+  auto alice = member_of("general", "alice");
+  auto bob = member_of("general", "bob");
+  for (int i = 1; i <= 5; ++i) expect_ok(call(*alice, send_op("seen " + std::to_string(i)), i));
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(bob->next_where(is_message));
+  bob->close();
+  bob.reset();
+  for (int i = 6; i <= 100; ++i) expect_ok(call(*alice, send_op("missed " + std::to_string(i)), i));
+
+  // The first message bob missed is older than the room's tail in memory: nothing is replayed, and the
+  // reply says so; everything comes by history, from the table first, then from the tail.
+  auto back = connect("bob");
+  auto reply = call(*back, {{"op", "join"}, {"room", "general"}, {"last_seq", 5}}, 1);
+  expect_ok(reply);
+  EXPECT_EQ(reply.at("d").at("replayed"), 0);
+  EXPECT_EQ(reply.at("d").at("complete"), false);
+  EXPECT_EQ(reply.at("d").at("last_seq"), 100);
+  std::map<std::int64_t, std::string> got;  // seq → text, as bob's client would assemble the room
+  // The room goes on while bob catches up: live messages overlap the pages, and the seq tells them apart.
+  for (int i = 101; i <= 110; ++i) expect_ok(call(*alice, send_op("live " + std::to_string(i)), i));
+
+  // Bob's client: live message events are kept by seq while it waits for each page.
+  std::set<std::int64_t> live;
+  auto page_for = [&](json::object request, std::int64_t id) {
+    request["id"] = id;
+    EXPECT_TRUE(back->send_json(request));
+    while (auto frame = back->next()) {
+      if (is_message(*frame)) {
+        EXPECT_TRUE(live.insert(frame->at("seq").to_number<std::int64_t>()).second);
+      }
+      if (frame->contains("re") && frame->at("re") == id) return *frame;
+    }
+    ADD_FAILURE() << "no reply to " << json::serialize(request);
+    return json::object{};
+  };
+  json::object page_request{{"op", "history"}, {"room", "general"}, {"after", 5}, {"limit", 20}};
+  int pages = 0;
+  std::int64_t id = 1000;
+  for (;;) {
+    auto page = page_for(page_request, ++id);
+    expect_ok(page);
+    ASSERT_LT(++pages, 20) << "paging did not end";
+    std::int64_t previous = 0;
+    for (const auto& m : page.at("d").at("messages").as_array()) {
+      const auto seq = m.at("seq").to_number<std::int64_t>();
+      EXPECT_GT(seq, previous) << "a page after a seq is oldest first";
+      previous = seq;
+      EXPECT_TRUE(got.emplace(seq, std::string(m.at("text").as_string())).second)
+          << "seq " << seq << " twice";
+    }
+    if (page.at("d").at("next").is_null()) break;
+    page_request = {
+        {"op", "history"}, {"room", "general"}, {"cursor", page.at("d").at("next")}, {"limit", 20}};
+  }
+  EXPECT_GE(pages, 5);
+  auto rows = table(db());
+  ASSERT_EQ(rows.size(), 110u);
+  ASSERT_EQ(got.size(), 105u) << "everything from seq 6 on, once";
+  for (const auto& row : rows) {
+    if (row.seq <= 5) continue;
+    ASSERT_TRUE(got.count(row.seq)) << "missing seq " << row.seq;
+    EXPECT_EQ(got[row.seq], row.text) << "seq " << row.seq;
+  }
+  // The live events came too, each once.
+  while (auto msg = back->next(500ms)) {
+    if (is_message(*msg)) {
+      EXPECT_TRUE(live.insert(msg->at("seq").to_number<std::int64_t>()).second);
+    }
+  }
+  EXPECT_EQ(live, (std::set<std::int64_t>{101, 102, 103, 104, 105, 106, 107, 108, 109, 110}));
 }
 
 TEST_F(durable_test, postgres_stopped_and_started_during_traffic_loses_nothing_acknowledged) {
