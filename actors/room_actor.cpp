@@ -230,9 +230,22 @@ void run_deferred(room_pointer self) {
 }
 
 void load(room_pointer self);
+void on_load_failed(room_pointer self, const caf::error& err);
+void catch_up(room_pointer self, std::uint32_t generation, storage::room_snapshot snapshot);
 
-void on_loaded(room_pointer self, storage::room_snapshot& snapshot) {
+/// The first seq of the snapshot's tail, or the one after its last_seq when it holds none.
+std::uint64_t first_in_tail(const storage::room_snapshot& snapshot) {
+  return snapshot.tail.empty() ? snapshot.last_seq + 1 : snapshot.tail.front().seq;
+}
+
+void on_loaded(room_pointer self, storage::room_snapshot& snapshot, std::uint32_t generation) {
   auto& st = self->state;
+  // More messages committed in doubt than the tail holds: members get the ones before it first.
+  if (st.ever_loaded && st.services.reader && snapshot.last_seq > st.committed_seq &&
+      first_in_tail(snapshot) > st.committed_seq + 1) {
+    catch_up(self, generation, std::move(snapshot));
+    return;
+  }
   if (!st.loaded && st.load_backoff.count() > 0) spdlog::info("room {}: loaded from PostgreSQL again", st.id);
   // The cache must stay consecutive: if the stored tail does not continue it, start it afresh.
   if (!snapshot.tail.empty() && !st.tail.empty() && snapshot.tail.front().seq > st.tail.back().seq + 1) {
@@ -253,6 +266,36 @@ void on_loaded(room_pointer self, storage::room_snapshot& snapshot) {
   st.syncing = false;
   st.load_backoff = std::chrono::milliseconds(0);
   run_deferred(self);
+}
+
+/// Reads the stored messages between the last one members got and the snapshot's tail, a page at a time,
+/// and sends them in order; then loads the snapshot as usual. The room stays syncing meanwhile.
+void catch_up(room_pointer self, std::uint32_t generation, storage::room_snapshot snapshot) {
+  auto& st = self->state;
+  spdlog::warn("room {}: {} stored messages were never delivered (their commit was in doubt); sending them",
+               st.id, first_in_tail(snapshot) - 1 - st.committed_seq);
+  history_query page{st.id, st.committed_seq, true, st.services.history_limit, first_in_tail(snapshot) - 1};
+  self->request(st.services.reader, st.services.request_timeout, atom::history_v, std::move(page))
+      .then(
+          [self, generation, snapshot = std::move(snapshot)](std::vector<chat_message>& rows) mutable {
+            auto& st = self->state;
+            if (generation != st.generation) return;
+            // A page that does not continue the room would leave a gap: load again later instead.
+            if (rows.empty() || rows.front().seq != st.committed_seq + 1) {
+              on_load_failed(self, make_error(error_code::unavailable));
+              return;
+            }
+            for (auto& msg : rows) {
+              if (msg.seq != st.committed_seq + 1) break;
+              fan_out(self, message_event(st, msg));
+              st.committed_seq = msg.seq;
+              remember(self, std::move(msg));
+            }
+            on_loaded(self, snapshot, generation);
+          },
+          [self, generation](caf::error& err) {
+            if (generation == self->state.generation) on_load_failed(self, err);
+          });
 }
 
 void on_load_failed(room_pointer self, const caf::error& err) {
@@ -346,7 +389,7 @@ void load_messages(room_pointer self, std::uint32_t generation) {
   self->request(st.services.writer, st.services.request_timeout, atom::activate_v, st.id)
       .then(
           [self, generation](storage::room_snapshot& snapshot) {
-            if (generation == self->state.generation) on_loaded(self, snapshot);
+            if (generation == self->state.generation) on_loaded(self, snapshot, generation);
           },
           [self, generation](caf::error& err) {
             if (generation == self->state.generation) on_load_failed(self, err);
@@ -579,6 +622,12 @@ void join(room_pointer self, join_request req, caf::typed_response_promise<join_
   // A private room the user is not in does not exist for it; so does a room that is gone.
   if (st.gone || !st.access.check(ref.user, action::read)) {
     rp.deliver(make_error(error_code::not_found));
+    return;
+  }
+  // Until its rules and its stored sequence have loaded once, the room could let in a user its rules keep
+  // out, or look empty (seq 0) to the joiner and never send what it missed: the client retries.
+  if (!st.ever_loaded || (st.services.accounts && !st.access_loaded)) {
+    rp.deliver(make_error(error_code::unavailable));
     return;
   }
   if (req.resume && !st.loaded) {

@@ -44,6 +44,7 @@ struct fake_db {
   bool held_fail = true;  ///< `flush` fails the held requests; false: writes them (PostgreSQL was only slow)
   std::vector<caf::typed_response_promise<std::vector<store_result>>> held;
   std::vector<std::vector<storage::message_row>> held_rows;  ///< the rows of each held request
+  std::size_t snapshot_tail = SIZE_MAX;  ///< newest rows an activation returns, as the room's tail_cache_size
 };
 
 /// What message_store::append does with one request's rows: all stored, or none.
@@ -101,6 +102,9 @@ batch_writer_actor::behavior_type fake_writer(batch_writer_actor::pointer self, 
         storage::room_snapshot snap{db->last_seq[room], {}, ++db->epoch[room]};
         for (const auto& r : db->rows)
           if (r.room == room) snap.tail.push_back(r);
+        if (snap.tail.size() > db->snapshot_tail)
+          snap.tail.erase(snap.tail.begin(),
+                          snap.tail.end() - static_cast<std::ptrdiff_t>(db->snapshot_tail));
         return snap;
       },
       [db](atom::flush) {  // answers held requests, late
@@ -131,6 +135,24 @@ history_reader_actor::behavior_type fake_reader(history_reader_actor::pointer, s
         if (out.size() > q.limit) out.resize(q.limit);
         return out;
       },
+  };
+}
+
+/// An accounts worker whose room rules (a private group whose only member is alice) fail to load while
+/// `*down` holds.
+account_worker_actor::behavior_type fake_accounts(account_worker_actor::pointer, std::shared_ptr<bool> down) {
+  return {
+      [](atom::api, const http_request&) -> caf::result<http_response> {
+        return make_error(protocol::error_code::internal);
+      },
+      [down](atom::access, const std::string& room) -> caf::result<storage::room_access_row> {
+        if (*down) return make_error(protocol::error_code::unavailable);
+        storage::room_access_row row{room, storage::room_kind::group, false, false, 0, {}};
+        row.members.push_back(storage::member_row{room, "alice"});
+        return row;
+      },
+      [](atom::lookup, const std::string&) -> caf::result<std::string> { return std::string("online"); },
+      [](atom::gone, const std::string&) {},
   };
 }
 
@@ -234,9 +256,10 @@ class room_actor_test : public ::testing::Test {
   }
 
   /// Starts the room; tests that preload the database do so first.
-  void open_room(std::size_t tail_cache_size = 4, std::uint32_t member_events_limit = 1000) {
-    room_services services{writer_,  reader_, {}, false, tail_cache_size, 3, std::chrono::milliseconds(1000),
-                           counters_};
+  void open_room(std::size_t tail_cache_size = 4, std::uint32_t member_events_limit = 1000,
+                 account_worker_actor accounts = {}) {
+    room_services services{
+        writer_, reader_, accounts, false, tail_cache_size, 3, std::chrono::milliseconds(1000), counters_};
     services.member_events_limit = member_events_limit;
     services.shed_after = shed_after_;
     room_ = sys_.spawn(room, std::string("general"), services);
@@ -643,6 +666,77 @@ TEST_F(room_actor_test, a_resume_while_the_room_cannot_load_is_unavailable_until
   caf::anon_send(bob, atom::join_v, std::uint64_t{0});
   run();
   EXPECT_EQ(replies(*bob_log).back(), "reply:resumed:1,complete");
+}
+
+TEST_F(room_actor_test, nobody_joins_a_private_room_until_its_rules_have_loaded) {
+  auto down = std::make_shared<bool>(true);
+  auto accounts = sys_.spawn(fake_accounts, down);
+  open_room(4, 1000, accounts);
+  // The rules cannot load: the room does not know who may read it, so it lets no one in, not even alice.
+  auto [mallory, mallory_log] = member("mallory");
+  EXPECT_EQ(replies(*mallory_log).back(), "reply:error:unavailable");
+  auto [alice, alice_log] = member("alice");
+  EXPECT_EQ(replies(*alice_log).back(), "reply:error:unavailable");
+
+  *down = false;
+  sched_.trigger_timeouts();  // the room's retry
+  run();
+  caf::anon_send(mallory, atom::join_v);
+  caf::anon_send(alice, atom::join_v);
+  run();
+  EXPECT_EQ(replies(*mallory_log).back(), "reply:error:not_found");
+  EXPECT_EQ(replies(*alice_log).back(), "reply:joined:0:alice,");
+  caf::anon_send_exit(accounts, caf::exit_reason::user_shutdown);
+}
+
+TEST_F(room_actor_test, a_join_before_the_first_load_is_unavailable_not_an_empty_room) {
+  for (int seq = 1; seq <= 3; ++seq)
+    db_->rows.push_back(storage::message_row{"m" + std::to_string(seq), "general",
+                                             static_cast<std::uint64_t>(seq), "alice",
+                                             "old " + std::to_string(seq), "", 1000, 1});
+  db_->last_seq["general"] = 3;
+  db_->down = true;
+  open_room();
+  auto [bob, bob_log] = member("bob");
+  EXPECT_EQ(replies(*bob_log).back(), "reply:error:unavailable");
+  db_->down = false;
+  sched_.trigger_timeouts();
+  run();
+  caf::anon_send(bob, atom::join_v);
+  run();
+  EXPECT_EQ(replies(*bob_log).back(), "reply:joined:3:bob,");
+}
+
+TEST_F(room_actor_test, messages_committed_in_doubt_beyond_the_tail_reach_members_in_order) {
+  open_room(2);  // a tail of two messages
+  db_->snapshot_tail = 2;
+  auto [alice, alice_log] = member("alice");
+  auto [bob, bob_log] = member("bob");
+  caf::anon_send(alice, atom::post_v, std::string("m1"));
+  run();
+  // Five sends whose stores the writer takes and does not answer (a stalled PostgreSQL).
+  db_->hold = true;
+  db_->held_fail = false;
+  for (int i = 2; i <= 6; ++i) {
+    caf::anon_send(alice, atom::post_v, "m" + std::to_string(i));
+    run();
+  }
+  // The watchdog gives up on them; before the room's reload reaches the writer, the stores commit.
+  sched_.clock().advance_time(std::chrono::milliseconds(1100));
+  caf::anon_send(writer_, atom::flush_v);
+  ASSERT_TRUE(sched_.prioritize(writer_));
+  sched_.run_once();
+  db_->hold = false;
+  run();
+  EXPECT_EQ(db_->last_seq["general"], 6u);
+  // The room reloads a tail of two (seqs 5 and 6): bob gets 2-4 from the reader first, so no seq is missed.
+  std::vector<std::int64_t> seqs;
+  for (const auto& ev : bob_log->events())
+    if (ev.at("ev") == "message") seqs.push_back(ev.at("seq").to_number<std::int64_t>());
+  EXPECT_EQ(seqs, (std::vector<std::int64_t>{1, 2, 3, 4, 5, 6}));
+  caf::anon_send(alice, atom::post_v, std::string("m7"));
+  run();
+  EXPECT_EQ(replies(*alice_log).back(), "reply:posted:7:m7");
 }
 
 TEST_F(room_actor_test, resume_beyond_the_cache_says_it_is_incomplete) {
