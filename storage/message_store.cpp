@@ -502,10 +502,18 @@ std::optional<append_outcome> append_fast(pqxx::connection& conn, std::span<cons
     held_index.push_back(i);
   }
   if (held.empty()) return append_outcome{};
-  pqxx::work tx{conn};
-  auto out = append_in(tx, held);
-  for (auto& [index, original] : out.duplicates) index = held_index[index];
-  return out;
+  // The other rooms' rows are committed by now. If this part fails, the batch is neither written nor
+  // unwritten: in doubt, which tells the caller to reload what is stored rather than take it for nothing.
+  try {
+    pqxx::work tx{conn};
+    auto out = append_in(tx, held);
+    for (auto& [index, original] : out.duplicates) index = held_index[index];
+    return out;
+  } catch (const pqxx::in_doubt_error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw pqxx::in_doubt_error(std::string("after other rooms of the batch committed: ") + e.what());
+  }
 }
 
 }  // namespace

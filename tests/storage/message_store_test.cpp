@@ -352,6 +352,35 @@ TEST_P(message_store_test, rooms_held_back_are_told_apart_while_the_rest_of_the_
   EXPECT_EQ(stored_seqs("dup"), (std::vector<std::uint64_t>{1}));
 }
 
+TEST_P(message_store_test, a_failure_after_other_rooms_committed_is_in_doubt_not_unavailable) {
+  for (const char* room : {"first", "gap"}) ok(store.activate(room, 0, node));
+  ok(store.append(std::vector<message_row>{row("gap", 1), row("gap", 2)}));
+  {
+    // Fails any later statement that updates rooms once "first" has rows: the held-back rooms' second
+    // statement, after the one that committed "first".
+    pqxx::connection conn{url()};
+    pqxx::nontransaction tx{conn};
+    tx.exec(
+        "CREATE FUNCTION fail_once_first_is_written() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+        "IF EXISTS (SELECT 1 FROM messages WHERE room = 'first') THEN RAISE EXCEPTION 'injected'; END IF; "
+        "RETURN NULL; END $$");
+    tx.exec(
+        "CREATE TRIGGER fail_once_first_is_written BEFORE UPDATE ON rooms FOR EACH STATEMENT "
+        "EXECUTE FUNCTION fail_once_first_is_written()");
+  }
+  const auto failed = store.append(std::vector<message_row>{row("first", 1), row("gap", 4)});
+  {
+    pqxx::connection conn{url()};
+    pqxx::nontransaction tx{conn};
+    tx.exec("DROP TRIGGER fail_once_first_is_written ON rooms");
+    tx.exec("DROP FUNCTION fail_once_first_is_written()");
+  }
+  ASSERT_TRUE(std::holds_alternative<db_error>(failed));
+  EXPECT_EQ(std::get<db_error>(failed), db_error::in_doubt) << store.last_error();
+  EXPECT_EQ(stored_seqs("first"), (std::vector<std::uint64_t>{1}));
+  EXPECT_EQ(stored_seqs("gap"), (std::vector<std::uint64_t>{1, 2}));
+}
+
 TEST_P(message_store_test, pages_match_the_table_in_both_directions) {
   ok(store.activate("h", 0, node));
   ok(store.activate("other", 0, node));
