@@ -282,6 +282,7 @@ class ws_session final : public connection, public actors::client_link {
                                                      : std::chrono::milliseconds(st_->cfg.idle_timeout_ms);
     opt.keep_alive_pings = true;
     ws_->set_option(opt);
+    timeouts_ = opt;
     ws_->read_message_max(st_->cfg.max_frame_bytes);
     // A batch must leave as one frame in one sendmsg; fragmenting would split it into 4 KiB writes.
     ws_->auto_fragment(false);
@@ -464,10 +465,27 @@ class ws_session final : public connection, public actors::client_link {
       }
     }
     if (!more) {
-      read_paused_ = true;  // resume_reading() reads on
-      st_->reads_paused.fetch_add(1, std::memory_order_relaxed);
+      pause_reading();
       return;
     }
+    do_read();
+  }
+
+  /// Stops the read loop until resume_reading(). Beast's idle timer only runs while a read is pending:
+  /// without one, nothing would read the client's pong, and the timer would cut off a client that is fine
+  /// (and close the socket where no handler would notice). So idle checks stop while reading does.
+  void pause_reading() {
+    read_paused_ = true;
+    st_->reads_paused.fetch_add(1, std::memory_order_relaxed);
+    auto paused = timeouts_;
+    paused.idle_timeout = websocket::stream_base::none();
+    paused.keep_alive_pings = false;
+    ws_->set_option(paused);
+  }
+
+  void read_again() {
+    read_paused_ = false;
+    ws_->set_option(timeouts_);
     do_read();
   }
 
@@ -476,9 +494,8 @@ class ws_session final : public connection, public actors::client_link {
     if (done_) return;
     asio::post(strand_, [self = self()] {
       if (!self->read_paused_) return;
-      self->read_paused_ = false;
       // On a socket that closed meanwhile the read fails at once, and its handler finishes the session.
-      self->do_read();
+      self->read_again();
     });
   }
 
@@ -638,15 +655,14 @@ class ws_session final : public connection, public actors::client_link {
   void abort_socket() {
     if (!ws_) return;
     auto& sock = ws_->next_layer();
-    if (!sock.is_open()) return;
-    beast::error_code ignored;
-    sock.set_option(asio::socket_base::linger(true, 0), ignored);
-    sock.close(ignored);
-    // The read loop is what notices a closed socket and finishes the session: restart a paused one.
-    if (read_paused_) {
-      read_paused_ = false;
-      do_read();
+    if (sock.is_open()) {
+      beast::error_code ignored;
+      sock.set_option(asio::socket_base::linger(true, 0), ignored);
+      sock.close(ignored);
     }
+    // The read loop is what notices a closed socket and finishes the session: restart a paused one, also
+    // when the socket was already closed by something else.
+    if (read_paused_) read_again();
   }
 
   /// The connection is over: tell the session once, drop the handle (which breaks the link ↔ handle
@@ -701,7 +717,8 @@ class ws_session final : public connection, public actors::client_link {
   bool close_sent_ = false;
   bool close_pending_ = false;  // async_close in flight
   bool read_ended_ = false;
-  bool read_paused_ = false;  // the session asked for no more frames until resume_reading()
+  bool read_paused_ = false;                    // the session asked for no more frames until resume_reading()
+  websocket::stream_base::timeout timeouts_{};  // as set at open; idle checks are off while reads pause
   bool finished_ = false;
   bool counted_open_ = false;
 

@@ -637,6 +637,31 @@ TEST_F(server_test, a_session_that_asks_for_no_more_frames_gets_none_until_it_re
   EXPECT_EQ(factory_.closed_reasons().size(), 0u);
 }
 
+TEST_F(server_test, a_connection_is_not_idle_while_its_session_keeps_it_from_being_read) {
+  factory_.pause_every(1);
+  auto cfg = base_config();
+  cfg.idle_timeout_ms = 300;
+  start(cfg);
+  auto client = connect();
+  auto link = factory_.link(0);
+  ASSERT_NE(link, nullptr);
+  ASSERT_TRUE(client->send_json({{"n", 0}}));
+  ASSERT_TRUE(client->next());
+  // Five idle timeouts with reads paused: the server reads nothing, so it cannot see a pong; the client
+  // is fine and keeps its connection.
+  ASSERT_TRUE(client->send_json({{"n", 1}}));
+  EXPECT_FALSE(client->next(1500ms));
+  EXPECT_FALSE(client->close_code());
+  EXPECT_EQ(factory_.closed_reasons().size(), 0u);
+  link->resume_reading();
+  auto echo = client->next();
+  ASSERT_TRUE(echo);
+  EXPECT_EQ(echo->at("n").to_number<int>(), 1);
+  // Reading again, the idle timeout applies again: a client that stops reading is closed.
+  link->resume_reading();
+  ASSERT_TRUE(factory_.wait_closed(1, 5s)) << "a silent client outlived its idle timeout";
+}
+
 TEST_F(server_test, a_connection_that_stopped_reading_still_closes_and_tells_its_session) {
   factory_.pause_every(1);
   start();
