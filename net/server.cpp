@@ -62,6 +62,9 @@ constexpr std::size_t kHeaderLimit = 8 * 1024;
 constexpr std::size_t kBodyLimit = 8 * 1024;
 constexpr std::size_t kHttpBufferLimit = kHeaderLimit + kBodyLimit + 4 * 1024;
 constexpr auto kRequestTimeout = 10s;
+// How long a connection refused for want of a slot may take to send the request its 503 answers. Short:
+// refused sockets hold no slot, so only this bounds how many descriptors silent ones can take.
+constexpr auto kRefusedRequestTimeout = 1s;
 // After an error answer (400, 413, ...) the rest of the request is read and thrown away, this many bytes
 // at a time, for at most this long and this much, so that closing does not reset the connection before
 // the client has read the answer.
@@ -856,7 +859,8 @@ class http_session final : public connection {
     // the header, so no limit applies before then.
     parser_->body_limit(boost::none);
     // Waiting for the next request on a keep-alive connection is idle time.
-    stream_->expires_after(idle_timeout());
+    stream_->expires_after(refuse_ ? std::chrono::steady_clock::duration(kRefusedRequestTimeout)
+                                   : idle_timeout());
     reading_ = true;
     http::async_read_header(*stream_, buf_, *parser_,
                             [self = self()](beast::error_code ec, std::size_t) { self->on_header(ec); });

@@ -841,6 +841,26 @@ TEST_F(server_test, max_connections_refuses_with_503) {
   EXPECT_NO_THROW(connect());
 }
 
+TEST_F(server_test, refused_connections_that_send_nothing_are_closed_within_a_second_or_two) {
+  auto cfg = base_config();
+  cfg.max_connections = 1;
+  cfg.idle_timeout_ms = 60000;  // what an admitted connection gets to send its request
+  start(cfg);
+  auto admitted = connect();
+  ASSERT_NE(factory_.link(0), nullptr);
+  // Sockets over the limit that never send a request: each holds a descriptor until the server closes it.
+  std::vector<std::unique_ptr<raw_http>> silent;
+  for (int i = 0; i < 20; ++i) silent.push_back(std::make_unique<raw_http>(port_));
+  const auto start = std::chrono::steady_clock::now();
+  for (auto& s : silent) EXPECT_TRUE(s->closed_by_server());
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 4s);
+  EXPECT_EQ(factory_.opened(), 1u);
+  ASSERT_TRUE(admitted->send_json({{"n", 7}}));
+  auto echo = admitted->next();
+  ASSERT_TRUE(echo);
+  EXPECT_EQ(echo->at("n").to_number<int>(), 7);
+}
+
 TEST_F(server_test, wait_for_signal_returns_on_sigterm) {
   start();
   std::raise(SIGTERM);  // handled by the server's signal set, installed by start()
