@@ -874,6 +874,7 @@ class http_session final : public connection {
     }
     auto& req = parser_->get();
     version_ = req.version();
+    head_ = req.method() == http::verb::head;
     if (refuse_ || st_->stopping.load()) {
       const char* why = refuse_ ? "too many connections" : "server shutting down";
       respond(http::status::service_unavailable, error_body("unavailable", why), false, {}, true);
@@ -981,10 +982,11 @@ class http_session final : public connection {
       }
       return;
     }
+    const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
     if (path == "/healthz") {
-      if (req.method() != http::verb::get) {
+      if (!get) {
         respond(http::status::method_not_allowed, error_body("method_not_allowed", "/healthz takes GET"),
-                keep_, "GET");
+                keep_, "GET, HEAD");
         return;
       }
       json::value body = {{"status", "ok"},
@@ -994,9 +996,9 @@ class http_session final : public connection {
       return;
     }
     if (path == "/metrics" && st_->metrics) {
-      if (req.method() != http::verb::get) {
+      if (!get) {
         respond(http::status::method_not_allowed, error_body("method_not_allowed", "/metrics takes GET"),
-                keep_, "GET");
+                keep_, "GET, HEAD");
         return;
       }
       respond(http::status::ok, st_->metrics() + server_metrics(*st_), keep_, {}, false,
@@ -1126,6 +1128,9 @@ class http_session final : public connection {
 
   void write_response(bool linger) {
     linger_ = linger;
+    // A HEAD response says what GET would send (Content-Length included) without the body; a body here
+    // would be read by a keep-alive client as the start of its next response.
+    if (head_) res_->body().clear();
     stream_->expires_after(kRequestTimeout);
     http::async_write(*stream_, *res_,
                       [self = self()](beast::error_code ec, std::size_t) { self->on_write(ec); });
@@ -1187,6 +1192,7 @@ class http_session final : public connection {
   bool going_away_ = false;
   bool upgraded_ = false;
   bool keep_ = false;    // the request being answered allows keep-alive
+  bool head_ = false;    // the request being answered is a HEAD: its response has headers only
   bool linger_ = false;  // see respond()
 
   // Guarded by mu_ (with strand_, see above).

@@ -242,6 +242,21 @@ class raw_http {
     return errno != EAGAIN && errno != EWOULDBLOCK;
   }
 
+  /// Reads the head of one response whose body does not follow (the answer to HEAD): its status code and
+  /// Content-Length (0 on failure, -1 without one).
+  std::pair<int, long> read_head_only() {
+    std::size_t header_end;
+    while ((header_end = in_.find("\r\n\r\n")) == std::string::npos) {
+      if (!fill()) return {0, 0};
+    }
+    const std::string head = in_.substr(0, header_end);
+    in_.erase(0, header_end + 4);
+    long length = -1;
+    if (auto p = head.find("Content-Length: "); p != std::string::npos)
+      length = std::stol(head.substr(p + 16));
+    return {std::stoi(head.substr(9, 3)), length};
+  }
+
   /// Reads one response: its status code and body (0 on failure).
   std::pair<int, std::string> read_response() {
     std::size_t header_end;
@@ -385,6 +400,21 @@ TEST_F(server_test, non_get_on_healthz_is_405) {
   auto [status, body] = http.exchange("POST /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}");
   EXPECT_EQ(status, 405);
   EXPECT_EQ(json::parse(body).at("error").at("code"), "method_not_allowed");
+}
+
+TEST_F(server_test, head_gets_the_headers_of_get_without_a_body_and_the_connection_stays_in_step) {
+  start();
+  raw_http http(port_);
+  for (const char* target : {"/healthz", "/nowhere"}) {
+    ASSERT_TRUE(http.send(std::string("HEAD ") + target + " HTTP/1.1\r\nHost: x\r\n\r\n"));
+    auto [status, length] = http.read_head_only();
+    EXPECT_EQ(status, std::string_view(target) == "/healthz" ? 200 : 404) << target;
+    EXPECT_GT(length, 0) << "the length GET would have";
+    // Had a body followed, this response would start in the middle of it.
+    auto [next_status, body] = http.exchange("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    EXPECT_EQ(next_status, 200) << "after HEAD " << target;
+    EXPECT_EQ(json::parse(body).at("status"), "ok");
+  }
 }
 
 TEST_F(server_test, keep_alive_connection_serves_several_requests) {
