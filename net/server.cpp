@@ -1276,6 +1276,9 @@ class listener : public std::enable_shared_from_this<listener> {
     auto session = std::make_shared<http_session>(st_, id, std::move(socket), strand,
                                                   admitted ? conn_slot(st_.get()) : conn_slot());
     st_->add(id, session);
+    // stop() may have taken its list of connections between the check above and add(): it set the flag
+    // before, and the registry's lock orders the two, so this sees it and the connection still goes away.
+    if (st_->stopping.load()) session->go_away();
     session->run(!admitted);
     do_accept();
   }
