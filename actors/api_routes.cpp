@@ -459,7 +459,8 @@ http_response do_login(request_scope& rq, const params&) {
     }
     // Hash even when there is no such account, so the answer takes as long either way.
     bool ok = creds != nullptr && !creds->deleted && verify_password(creds->password_hash, *password);
-    if (creds == nullptr)
+    // A deleted account must not answer faster than an unknown one: that would tell it existed.
+    if (creds == nullptr || creds->deleted)
       verify_password(
           "$argon2id$v=19$m=65536,t=2,p=1$AAAAAAAAAAAAAAAAAAAAAA$"
           "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
@@ -799,6 +800,9 @@ expected<http_response> add_member(request_scope& rq, const caller& me, const pa
       return fail(error_code::forbidden, "not allowed: joining members start as member");
     if (auto f = require(v, action::join_public)) return *f;
   } else {
+    // A room has one owner: ownership moves by PATCHing a member's role, which steps the owner down.
+    if (role == member_role::owner)
+      return fail(error_code::forbidden, "not allowed: make a member owner with PATCH .../members/{user_id}");
     target t;
     t.new_role = role;  // the rank the new member gets
     if (auto f = require(v, action::add_member, &t)) return *f;
@@ -894,19 +898,20 @@ expected<http_response> patch_member(request_scope& rq, const caller& me, const 
     if (auto f = require(v, action::set_permissions, &t)) return *f;
   }
   // Both changes are checked before either is written, so a refused half leaves the member unchanged.
-  if (role) {
+  if (role && *role == member_role::owner) {
+    // A transfer of ownership: a room has one owner, so the old one steps down to admin, in the same
+    // transaction.
+    CHORUS_STORE(both, ctx.store.transfer_ownership(v.room.id, me.user_id, member.user_id));
+    member = std::move(both.first);
+    ctx.notify(room_notice{room_notice::member_updated,
+                           v.room.id,
+                           me.user_id,
+                           protocol::encode_member_updated(v.room.id, me.user_id, "admin"),
+                           both.second,
+                           {}});
+  } else if (role) {
     CHORUS_STORE(updated, ctx.store.set_role(v.room.id, member.user_id, *role));
     member = std::move(updated);
-    if (*role == member_role::owner) {
-      // A transfer of ownership: a room has one owner, so the old one steps down to admin.
-      CHORUS_STORE(previous, ctx.store.set_role(v.room.id, me.user_id, member_role::admin));
-      ctx.notify(room_notice{room_notice::member_updated,
-                             v.room.id,
-                             me.user_id,
-                             protocol::encode_member_updated(v.room.id, me.user_id, "admin"),
-                             previous,
-                             {}});
-    }
   }
   if (masks) {
     CHORUS_STORE(updated, ctx.store.set_permissions(v.room.id, member.user_id, granted, revoked));

@@ -148,6 +148,11 @@ decision decide(const subject& who, room_kind kind, bool is_public, action what,
         return me == role::owner ? decision::allow() : decision::deny(deny_reason::outranked);
       }
       if (rank(*on->new_role) >= rank(me)) return decision::deny(deny_reason::outranked);
+      // A role brings its default permissions: handing it out hands those out, which set_permissions
+      // allows only to someone who holds them (else an admin stripped of a permission gets it back through
+      // a moderator it appoints).
+      if ((default_permissions(*on->new_role, kind) & ~held) != 0)
+        return decision::deny(deny_reason::not_permitted);
       return decision::allow();
     }
 

@@ -1029,6 +1029,24 @@ outcome<member_row> account_store::set_role(std::string_view room, std::string_v
   });
 }
 
+outcome<std::pair<member_row, member_row>> account_store::transfer_ownership(std::string_view room,
+                                                                             std::string_view from,
+                                                                             std::string_view to) {
+  if (room.empty() || has_nul(room) || !is_uuid(from) || !is_uuid(to))
+    return fail(store_failure::not_found, "member");
+  return impl_->guard<std::pair<member_row, member_row>>(
+      [&](pqxx::connection& conn) -> outcome<std::pair<member_row, member_row>> {
+        pqxx::work tx{conn};
+        const auto owner = tx.exec_prepared("acc_set_role", std::string{room}, std::string{to}, "owner");
+        const auto previous = tx.exec_prepared("acc_set_role", std::string{room}, std::string{from}, "admin");
+        if (owner.empty() || previous.empty())
+          return fail(store_failure::not_found, "member");  // rolled back
+        std::pair<member_row, member_row> out{read_member(owner[0]), read_member(previous[0])};
+        tx.commit();
+        return out;
+      });
+}
+
 outcome<member_row> account_store::set_permissions(std::string_view room, std::string_view user,
                                                    permission_mask granted, permission_mask revoked) {
   if ((granted & ~all_permissions) != 0 || (revoked & ~all_permissions) != 0) {

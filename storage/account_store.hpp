@@ -332,6 +332,11 @@ class account_store {
   outcome<done> remove_member(std::string_view room, std::string_view user);
   /// Changes a member's role and returns the membership; not_found "member" if not a member.
   outcome<member_row> set_role(std::string_view room, std::string_view user, member_role role);
+  /// Makes `to` the owner and `from` (the owner) an admin, in one transaction, so that a room never has
+  /// two owners or none; returns the new owner's membership, then the old one's. not_found "member" if
+  /// either is not a member (nothing changes).
+  outcome<std::pair<member_row, member_row>> transfer_ownership(std::string_view room, std::string_view from,
+                                                                std::string_view to);
   /// Replaces a member's permission overrides; invalid "permissions" if a mask has undefined bits.
   outcome<member_row> set_permissions(std::string_view room, std::string_view user, permission_mask granted,
                                       permission_mask revoked);

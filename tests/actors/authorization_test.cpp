@@ -354,6 +354,23 @@ TEST(Authorization, SetPermissionsOnlyWithinOwnPermissions) {
   EXPECT_EQ(act(role::moderator, G, action::set_permissions, &member), deny(deny_reason::not_permitted));
 }
 
+TEST(Authorization, ARoleIsGivenOnlyByWhoHoldsWhatItBrings) {
+  // An admin whose owner took delete_messages away cannot hand it back out by appointing a moderator.
+  target member = member_target(role::member);
+  member.new_role = role::moderator;
+  EXPECT_EQ(act(role::admin, G, action::change_role, &member), allow);
+  EXPECT_EQ(act(role::admin, G, action::change_role, &member, 0, mask_of(permission::delete_messages)),
+            deny(deny_reason::not_permitted));
+  // Nor by making someone a member when members may post and it may not (a channel's member posts not).
+  member.new_role = role::member;
+  target moderator = member_target(role::moderator);
+  moderator.new_role = role::member;
+  EXPECT_EQ(act(role::admin, G, action::change_role, &moderator, 0, mask_of(permission::create_messages)),
+            deny(deny_reason::not_permitted));
+  EXPECT_EQ(act(role::admin, C, action::change_role, &moderator, 0, mask_of(permission::create_messages)),
+            allow);
+}
+
 TEST(Authorization, TargetsMustBeGivenAndBeMembers) {
   for (auto a : {action::remove_member, action::change_role, action::set_permissions, action::edit_message,
                  action::delete_message})

@@ -456,6 +456,38 @@ TEST_F(accounts_test, members_cannot_raise_themselves_and_moderators_cannot_remo
 
 // ---- the same rules over WebSocket ----
 
+TEST_F(accounts_test, a_room_always_has_one_owner_and_an_admin_cannot_give_what_was_taken_from_it) {
+  auto owner = make_account("olga");
+  auto admin = make_account("abe");
+  auto member = make_account("mia");
+  auto outsider = make_account("otto");
+  auto room = make_room(owner, "group", {admin.id, member.id});
+  const auto members_url = "/api/v1/rooms/" + room + "/members";
+  ASSERT_EQ(api("PATCH", members_url + "/" + admin.id,
+                json::object{{"role", "admin"}, {"revoked", json::array{"delete_messages"}}}, owner.access)
+                .status,
+            200u);
+
+  // Adding someone straight in as owner would make two: refused, and nobody was added.
+  auto second_owner =
+      api("POST", members_url, json::object{{"user_id", outsider.id}, {"role", "owner"}}, owner.access);
+  EXPECT_EQ(second_owner.status, 403u) << second_owner.body;
+  EXPECT_EQ(role_in(room, outsider.id), "(none)");
+
+  // The admin without delete_messages cannot appoint a moderator, who would have it.
+  auto appoint =
+      api("PATCH", members_url + "/" + member.id, json::object{{"role", "moderator"}}, admin.access);
+  EXPECT_EQ(appoint.status, 403u) << appoint.body;
+  EXPECT_EQ(role_in(room, member.id), "member");
+
+  // Handing ownership over steps the owner down to admin; the room still has exactly one owner.
+  auto transfer = api("PATCH", members_url + "/" + member.id, json::object{{"role", "owner"}}, owner.access);
+  ASSERT_EQ(transfer.status, 200u) << transfer.body;
+  EXPECT_EQ(role_in(room, member.id), "owner");
+  EXPECT_EQ(role_in(room, owner.id), "admin");
+  EXPECT_EQ(sql("SELECT count(*) FROM room_members WHERE room_id = '" + room + "' AND role = 'owner'"), "1");
+}
+
 TEST_F(accounts_test, websocket_join_of_unknown_or_private_rooms_is_not_found) {
   auto a = make_account("sam");
   auto b = make_account("tia");
