@@ -97,6 +97,12 @@ bool authenticate(session_pointer self, std::optional<std::int64_t> re, const st
     return false;
   }
   auto subject = std::get<jwt::claims>(verdict).subject;
+  // The connection lives as long as its token: a revoked session or a deleted account keeps no socket
+  // open past the token's lifetime.
+  const auto expires_at = std::get<jwt::claims>(verdict).expires_at;
+  self->delayed_send(self,
+                     std::chrono::milliseconds(std::max<std::int64_t>(0, expires_at * 1000 - wall_ms())),
+                     atom::auth_due_v, expires_at);
   if (!st.ctx->accounts) {
     authenticated(self, re, std::move(subject), "online");
     return true;
@@ -547,6 +553,14 @@ caf::behavior session(session_pointer self, std::shared_ptr<const session_contex
         reply_error(self, std::nullopt, error_code::auth_required,
                     "no authentication within the time allowed");
         close_link(self, protocol::close_code::auth_timeout, "authentication timeout");
+      },
+      [self](atom::auth_due, std::int64_t expires_at) {
+        // Only one token authenticates a connection; a refused or never-finished auth has its own answer.
+        if (self->state.user.empty() || self->state.closing) return;
+        reply_error(self, std::nullopt, error_code::token_expired,
+                    "the access token expired at " + std::to_string(expires_at) +
+                        "; connect again with a new one and resume with last_seq");
+        close_link(self, protocol::close_code::unauthorized, "token expired");
       },
       [self](atom::closed, const std::string&) { on_closed(self); },
   };

@@ -125,7 +125,9 @@ const std::pair<const char*, const char*> statements[] = {
      "SELECT " CHORUS_MEMBER_COLUMNS " FROM room_members m WHERE m.room_id = $1 "
      "AND (nullif($2, '') IS NULL OR m.user_id > nullif($2, '')::uuid) ORDER BY m.user_id LIMIT $3"},
     {"acc_all_members",
-     "SELECT " CHORUS_MEMBER_COLUMNS " FROM room_members m WHERE m.room_id = $1 ORDER BY m.user_id"},
+     // A deleted account is no member: a room that loads its rules after the deletion lets it in nowhere.
+     "SELECT " CHORUS_MEMBER_COLUMNS " FROM room_members m JOIN users u ON u.id = m.user_id "
+     "WHERE m.room_id = $1 AND u.deleted_at IS NULL ORDER BY m.user_id"},
     {"acc_get_member",
      "SELECT " CHORUS_MEMBER_COLUMNS " FROM room_members m WHERE m.room_id = $1 AND m.user_id = $2::uuid"},
     {"acc_add_member",

@@ -91,6 +91,20 @@ TEST_F(node_test, expired_token_gets_token_expired_and_4001) {
   EXPECT_EQ(c->wait_closed(), 4001);
 }
 
+TEST_F(node_test, a_connection_ends_when_its_token_expires_with_token_expired_and_4001) {
+  start();
+  auto short_lived = connect();
+  expect_ok(call(*short_lived, {{"op", "auth"}, {"token", token_for("alice", 2)}}, 1));
+  join(*short_lived, "general", 2);
+  auto lasting = member_of("general", "bob");
+  expect_ok(call(*short_lived, {{"op", "ping"}}, 3));  // alive while the token is
+  auto error = short_lived->next_where([](const json::object& o) { return o.contains("error"); }, 5s);
+  ASSERT_TRUE(error) << "no error event when the token expired";
+  EXPECT_EQ(error_code_of(*error), "token_expired");
+  EXPECT_EQ(short_lived->wait_closed(), 4001);
+  expect_alive(*lasting);  // a connection whose token is valid stays
+}
+
 TEST_F(node_test, garbage_token_in_upgrade_header_gets_error_event_and_4001) {
   start();
   ws_client::options opts;
