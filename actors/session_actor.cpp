@@ -86,6 +86,52 @@ void authenticated(session_pointer self, std::optional<std::int64_t> re, std::st
   release_held(self);
 }
 
+/// The connection lives as long as its token (until a fresh one renews it): a revoked session or a deleted
+/// account keeps no socket open past the token's lifetime.
+void expire_at(session_pointer self, std::int64_t expires_at) {
+  self->state.expires_at = expires_at;
+  const auto due = std::chrono::milliseconds(std::max<std::int64_t>(0, expires_at * 1000 - wall_ms()));
+  self->delayed_send(self, due, atom::auth_due_v, expires_at);
+}
+
+/// A second `auth`: a fresh token for the same user renews the connection; a bad one, or another user's,
+/// changes nothing (the connection keeps the token it has).
+void renew(session_pointer self, std::int64_t re, const std::string& token) {
+  auto& st = self->state;
+  auto verdict = jwt::verify(token, st.ctx->cfg.jwt_secret, wall_ms() / 1000);
+  if (auto* failure = std::get_if<jwt::failure>(&verdict)) {
+    auto code = *failure == jwt::failure::expired ? error_code::token_expired : error_code::invalid_token;
+    reply_error(self, re, code, std::string(jwt::describe(*failure)) + "; the connection keeps its token");
+    return;
+  }
+  auto claims = std::get<jwt::claims>(std::move(verdict));
+  if (claims.subject != st.user) {
+    reply_error(self, re, error_code::already_authenticated,
+                "this connection is authenticated as another user");
+    return;
+  }
+  if (!st.ctx->accounts) {
+    expire_at(self, std::max(st.expires_at, claims.expires_at));
+    push(self, protocol::encode_auth_ok(re, st.user));
+    return;
+  }
+  // As at the first auth: a token may outlive its account.
+  self->request(st.ctx->accounts, timeout(self), atom::lookup_v, st.user)
+      .then(
+          [self, re, expires = claims.expires_at](std::string&) {
+            expire_at(self, std::max(self->state.expires_at, expires));
+            push(self, protocol::encode_auth_ok(re, self->state.user));
+          },
+          [self, re](caf::error& err) {
+            if (to_protocol_error(err) == error_code::not_found) {
+              reply_error(self, re, error_code::invalid_token, "the token's account no longer exists");
+              close_link(self, protocol::close_code::unauthorized, "account no longer exists");
+              return;
+            }
+            reply_error(self, re, error_code::unavailable, "cannot check the account now; try again");
+          });
+}
+
 bool authenticate(session_pointer self, std::optional<std::int64_t> re, const std::string& token) {
   auto& st = self->state;
   auto now_s = wall_ms() / 1000;
@@ -97,12 +143,7 @@ bool authenticate(session_pointer self, std::optional<std::int64_t> re, const st
     return false;
   }
   auto subject = std::get<jwt::claims>(verdict).subject;
-  // The connection lives as long as its token: a revoked session or a deleted account keeps no socket
-  // open past the token's lifetime.
-  const auto expires_at = std::get<jwt::claims>(verdict).expires_at;
-  self->delayed_send(self,
-                     std::chrono::milliseconds(std::max<std::int64_t>(0, expires_at * 1000 - wall_ms())),
-                     atom::auth_due_v, expires_at);
+  expire_at(self, std::get<jwt::claims>(verdict).expires_at);
   if (!st.ctx->accounts) {
     authenticated(self, re, std::move(subject), "online");
     return true;
@@ -141,7 +182,7 @@ const room_actor* joined(session_pointer self, std::int64_t re, const std::strin
 
 void handle(session_pointer self, std::int64_t re, protocol::auth_op& op) {
   if (!self->state.user.empty()) {
-    reply_error(self, re, error_code::already_authenticated, "this connection is already authenticated");
+    renew(self, re, op.token);
     return;
   }
   authenticate(self, re, op.token);
@@ -555,8 +596,8 @@ caf::behavior session(session_pointer self, std::shared_ptr<const session_contex
         close_link(self, protocol::close_code::auth_timeout, "authentication timeout");
       },
       [self](atom::auth_due, std::int64_t expires_at) {
-        // Only one token authenticates a connection; a refused or never-finished auth has its own answer.
-        if (self->state.user.empty() || self->state.closing) return;
+        // A renewed connection ignores its old token's end; a refused or unfinished auth has its own answer.
+        if (self->state.user.empty() || self->state.closing || expires_at != self->state.expires_at) return;
         reply_error(self, std::nullopt, error_code::token_expired,
                     "the access token expired at " + std::to_string(expires_at) +
                         "; connect again with a new one and resume with last_seq");

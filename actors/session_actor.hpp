@@ -40,6 +40,7 @@ struct session_state {
   std::shared_ptr<input_backlog> backlog;  ///< shared with the connection's actor_session
   connection_info info;
   std::string user;               ///< empty until authenticated
+  std::int64_t expires_at = 0;    ///< the `exp` of the token in force: the connection ends then
   std::string send_key;           ///< the user's message bucket (send_limit_key), once authenticated
   bool verifying = false;         ///< the token is good; its account is being checked
   std::vector<std::string> held;  ///< frames that arrived while verifying, in order

@@ -64,8 +64,12 @@ TEST_F(node_test, auth_by_first_frame_then_only_once) {
   auto ok = call(*c, {{"op", "auth"}, {"token", token_for("alice")}}, 3);
   expect_ok(ok);
   EXPECT_EQ(ok.at("d").at("user"), "alice");
-  EXPECT_EQ(error_code_of(call(*c, {{"op", "auth"}, {"token", token_for("alice")}}, 4)),
+  // Another user's token cannot take the connection over; alice's own fresh one renews it.
+  EXPECT_EQ(error_code_of(call(*c, {{"op", "auth"}, {"token", token_for("bob")}}, 4)),
             "already_authenticated");
+  auto renewed = call(*c, {{"op", "auth"}, {"token", token_for("alice")}}, 6);
+  expect_ok(renewed);
+  EXPECT_EQ(renewed.at("d").at("user"), "alice");
   join(*c, "general", 5);
 }
 
@@ -103,6 +107,18 @@ TEST_F(node_test, a_connection_ends_when_its_token_expires_with_token_expired_an
   EXPECT_EQ(error_code_of(*error), "token_expired");
   EXPECT_EQ(short_lived->wait_closed(), 4001);
   expect_alive(*lasting);  // a connection whose token is valid stays
+}
+
+TEST_F(node_test, a_fresh_token_for_the_same_user_keeps_the_connection_past_the_first_ones_expiry) {
+  start();
+  auto c = connect();
+  expect_ok(call(*c, {{"op", "auth"}, {"token", token_for("alice", 2)}}, 1));
+  join(*c, "general", 2);
+  expect_ok(call(*c, {{"op", "auth"}, {"token", token_for("alice", 3600)}}, 3));
+  // Past the first token's end: no error event, no close, and the room still delivers.
+  EXPECT_FALSE(c->next_where([](const json::object& o) { return o.contains("error"); }, 3500ms));
+  EXPECT_FALSE(c->close_code());
+  expect_ok(call(*c, {{"op", "send"}, {"room", "general"}, {"text", "still here"}}, 4));
 }
 
 TEST_F(node_test, garbage_token_in_upgrade_header_gets_error_event_and_4001) {
@@ -466,10 +482,13 @@ TEST_F(bad_input_test, send_and_typing_to_a_room_not_joined) {
   expect_alive(*client_);
 }
 
-TEST_F(bad_input_test, second_auth) {
-  EXPECT_EQ(error_code_of(call(*client_, {{"op", "auth"}, {"token", token_for("alice")}}, 1)),
+TEST_F(bad_input_test, second_auth_as_another_user_or_with_a_bad_token) {
+  EXPECT_EQ(error_code_of(call(*client_, {{"op", "auth"}, {"token", token_for("bob")}}, 1)),
             "already_authenticated");
-  expect_alive(*client_);
+  EXPECT_EQ(error_code_of(call(*client_, {{"op", "auth"}, {"token", "not.a.token"}}, 2)), "invalid_token");
+  EXPECT_EQ(error_code_of(call(*client_, {{"op", "auth"}, {"token", token_for("alice", -10)}}, 3)),
+            "token_expired");
+  expect_alive(*client_);  // the connection keeps the token it has
 }
 
 TEST_F(bad_input_test, flood_is_rate_limited_with_a_retry_hint) {
