@@ -853,6 +853,7 @@ class http_session final : public connection {
       return;
     }
     version_ = 11;
+    head_ = false;  // until this request's header says otherwise (an unreadable one gets a whole answer)
     parser_.emplace();
     parser_->header_limit(kHeaderLimit);
     // Decided per target once the header is in (on_header); a Content-Length is only checked at the end of

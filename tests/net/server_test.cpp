@@ -415,6 +415,12 @@ TEST_F(server_test, head_gets_the_headers_of_get_without_a_body_and_the_connecti
     EXPECT_EQ(next_status, 200) << "after HEAD " << target;
     EXPECT_EQ(json::parse(body).at("status"), "ok");
   }
+  // A request that cannot be read after a HEAD gets its whole answer, body included.
+  ASSERT_TRUE(http.send("HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"));
+  EXPECT_EQ(http.read_head_only().first, 200);
+  auto [bad_status, bad_body] = http.exchange("NOT HTTP AT ALL\r\n\r\n");
+  EXPECT_EQ(bad_status, 400);
+  EXPECT_FALSE(bad_body.empty());
 }
 
 TEST_F(server_test, keep_alive_connection_serves_several_requests) {
