@@ -132,8 +132,8 @@ int serve(const config::node_config& cfg) {
                                       counters,
                                       cfg.member_events_limit,
                                       std::chrono::milliseconds(cfg.shed_after_ms)};
-  auto directory =
-      system->spawn(cluster::room_directory, cfg.node_id, cfg.cluster_port != 0, writers, room_services);
+  auto directory = system->spawn(cluster::room_directory, cfg.node_id, cfg.cluster_port != 0, writers,
+                                 room_services, std::chrono::milliseconds(cfg.node_heartbeat_ms));
   // The HTTP API: workers block on PostgreSQL, Redis and password hashing, so each gets a thread (detached).
   std::vector<actors::account_worker_actor> account_workers;
   for (std::uint32_t i = 0; i < cfg.api_workers; ++i)

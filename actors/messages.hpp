@@ -57,7 +57,8 @@ namespace chorus::actors {
 ///   1: the first version registered; a relay_batch carries a vector of events.
 ///   2: a join_result carries the room's member count and whether it sends per-user membership events.
 ///   3: a room answers `members` (members_query, members_page).
-inline constexpr std::uint32_t cluster_wire_version = 3;
+///   4: a room answers `handover` with its epoch; a room_notice carries an epoch (`handed_over`).
+inline constexpr std::uint32_t cluster_wire_version = 4;
 
 /// One server frame on its way to a session, with the bytes shared by every recipient.
 struct outbound_event {
@@ -192,7 +193,8 @@ using room_actor = caf::typed_actor<
     caf::replies_to<atom::members, members_query>::with<members_page>,
     caf::reacts_to<atom::activate>,  ///< (to itself) try loading its state from the database again
     /// The room now belongs to another node: refuse new work, let the writer answer what is in flight, stop.
-    caf::reacts_to<atom::handover>>;
+    /// The answer is the ownership epoch of this activation (0 before it loaded), for the new owner.
+    caf::replies_to<atom::handover>::with<std::uint64_t>>;
 
 }  // namespace chorus::actors
 
@@ -419,7 +421,7 @@ typename Inspector::result_type inspect(Inspector& f, http_response& x) {
 template <class Inspector>
 typename Inspector::result_type inspect(Inspector& f, room_notice& x) {
   auto what = static_cast<std::uint8_t>(x.what);
-  return f(caf::meta::type_name("room_notice"), what, x.room, x.user, x.frame, x.member, x.access,
+  return f(caf::meta::type_name("room_notice"), what, x.room, x.user, x.frame, x.member, x.access, x.epoch,
            caf::meta::load_callback([&]() -> caf::error {
              x.what = static_cast<room_notice::kind>(what);
              return caf::none;

@@ -272,8 +272,8 @@ void on_loaded(room_pointer self, storage::room_snapshot& snapshot, std::uint32_
 /// and sends them in order; then loads the snapshot as usual. The room stays syncing meanwhile.
 void catch_up(room_pointer self, std::uint32_t generation, storage::room_snapshot snapshot) {
   auto& st = self->state;
-  spdlog::warn("room {}: {} stored messages were never delivered (their commit was in doubt); sending them",
-               st.id, first_in_tail(snapshot) - 1 - st.committed_seq);
+  spdlog::warn("room {}: {} stored messages before its tail were never delivered here; sending them", st.id,
+               first_in_tail(snapshot) - 1 - st.committed_seq);
   history_query page{st.id, st.committed_seq, true, st.services.history_limit, first_in_tail(snapshot) - 1};
   self->request(st.services.reader, st.services.request_timeout, atom::history_v, std::move(page))
       .then(
@@ -725,12 +725,34 @@ void drop_sessions(room_pointer self, Keep keep) {
   users_changed(self);
 }
 
+/// Another node ran this room at `epoch` and has handed it to this node. An activation here older than that
+/// one was kept while the two nodes could not see each other (neither was declared down): what the other
+/// stored meanwhile is missing from it, and it would serve joins, resumes and history as if nothing had been
+/// said. Reload now, so members get those messages without waiting for a send to be fenced.
+void on_handed_back(room_pointer self, std::uint64_t epoch) {
+  auto& st = self->state;
+  if (st.syncing) {
+    st.deferred.push_back([self, epoch] { on_handed_back(self, epoch); });
+    return;
+  }
+  // Not loaded yet: its next load reads what is stored now.
+  if (!st.ever_loaded || st.handing_over || epoch <= st.epoch) return;
+  spdlog::warn(
+      "room {}: another node ran it at epoch {} while this node (epoch {}) could not reach it; "
+      "reloading",
+      st.id, epoch, st.epoch);
+  resync(self);
+}
+
 /// A change the HTTP API committed: the rules change first, then every connection hears of it, then those
-/// who may no longer be here are dropped.
+/// who may no longer be here are dropped. Or word that another node handed the room back.
 void apply_notice(room_pointer self, room_notice& n) {
   auto& st = self->state;
   if (st.gone) return;
   switch (n.what) {
+    case room_notice::handed_over:
+      on_handed_back(self, n.epoch);
+      return;
     case room_notice::member_joined:
     case room_notice::member_updated:
       st.access.put_member(n.member);
@@ -824,16 +846,20 @@ room_actor::behavior_type room(room_pointer self, std::string id, room_services 
         if (!self->state.loaded && !self->state.syncing && !self->state.gone) load(self);
       },
       [self](atom::notice, room_notice& notice) { apply_notice(self, notice); },
-      [self](atom::handover) {
+      [self](atom::handover) -> caf::result<std::uint64_t> {
         auto& st = self->state;
-        if (st.handing_over) return;
+        // Answered before the room stops, for the new owner to compare with its own activation.
+        auto rp = self->make_response_promise<std::uint64_t>();
+        rp.deliver(st.ever_loaded ? st.epoch : std::uint64_t{0});
+        if (st.handing_over) return rp;
         st.handing_over = true;
         send_unsent(self);
         if (st.syncing) {
           stop_room(self, error_code::unavailable);  // nothing of this activation was written yet
-          return;
+          return rp;
         }
         finish_handover(self);
+        return rp;
       },
   };
 }

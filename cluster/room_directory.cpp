@@ -40,7 +40,8 @@ bool settled(directory_pointer self) {
   bool all_connected = std::all_of(st.peers.begin(), st.peers.end(), [](const auto& entry) {
     return entry.second.node || !compatible(entry.second.info);  // one never dialed cannot answer
   });
-  if (all_connected || std::chrono::steady_clock::now() >= st.first_view_at + settle_time) {
+  const auto waited = std::chrono::steady_clock::now() - st.first_view_at;
+  if ((all_connected && waited >= st.min_wait) || waited >= st.min_wait + settle_time) {
     st.settled = true;
     spdlog::info("cluster: placing rooms over {} nodes", st.view.size());
   }
@@ -85,8 +86,24 @@ actors::room_actor local_room(directory_pointer self, const std::string& id) {
   return it->second;
 }
 
+/// Tells the node that owns `room` now that this node ran it at `epoch` until a moment ago. That node may
+/// still run a copy it kept from before the two lost sight of each other (room_notice::handed_over).
+void tell_owner(directory_pointer self, const std::string& room, std::uint64_t epoch) {
+  auto& st = self->state;
+  auto where = owner(self, room);
+  if (epoch == 0 || where.empty() || where == st.node_id) return;
+  auto peer = st.peers.find(std::string(where));
+  if (peer == st.peers.end() || !peer->second.node) return;
+  actors::room_notice notice;
+  notice.what = actors::room_notice::handed_over;
+  notice.room = room;
+  notice.epoch = epoch;
+  self->send(peer->second.node, atom::notice_v, std::move(notice));
+}
+
 /// Hands every local room that `keep` refuses over: it stops once its writes are answered, and its sessions
-/// join again through a directory that no longer places it here.
+/// join again through a directory that no longer places it here. Its new owner hears which epoch it had
+/// here, before those sessions reach it (the same two actors, so in order).
 template <class Keep>
 void hand_over(directory_pointer self, Keep keep) {
   auto& rooms = self->state.rooms;
@@ -95,7 +112,9 @@ void hand_over(directory_pointer self, Keep keep) {
       ++it;
       continue;
     }
-    self->send(it->second, atom::handover_v);
+    self->request(it->second, std::chrono::seconds(5), atom::handover_v)
+        .then([self, room = it->first](std::uint64_t epoch) { tell_owner(self, room, epoch); },
+              [](caf::error&) {});  // it stopped first: whoever runs the room next loads it afresh
     if (self->state.draining) {
       self->state.draining_rooms.push_back(it->second.address());
       ++self->state.drained;
@@ -177,14 +196,36 @@ void dial(directory_pointer self, const std::string& id) {
           [](caf::error&) {});  // the dialer was stopped: the peer left or changed incarnation
 }
 
+/// This node's registration lapsed: hands every room over and places none until every node has had time to
+/// register again (rejoin_wait), then until the view settles as on a first start.
+void step_down(directory_pointer self, std::string_view why) {
+  auto& st = self->state;
+  if (st.settled || !st.rooms.empty())
+    spdlog::warn(
+        "cluster: this node {}; handing over its {} active rooms and placing none until the others "
+        "have had time to register again",
+        why, st.rooms.size());
+  hand_over(self, [](const std::string&) { return false; });
+  // Redis may have lost every entry (a restart): then every node is rejoining, and until all have, a
+  // listing holds only some. Placing rooms by it would take rooms from nodes missing from it for nothing.
+  st.settled = false;
+  st.first_view_at = {};
+  st.min_wait = st.rejoin_wait;
+}
+
 /// The membership actor's view: this node's incarnation and every registered node.
 void on_nodes(directory_pointer self, actors::cluster_view& view) {
   auto& st = self->state;
-  if (!st.incarnation.empty() && view.incarnation != st.incarnation) {
+  const bool self_listed = std::any_of(view.nodes.begin(), view.nodes.end(), [&](const actors::peer_node& n) {
+    return n.id == st.node_id && n.incarnation == view.incarnation;
+  });
+  if (!st.incarnation.empty() && view.incarnation != st.incarnation)
     // Declared down (paused or cut off past the TTL): other nodes have taken over our rooms meanwhile.
-    spdlog::warn("cluster: this node was declared down; handing over its {} active rooms", st.rooms.size());
-    hand_over(self, [](const std::string&) { return false; });
-  }
+    step_down(self, "was declared down");
+  else if (!self_listed)
+    // Registered a moment ago, yet gone: Redis lost it (a restart) or it expired. The next heartbeat finds
+    // out and rejoins; meanwhile this listing holds only the nodes quicker to rejoin, if any.
+    step_down(self, "is missing from the registry");
   st.incarnation = view.incarnation;
   if (st.first_view_at == std::chrono::steady_clock::time_point{})
     st.first_view_at = std::chrono::steady_clock::now();
@@ -244,8 +285,10 @@ bool on_peer_down(directory_pointer self, const caf::down_msg& msg) {
 actors::room_directory::behavior_type room_directory(directory_pointer self, std::string node_id,
                                                      bool clustered,
                                                      std::vector<actors::batch_writer_actor> writers,
-                                                     actors::room_services services) {
+                                                     actors::room_services services,
+                                                     std::chrono::milliseconds heartbeat) {
   auto& st = self->state;
+  st.rejoin_wait = 2 * heartbeat;
   st.node_id = std::move(node_id);
   st.clustered = clustered;
   st.writers = std::move(writers);

@@ -9,8 +9,9 @@
 // A peer whose node actor goes down leaves the view at once (no waiting for its Redis entry to expire); it
 // comes back when a dial to it succeeds again, or as a new incarnation. When the view changes, rooms that now
 // belong elsewhere are handed over (they finish what is in flight and stop; their sessions join again and
-// reach the new owner). Two nodes whose views briefly disagree may both activate a room: the ownership epoch
-// the writer checks (storage, `fenced`) keeps the older activation from storing anything.
+// reach the new owner), and the new owner hears the epoch the room ran at here: a copy it kept from before
+// the two lost sight of each other reloads. Two nodes whose views briefly disagree may both activate a room:
+// the ownership epoch the writer checks (storage, `fenced`) keeps the older activation from storing anything.
 #pragma once
 
 #include <chrono>
@@ -48,6 +49,12 @@ struct directory_state {
   /// only itself.
   std::chrono::steady_clock::time_point first_view_at{};
   bool settled = false;
+  /// How long after a rejoin every other node has surely rejoined too, when Redis lost every entry (two
+  /// heartbeat intervals: one for them to find out, one for this node to list them).
+  std::chrono::milliseconds rejoin_wait{0};
+  /// The least time after `first_view_at` before placing rooms: 0 on a first start, rejoin_wait after a
+  /// rejoin (the first listings then may hold only the nodes that were quickest to rejoin).
+  std::chrono::milliseconds min_wait{0};
   std::vector<caf::actor_addr> draining_rooms;  ///< rooms handed over by the drain that have not stopped yet
   std::uint64_t drained = 0;                    ///< how many rooms the drain handed over
   std::vector<caf::typed_response_promise<std::uint64_t>> drain_waiting;
@@ -59,9 +66,12 @@ struct directory_state {
 ///
 /// Not `clustered` (no cluster port): every room is placed here. Clustered: until the first `nodes` arrives
 /// and every peer it lists is connected (at most settle_time after it) the directory knows no owner and
-/// answers `unavailable` (clients retry); afterwards rooms go to their owner.
+/// answers `unavailable` (clients retry); afterwards rooms go to their owner. The same holds after this node
+/// rejoins as a new incarnation, except that it waits at least two `heartbeat` intervals first: if Redis lost
+/// every entry (a restart), every node is rejoining, and the first listings hold only the quickest.
 actors::room_directory::behavior_type room_directory(
     actors::room_directory::stateful_pointer<directory_state> self, std::string node_id, bool clustered,
-    std::vector<actors::batch_writer_actor> writers, actors::room_services services);
+    std::vector<actors::batch_writer_actor> writers, actors::room_services services,
+    std::chrono::milliseconds heartbeat);
 
 }  // namespace chorus::cluster

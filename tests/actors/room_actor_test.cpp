@@ -977,6 +977,47 @@ TEST_F(room_actor_test, a_room_handed_over_acks_what_it_had_taken_then_refuses_a
   EXPECT_EQ(db_->rows.size(), 1u);
 }
 
+TEST_F(room_actor_test, a_room_another_node_ran_meanwhile_reloads_when_handed_back_and_sends_what_it_missed) {
+  open_room();
+  auto [alice, alice_log] = member("alice");
+  auto [bob, bob_log] = member("bob");
+  caf::anon_send(alice, atom::post_v, std::string("m1"));
+  run();
+  // This node and another lost sight of each other without either being declared down: the other activated
+  // the room, stored two messages, then handed the room back to this node, which had kept its activation.
+  const auto theirs = ++db_->epoch["general"];
+  for (std::uint64_t seq = 2; seq <= 3; ++seq) {
+    db_->rows.push_back(storage::message_row{"m" + std::to_string(seq), "general", seq, "carol",
+                                             "m" + std::to_string(seq), "", 1000, theirs});
+    db_->last_seq["general"] = seq;
+  }
+  bob_log->entries.clear();
+  auto handed_back = [](std::uint64_t epoch) {
+    room_notice n;
+    n.what = room_notice::handed_over;
+    n.room = "general";
+    n.epoch = epoch;
+    return n;
+  };
+  // From a node whose activation was older than this one's: nothing to catch up on.
+  caf::anon_send(room_, atom::notice_v, handed_back(theirs - 1));
+  run();
+  EXPECT_EQ(message_events(*bob_log), 0u);
+  EXPECT_EQ(db_->epoch["general"], theirs) << "no reload";
+
+  caf::anon_send(room_, atom::notice_v, handed_back(theirs));
+  run();
+  std::vector<std::int64_t> seqs;
+  for (const auto& ev : bob_log->events())
+    if (ev.at("ev") == "message") seqs.push_back(ev.at("seq").to_number<std::int64_t>());
+  EXPECT_EQ(seqs, (std::vector<std::int64_t>{2, 3})) << "what the other node stored, without anyone sending";
+  caf::anon_send(alice, atom::post_v, std::string("m4"));
+  run();
+  EXPECT_EQ(replies(*alice_log).back(), "reply:posted:4:m4")
+      << "the reload took the room back (epoch " << theirs + 1 << ")";
+  EXPECT_EQ(db_->rows.back().epoch, theirs + 1);
+}
+
 TEST_F(room_actor_test, a_fenced_room_stores_nothing_fails_its_sends_and_stops) {
   open_room();
   auto down = std::make_shared<bool>(false);

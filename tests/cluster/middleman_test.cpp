@@ -164,7 +164,7 @@ bool same(const actors::http_response& a, const actors::http_response& b) {
 }
 bool same(const actors::room_notice& a, const actors::room_notice& b) {
   return a.what == b.what && a.room == b.room && a.user == b.user && a.frame == b.frame &&
-         same(a.member, b.member) && same(a.access, b.access);
+         same(a.member, b.member) && same(a.access, b.access) && a.epoch == b.epoch;
 }
 bool same(const actors::node_hello& a, const actors::node_hello& b) {
   return a.node_id == b.node_id && a.incarnation == b.incarnation;
@@ -364,8 +364,13 @@ struct samples<actors::http_response> {
 template <>
 struct samples<actors::room_notice> {
   static std::vector<actors::room_notice> make(const sample_context&) {
+    actors::room_notice handed_over;
+    handed_over.what = actors::room_notice::handed_over;
+    handed_over.room = "general";
+    handed_over.epoch = 7;
     return {{actors::room_notice::member_joined, "general", "ivan", R"({"ev":"member_joined"})",
-             a_member_row("ivan"), an_access_row()}};
+             a_member_row("ivan"), an_access_row()},
+            handed_over};
   }
 };
 template <>
@@ -572,6 +577,7 @@ TEST(cluster_wire_version, names_the_layout_nodes_exchange) {
       {1, 0xf6ef4c126fc4f789u},
       {2, 0xdbda912bc8b8d41eu},
       {3, 0xe8fa5b73f631dd80u},
+      {4, 0x3ee23e7819be4a8bu},
   };
   const auto fingerprint = wire_fingerprint();
   auto it = recorded.find(actors::cluster_wire_version);

@@ -565,8 +565,8 @@ class cluster_rooms_test : public node_test {
   }
 
   /// Starts a node per id and waits until each logs the view of all of them.
-  void start_cluster(const std::vector<std::string>& ids) {
-    for (const auto& id : ids) start_node(id);
+  void start_cluster(const std::vector<std::string>& ids, const settings& extra = {}) {
+    for (const auto& id : ids) start_node(id, extra);
     ASSERT_TRUE(wait_for_view(ids, ids, {}, 15s)) << "the nodes never all saw " << view_line(ids);
   }
 
@@ -1012,6 +1012,106 @@ TEST_F(cluster_rooms_test, a_node_paused_past_its_ttl_stores_nothing_under_a_sta
   EXPECT_GE(epochs.size(), 2u) << room << " moved away from the paused node: a new activation, a new epoch";
   EXPECT_EQ(room_rows({room})[room].owner_node, paused)
       << room << " moves back once its owner is in the view";
+  report_clients();
+}
+
+TEST_F(cluster_rooms_test, a_node_cut_off_for_less_than_its_ttl_comes_back_with_what_was_said_meanwhile) {
+  auto ids = node_ids(3);
+  // A TTL far longer than the pause: the node is never declared down, it only loses its links to the others
+  // (peer timeout 1 s), which take its room over meanwhile.
+  constexpr auto long_ttl = 8000ms;
+  ASSERT_NO_FATAL_FAILURE(start_cluster(ids, {{"CHORUS_NODE_TTL_MS", std::to_string(long_ttl.count())}}));
+  auto rooms = rooms_owned(ids, 1);
+  const auto room = rooms.front();
+  const auto cut = std::string(cluster::owner_of(room, ids));  // the node to cut off owns `room`
+  std::vector<std::string> others;
+  std::copy_if(ids.begin(), ids.end(), std::back_inserter(others), [&](auto& id) { return id != cut; });
+  ASSERT_NO_FATAL_FAILURE(add_agents(ids, rooms));
+  start_traffic();
+  ASSERT_TRUE(wait_for_acks(rooms, 30, {}, 15s)) << "traffic never got going";
+
+  // Everyone goes quiet before the pause: a send already on its way to the node when it stops would reach its
+  // stale room when it wakes, be fenced, and the fence would reload the room. Its own clients stay connected
+  // to it throughout: what they miss while it is cut off can only reach them through it.
+  const auto cut_port = node(cut).port();
+  stop_traffic();
+  ASSERT_TRUE(eventually(
+      [&] { return std::all_of(agents_.begin(), agents_.end(), [](auto& a) { return a->idle(); }); },
+      give_up_after + 5s));
+
+  auto marks = output_marks();
+  const auto stopped_at = steady::now();
+  node(cut).signal(SIGSTOP);
+  ASSERT_TRUE(wait_for_view(others, others, marks, 10s))
+      << "the other nodes never dropped the silent one (peer timeout 1 s)";
+  for (auto& a : agents_)
+    if (a->home() != cut_port) a->start_sending();
+  ASSERT_TRUE(wait_for_acks({room}, 10, stopped_at, 10s))
+      << "no sends to the silent node's room succeeded through the others";
+  stop_traffic();
+  ASSERT_TRUE(eventually(
+      [&] { return std::all_of(agents_.begin(), agents_.end(), [](auto& a) { return a->idle(); }); },
+      give_up_after + 5s));
+  ASSERT_LT(steady::now(), stopped_at + long_ttl - 2s) << "the test took too long to stay within the TTL";
+
+  marks = output_marks();
+  node(cut).signal(SIGCONT);
+  ASSERT_TRUE(eventually([&] { return last_view_line(node(cut).output()) == view_line(ids); }, 15s))
+      << "the node that was cut off never saw all 3 nodes again";
+  ASSERT_TRUE(wait_for_view(others, ids, marks, 15s)) << "the others never saw it again";
+  EXPECT_EQ(node(cut).output().find("declared down", marks[cut]), std::string::npos)
+      << "the pause was meant to stay within the TTL";
+
+  // Nobody sends any more: what its clients missed must reach them all the same, and a client of another
+  // node that comes back to the room must find it where it left it.
+  ASSERT_NO_FATAL_FAILURE(finish_traffic(rooms));
+  expect_consistent(rooms);
+  report_clients();
+}
+
+TEST_F(cluster_rooms_test, after_redis_loses_every_entry_each_room_is_activated_once_on_its_owner) {
+  auto ids = node_ids(3);
+  // A node waits two heartbeats after rejoining before it places rooms: at 500 ms, a node starved of CPU by
+  // the tests running beside this one still rejoins within them.
+  ASSERT_NO_FATAL_FAILURE(start_cluster(ids, {{"CHORUS_NODE_HEARTBEAT_MS", "500"}}));
+  auto rooms = rooms_owned(ids, 2);
+  ASSERT_NO_FATAL_FAILURE(add_agents(ids, rooms));
+  start_traffic();
+  ASSERT_TRUE(wait_for_acks(rooms, 30, {}, 15s)) << "traffic never got going";
+  const auto before = room_rows(rooms);
+
+  // A Redis restart without persistence: every node finds its entry gone, and rejoins as a new incarnation
+  // (closing its connections: the clients come back and resume). Until every node has rejoined, the listing
+  // holds only some of them; a node that placed rooms by it would take rooms from their owners for nothing.
+  auto marks = output_marks();
+  redis_->flush();
+  const auto flushed_at = steady::now();
+  ASSERT_TRUE(eventually(
+      [&] {
+        return std::all_of(ids.begin(), ids.end(), [&](const std::string& id) {
+          return node(id).output().find("declared down", marks[id]) != std::string::npos;
+        });
+      },
+      10s))
+      << "not every node noticed that its entry was gone";
+  ASSERT_TRUE(wait_for_view(ids, ids, marks, 15s))
+      << "the nodes never all saw " << view_line(ids) << " again";
+  std::cout << "[ metric ] Redis flush to every node seeing the other two again: "
+            << ms_between(flushed_at, steady::now()) << " ms\n";
+
+  const auto back_at = steady::now();
+  ASSERT_TRUE(wait_for_acks(rooms, 30, back_at, 15s)) << "traffic did not go on in every room";
+  stop_traffic();
+  ASSERT_NO_FATAL_FAILURE(finish_traffic(rooms));
+  expect_consistent(rooms);
+
+  auto after = room_rows(rooms);
+  for (const auto& room : rooms) {
+    EXPECT_EQ(after[room].owner_node, cluster::owner_of(room, ids)) << room;
+    EXPECT_EQ(after[room].owner_epoch, before.at(room).owner_epoch + 1)
+        << room << " was activated " << after[room].owner_epoch - before.at(room).owner_epoch
+        << " times after the flush: a node placed it while it did not see the room's owner";
+  }
   report_clients();
 }
 

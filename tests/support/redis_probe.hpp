@@ -91,14 +91,9 @@ class redis_database {
       conn_.run({"SELECT", std::to_string(db)});
       if (conn_.run({"SET", claim_key, token_, "NX", "PX", "300000"}) == "OK") {
         // Ours now: whatever an earlier test left (entries of nodes it killed, not expired yet) goes, lest
-        // this test's nodes wait for peers that are gone. The flush takes the claim with it, so the claim is
-        // set again in the same transaction: between two separate commands another test could claim this
-        // database too, and both clusters (with users of the same names) would meet in it.
-        conn_.run({"MULTI"});
-        conn_.run({"FLUSHDB"});
-        conn_.run({"SET", claim_key, token_, "PX", "300000"});
-        conn_.run({"EXEC"});
+        // this test's nodes wait for peers that are gone.
         db_ = db;
+        flush();
         break;
       }
     }
@@ -113,6 +108,18 @@ class redis_database {
 
   bool claimed() const { return db_ != 0; }
   std::string url() const { return server_ + "/" + std::to_string(db_); }
+
+  /// Empties the database but for the claim: what a Redis restart without persistence does to the nodes'
+  /// entries. The flush takes the claim with it, so the claim is set again in the same transaction: between
+  /// two separate commands another test could claim this database too, and both clusters (with users of the
+  /// same names) would meet in it.
+  void flush() {
+    conn_.run({"SELECT", std::to_string(db_)});
+    conn_.run({"MULTI"});
+    conn_.run({"FLUSHDB"});
+    conn_.run({"SET", claim_key, token_, "PX", "300000"});
+    conn_.run({"EXEC"});
+  }
 
  private:
   static constexpr const char* claim_key = "chorus-test:cluster-claim";
