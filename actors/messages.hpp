@@ -46,6 +46,7 @@ CAF_ADD_ATOM(chorus, chorus::atom, members, "members")
 CAF_ADD_ATOM(chorus, chorus::atom, claim, "claim")
 CAF_ADD_ATOM(chorus, chorus::atom, nodes, "nodes")
 CAF_ADD_ATOM(chorus, chorus::atom, handover, "handover")
+CAF_ADD_ATOM(chorus, chorus::atom, unlisted, "unlisted")
 
 namespace chorus::actors {
 
@@ -58,7 +59,8 @@ namespace chorus::actors {
 ///   2: a join_result carries the room's member count and whether it sends per-user membership events.
 ///   3: a room answers `members` (members_query, members_page).
 ///   4: a room answers `handover` with its epoch; a room_notice carries an epoch (`handed_over`).
-inline constexpr std::uint32_t cluster_wire_version = 4;
+///   5: a node actor takes `unlisted` (a peer no longer finds this node's entry in Redis).
+inline constexpr std::uint32_t cluster_wire_version = 5;
 
 /// One server frame on its way to a session, with the bytes shared by every recipient.
 struct outbound_event {
@@ -277,13 +279,14 @@ using membership_actor = caf::typed_actor<caf::reacts_to<atom::heartbeat>>;
 /// comes once they have all stopped. A `nodes` request answers the nodes of the current view (clients are
 /// told where else they may connect). `hello` answers who this node is now: its id and the incarnation it
 /// registered last (the node actor asks on behalf of peers; `unavailable` before the first registration);
-/// `hello` with a peer's id is the directory's own timer to dial that peer again.
+/// `hello` with a peer's id is the directory's own timer to dial that peer again. `unlisted` with an
+/// incarnation: a peer that reaches Redis no longer finds that incarnation of this node there.
 using room_directory =
     caf::typed_actor<caf::replies_to<atom::lookup, std::string>::with<room_actor>,
                      caf::replies_to<atom::hello>::with<node_hello>, caf::reacts_to<atom::hello, std::string>,
                      caf::replies_to<atom::claim, std::string>::with<room_actor>,
                      caf::reacts_to<atom::notice, room_notice>, caf::reacts_to<atom::relay, room_notice>,
-                     caf::reacts_to<atom::nodes, cluster_view>,
+                     caf::reacts_to<atom::nodes, cluster_view>, caf::reacts_to<atom::unlisted, std::string>,
                      caf::replies_to<atom::handover>::with<std::uint64_t>,
                      caf::replies_to<atom::nodes>::with<std::vector<peer_node>>>;
 
@@ -297,10 +300,11 @@ using presence_actor =
 /// A node's one actor published through the middleman on its cluster port: what other nodes connect to and
 /// monitor (cluster/peering). `hello` says who the node is; `relay` hands one event to sessions on this node;
 /// `notice` passes a committed room change on to this node's room directory; `claim` asks that directory for
-/// a room this node owns.
+/// a room this node owns; `unlisted` tells that directory that a peer no longer finds this incarnation of the
+/// node in Redis.
 using node_actor =
     caf::typed_actor<caf::replies_to<atom::hello>::with<node_hello>, caf::reacts_to<atom::relay, relay_batch>,
-                     caf::reacts_to<atom::notice, room_notice>,
+                     caf::reacts_to<atom::notice, room_notice>, caf::reacts_to<atom::unlisted, std::string>,
                      caf::replies_to<atom::claim, std::string>::with<room_actor>>;
 
 /// The CAF error category of Chorus errors; the code is a protocol::error_code.

@@ -44,6 +44,10 @@ actors::node_actor::behavior_type node(actors::node_actor::stateful_pointer<node
       [self](atom::notice, actors::room_notice& notice) {
         if (self->state.directory) self->send(self->state.directory, atom::relay_v, std::move(notice));
       },
+      [self](atom::unlisted, std::string& incarnation) {
+        if (self->state.directory)
+          self->send(self->state.directory, atom::unlisted_v, std::move(incarnation));
+      },
       [self](atom::claim, const std::string& room) -> caf::result<actors::room_actor> {
         if (!self->state.directory) return actors::make_error(protocol::error_code::unavailable);
         return self->delegate(self->state.directory, atom::claim_v, room);

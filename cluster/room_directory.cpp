@@ -243,6 +243,10 @@ void on_nodes(directory_pointer self, actors::cluster_view& view) {
       continue;
     }
     spdlog::info("cluster: {} (incarnation {}) left the registry", it->first, it->second.info.incarnation);
+    // Still connected, yet its entry is gone: it may be cut off from Redis, in which case only its peers can
+    // tell it (on_unlisted). One that rejoined as another incarnation knows already.
+    if (found == listed.end() && it->second.node)
+      self->send(it->second.node, atom::unlisted_v, it->second.info.incarnation);
     forget(self, it->second);
     it = st.peers.erase(it);
   }
@@ -262,6 +266,17 @@ void on_nodes(directory_pointer self, actors::cluster_view& view) {
     if (dialable) dial(self, id);
   }
   update_view(self);
+}
+
+/// A connected peer that reaches Redis no longer finds `incarnation` of this node there. If that is the
+/// incarnation this node runs as, it is cut off from Redis (or its entry has just lapsed): its peers place
+/// its rooms elsewhere now, and if it went on placing them on itself for its own clients, each room would
+/// move back and forth, one fenced send at a time. It steps down instead, until a listing shows it again.
+/// (When Redis is down for every node, no node lists anything, nobody is told, and the cluster carries on.)
+void on_unlisted(directory_pointer self, const std::string& incarnation) {
+  auto& st = self->state;
+  if (incarnation != st.incarnation || st.draining) return;
+  step_down(self, "is no longer in Redis as its peers see it");
 }
 
 /// A peer's node actor went down (the peer died, hung past the timeout, or the link broke): it leaves the
@@ -337,6 +352,7 @@ actors::room_directory::behavior_type room_directory(directory_pointer self, std
           self->send(it->second, atom::notice_v, std::move(notice));
       },
       [self](atom::nodes, actors::cluster_view& view) { on_nodes(self, view); },
+      [self](atom::unlisted, const std::string& incarnation) { on_unlisted(self, incarnation); },
       [self](atom::hello) -> caf::result<actors::node_hello> {
         auto& st = self->state;
         if (st.incarnation.empty()) return actors::make_error(error_code::unavailable);

@@ -86,6 +86,9 @@ actors::room_directory::behavior_type notice_probe(actors::room_directory::point
       [](atom::notice, actors::room_notice&) {},
       [probe](atom::relay, actors::room_notice& n) { caf::anon_send(probe, std::move(n)); },
       [](atom::nodes, actors::cluster_view&) {},
+      [probe](atom::unlisted, const std::string& incarnation) {
+        caf::anon_send(probe, atom::unlisted_v, incarnation);
+      },
       [](atom::handover) { return std::uint64_t{0}; },
       [](atom::nodes) { return std::vector<actors::peer_node>{}; },
   };
@@ -574,10 +577,8 @@ TEST(cluster_wire_version, names_the_layout_nodes_exchange) {
   // of losing the messages they cannot read. (A changed sample above counts as a change too: bump all the
   // same.)
   const std::map<std::uint32_t, std::uint64_t> recorded{
-      {1, 0xf6ef4c126fc4f789u},
-      {2, 0xdbda912bc8b8d41eu},
-      {3, 0xe8fa5b73f631dd80u},
-      {4, 0x3ee23e7819be4a8bu},
+      {1, 0xf6ef4c126fc4f789u}, {2, 0xdbda912bc8b8d41eu}, {3, 0xe8fa5b73f631dd80u},
+      {4, 0x3ee23e7819be4a8bu}, {5, 0x3ee23e7819be4a8bu},
   };
   const auto fingerprint = wire_fingerprint();
   auto it = recorded.find(actors::cluster_wire_version);
@@ -631,6 +632,12 @@ TEST_F(middleman_test, node_actor_says_hello_relays_passes_notices_on_and_answer
   self->send(*remote, atom::notice_v, notice);
   a_probe->receive([&](const actors::room_notice& n) { EXPECT_TRUE(same(n, notice)); },
                    caf::after(reply_timeout) >> [&] { ADD_FAILURE() << "notice not passed on"; });
+
+  // A peer that no longer finds this node in Redis says so to its directory.
+  self->send(*remote, atom::unlisted_v, std::string("0123456789abcdef"));
+  a_probe->receive(
+      [&](atom::unlisted, const std::string& incarnation) { EXPECT_EQ(incarnation, "0123456789abcdef"); },
+      caf::after(reply_timeout) >> [&] { ADD_FAILURE() << "unlisted not passed on"; });
 
   // A claim is answered by A's directory, across the nodes (here: its refusal).
   bool answered = false;

@@ -21,6 +21,7 @@
 #include "tests/integration/node_fixture.hpp"
 #include "tests/support/free_port.hpp"
 #include "tests/support/redis_probe.hpp"
+#include "tests/support/tcp_relay.hpp"
 
 namespace chorus::testing {
 namespace {
@@ -572,6 +573,19 @@ class cluster_rooms_test : public node_test {
 
   node_process& node(const std::string& id) { return *nodes_.at(id); }
 
+  /// A relay to this test's Redis server, and the URL of this test's database through it: a node given that
+  /// URL can be cut off from Redis alone.
+  std::pair<std::unique_ptr<tcp_relay>, std::string> redis_relay() const {
+    const auto url = redis_->url();  // redis://host:port/db, as scripts/services.sh prints it
+    const auto host_at = url.find("://") + 3;
+    const auto colon = url.rfind(':');
+    const auto slash = url.find('/', host_at);
+    auto relay = std::make_unique<tcp_relay>(url.substr(host_at, colon - host_at),
+                                             static_cast<std::uint16_t>(std::stoi(url.substr(colon + 1))));
+    auto through = "redis://127.0.0.1:" + std::to_string(relay->port()) + url.substr(slash);
+    return {std::move(relay), std::move(through)};
+  }
+
   /// Where each node's output ends now: view lines after it are news.
   std::map<std::string, std::size_t> output_marks() {
     std::map<std::string, std::size_t> marks;
@@ -1112,6 +1126,114 @@ TEST_F(cluster_rooms_test, after_redis_loses_every_entry_each_room_is_activated_
         << room << " was activated " << after[room].owner_epoch - before.at(room).owner_epoch
         << " times after the flush: a node placed it while it did not see the room's owner";
   }
+  report_clients();
+}
+
+TEST_F(cluster_rooms_test, a_node_cut_off_from_redis_but_not_its_peers_steps_down_until_it_is_back) {
+  auto ids = node_ids(3);
+  auto rooms = rooms_owned(ids, 2);
+  const auto cut = std::string(cluster::owner_of(rooms.front(), ids));  // reaches Redis through a relay
+  std::vector<std::string> others;
+  std::copy_if(ids.begin(), ids.end(), std::back_inserter(others), [&](auto& id) { return id != cut; });
+  std::vector<std::string> its_rooms;
+  std::copy_if(rooms.begin(), rooms.end(), std::back_inserter(its_rooms),
+               [&](auto& room) { return cluster::owner_of(room, ids) == cut; });
+  auto [relay, through_relay] = redis_relay();
+  for (const auto& id : ids)
+    start_node(id, id == cut ? settings{{"CHORUS_REDIS_URL", through_relay}} : settings{});
+  ASSERT_TRUE(wait_for_view(ids, ids, {}, 15s)) << "the nodes never all saw " << view_line(ids);
+  ASSERT_NO_FATAL_FAILURE(add_agents(ids, rooms));
+  start_traffic();
+  ASSERT_TRUE(wait_for_acks(rooms, 30, {}, 15s)) << "traffic never got going";
+
+  // Its links to the others stay up; its entry expires, and the others place its rooms elsewhere.
+  auto marks = output_marks();
+  relay->cut();
+  ASSERT_TRUE(wait_for_view(others, others, marks, 10s))
+      << "the others never dropped the node whose entry expired";
+  ASSERT_TRUE(eventually(
+      [&] { return node(cut).output().find("is no longer in Redis", marks[cut]) != std::string::npos; }, 5s))
+      << "the node cut off from Redis never stepped down";
+  ASSERT_TRUE(wait_for_acks(its_rooms, 10, steady::now(), 10s))
+      << "its rooms did not go on through the others";
+  // Had it gone on placing its rooms on itself for its own clients, they would move back and forth, a new
+  // activation (epoch) each time.
+  const auto moved = room_rows(its_rooms);
+  const auto watch_until = steady::now() + 2s;
+  ASSERT_TRUE(eventually([&] { return steady::now() >= watch_until; }, 3s));
+  ASSERT_TRUE(wait_for_acks(its_rooms, 10, watch_until - 2s, 1s));
+  auto later = room_rows(its_rooms);
+  for (const auto& room : its_rooms) {
+    EXPECT_NE(later[room].owner_node, cut) << room;
+    EXPECT_EQ(later[room].owner_epoch, moved.at(room).owner_epoch) << room << " moved back and forth";
+  }
+
+  // Back in Redis, it rejoins as a new incarnation and takes its rooms back.
+  marks = output_marks();
+  relay->restore();
+  ASSERT_TRUE(eventually(
+      [&] {
+        auto out = node(cut).output();
+        return out.find("declared down", marks[cut]) != std::string::npos &&
+               last_view_line(out) == view_line(ids);
+      },
+      20s))
+      << "the node never rejoined, or never saw all 3 nodes again";
+  ASSERT_TRUE(wait_for_view(others, ids, marks, 15s)) << "the others never saw it again";
+  const auto back_at = steady::now();
+  ASSERT_TRUE(wait_for_acks(rooms, 30, back_at, 15s)) << "traffic did not go on in every room";
+  stop_traffic();
+  ASSERT_NO_FATAL_FAILURE(finish_traffic(rooms));
+  expect_consistent(rooms);
+  auto table = room_rows(its_rooms);
+  for (const auto& room : its_rooms)
+    EXPECT_EQ(table[room].owner_node, cut) << room << " moves back to its owner";
+  report_clients();
+}
+
+TEST_F(cluster_rooms_test, while_no_node_reaches_redis_the_cluster_carries_on) {
+  auto ids = node_ids(3);
+  auto [relay, through_relay] = redis_relay();
+  ASSERT_NO_FATAL_FAILURE(start_cluster(ids, {{"CHORUS_REDIS_URL", through_relay}}));
+  auto rooms = rooms_owned(ids, 2);
+  ASSERT_NO_FATAL_FAILURE(add_agents(ids, rooms));
+  start_traffic();
+  ASSERT_TRUE(wait_for_acks(rooms, 30, {}, 15s)) << "traffic never got going";
+  const auto before = room_rows(rooms);
+
+  // Redis is down for everyone (no node can tell it apart from being cut off alone): past the TTL, every
+  // entry has expired, but no node can see that, and none may stop serving for it.
+  auto marks = output_marks();
+  relay->cut();
+  const auto cut_at = steady::now();
+  ASSERT_TRUE(eventually([&] { return steady::now() >= cut_at + node_ttl + 1s; }, node_ttl + 2s));
+  ASSERT_TRUE(wait_for_acks(rooms, 20, cut_at + node_ttl, 10s))
+      << "sends stopped while Redis was out of reach";
+  const auto during = room_rows(rooms);
+  for (const auto& room : rooms)
+    EXPECT_EQ(during.at(room).owner_epoch, before.at(room).owner_epoch)
+        << room << " moved while Redis was out of reach";
+  for (const auto& id : ids)
+    EXPECT_EQ(node(id).output().find("is no longer in Redis", marks[id]), std::string::npos)
+        << id << " stepped down";
+
+  marks = output_marks();
+  relay->restore();
+  ASSERT_TRUE(eventually(
+      [&] {
+        return std::all_of(ids.begin(), ids.end(), [&](const std::string& id) {
+          return node(id).output().find("declared down", marks[id]) != std::string::npos;
+        });
+      },
+      20s))
+      << "not every node rejoined once Redis was back";
+  ASSERT_TRUE(wait_for_view(ids, ids, marks, 15s))
+      << "the nodes never all saw " << view_line(ids) << " again";
+  const auto back_at = steady::now();
+  ASSERT_TRUE(wait_for_acks(rooms, 30, back_at, 15s)) << "traffic did not go on in every room";
+  stop_traffic();
+  ASSERT_NO_FATAL_FAILURE(finish_traffic(rooms));
+  expect_consistent(rooms);
   report_clients();
 }
 
