@@ -1,6 +1,7 @@
 // PostgreSQL access for accounts, refresh tokens, rooms and membership: prepared statements, one
 // transaction per change, constraint violations turned into store_failure values.
 #include "storage/account_store.hpp"
+#include "storage/pg_conninfo.hpp"
 
 #include <pqxx/pqxx>
 
@@ -468,7 +469,7 @@ struct account_store::impl {
   std::optional<store_failure> connect() {
     if (conn) return std::nullopt;
     try {
-      auto fresh = std::make_unique<pqxx::connection>(url);
+      auto fresh = std::make_unique<pqxx::connection>(with_network_timeouts(url));
       for (const auto& [name, sql] : statements) fresh->prepare(name, sql);
       conn = std::move(fresh);
       return std::nullopt;

@@ -1,5 +1,6 @@
 // PostgreSQL access for messages and rooms: batch appends, room activation, history pages.
 #include "storage/message_store.hpp"
+#include "storage/pg_conninfo.hpp"
 
 #include <spdlog/spdlog.h>
 #include <pqxx/pqxx>
@@ -541,7 +542,7 @@ struct message_store::impl {
   std::optional<db_error> connect() {
     if (conn) return std::nullopt;
     try {
-      auto fresh = std::make_unique<pqxx::connection>(url);
+      auto fresh = std::make_unique<pqxx::connection>(with_network_timeouts(url));
       {
         // Timestamps travel as epoch milliseconds or 'Z' texts, so nothing depends on it; UTC is for
         // whoever reads this session's output or logs.

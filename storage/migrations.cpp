@@ -1,6 +1,7 @@
 // Schema migrations: the SQL files of storage/migrations/, compiled in, applied in order under an advisory
 // lock.
 #include "storage/message_store.hpp"
+#include "storage/pg_conninfo.hpp"
 
 #include <pqxx/pqxx>
 
@@ -42,7 +43,7 @@ int known_schema_version() {
 int migrate(const std::string& url) {
   const migration* current = nullptr;
   try {
-    pqxx::connection conn{url};
+    pqxx::connection conn{with_network_timeouts(url)};
     // "relation already exists, skipping" notices are expected on every start after the first.
     run(conn, "SET client_min_messages = warning");
     run(conn, "SELECT pg_advisory_lock(" + std::to_string(migration_lock_key) + ")");

@@ -7,9 +7,15 @@
 #include <gtest/gtest.h>
 #include <pqxx/pqxx>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <future>
 #include <limits>
 #include <memory>
 #include <random>
@@ -741,6 +747,32 @@ TEST(message_store_offline, unreachable_server_returns_unavailable_without_throw
   EXPECT_TRUE(std::holds_alternative<db_error>(store.activate("r", 10, node)));
   EXPECT_TRUE(std::holds_alternative<db_error>(store.page("r", 0, direction::newer, 10)));
   EXPECT_TRUE(std::holds_alternative<db_error>(store.find_by_client_id("a", "b")));
+}
+
+TEST(message_store_offline, a_server_that_accepts_and_never_answers_is_given_up_on) {
+  // A listening socket nobody accepts from: the kernel completes the handshake, and the server never says a
+  // word (a hung server, or a proxy in front of a dead one).
+  const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(::listen(listener, 8), 0);
+  socklen_t len = sizeof addr;
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len), 0);
+  const auto url = "postgresql://postgres@127.0.0.1:" + std::to_string(ntohs(addr.sin_port)) + "/chorus";
+
+  auto append = std::async(std::launch::async, [&] {
+    storage::message_store store{url};
+    return store.append(std::vector<message_row>{row("r", 1)});
+  });
+  const bool answered = append.wait_for(std::chrono::seconds(15)) == std::future_status::ready;
+  ::close(listener);  // resets the waiting connection, so that the call ends even when the test failed
+  EXPECT_TRUE(answered) << "the store waited 15 s and more for a server that never answers";
+  const auto r = append.get();
+  ASSERT_TRUE(std::holds_alternative<db_error>(r));
+  EXPECT_EQ(std::get<db_error>(r), db_error::unavailable);
 }
 
 // Appends 100k rows in batches of 1000 from `writers` threads, each with its own store and rooms, like the
