@@ -54,6 +54,7 @@ member_ref me(session_pointer self) {
 /// Verifies `token`; on success the session is authenticated. On failure the client gets the reason and
 /// close code 4001, since no request it could send would succeed.
 void on_frame(session_pointer self, std::string_view text);
+void limit_checked(session_pointer self);
 
 /// Runs the frames held back while the account was checked, in the order they came.
 void release_held(session_pointer self) {
@@ -296,6 +297,7 @@ void handle(session_pointer self, std::int64_t re, protocol::send_op& op) {
   // The user's rate across every node first; answers come back in the order asked, so sends stay in order.
   // No timeout: the limiter answers every request (Redis calls are bounded inside it) and a request to it
   // after it stopped fails at once, so a per-send timer would only cost time on the hot path.
+  ++st.limit_checks;
   self->request(limits.shared, caf::infinite, atom::limit_v, st.user)
       .then(
           [self, re, room_id = op.room, room = *room,
@@ -304,8 +306,12 @@ void handle(session_pointer self, std::int64_t re, protocol::send_op& op) {
               reply_error(self, re, error_code::rate_limited, "too many messages", retry_after_ms);
             else
               post_to(self, re, room_id, room, std::move(req));
+            limit_checked(self);
           },
-          [self, re](caf::error& err) { reply_error(self, re, to_protocol_error(err), "message not sent"); });
+          [self, re](caf::error& err) {
+            reply_error(self, re, to_protocol_error(err), "message not sent");
+            limit_checked(self);
+          });
 }
 
 void handle(session_pointer self, std::int64_t re, protocol::typing_op& op) {
@@ -356,6 +362,22 @@ void handle(session_pointer self, std::int64_t re, protocol::ping_op&) {
   push(self, protocol::encode_pong(re, wall_ms()));
 }
 
+void run(session_pointer self, protocol::request& req) {
+  std::visit([self, &req](auto& op) { handle(self, req.id, op); }, req.op);
+}
+
+/// A send's limit check is answered (and the send is on its way to its room): once none is left, the
+/// requests that waited behind them run, until one of them is a send that waits in turn.
+void limit_checked(session_pointer self) {
+  auto& st = self->state;
+  --st.limit_checks;
+  while (st.limit_checks == 0 && !st.after_limits.empty() && !st.closing) {
+    auto req = std::move(st.after_limits.front());
+    st.after_limits.pop_front();
+    run(self, req);
+  }
+}
+
 void on_frame(session_pointer self, std::string_view text) {
   auto& st = self->state;
   if (st.closing) return;
@@ -390,7 +412,19 @@ void on_frame(session_pointer self, std::string_view text) {
     reply_error(self, req.id, error_code::auth_required, "authenticate first");
     return;
   }
-  std::visit([self, &req](auto& op) { handle(self, req.id, op); }, req.op);
+  const bool is_send = std::holds_alternative<protocol::send_op>(req.op);
+  if (!st.after_limits.empty() || (st.limit_checks > 0 && !is_send)) {
+    // Behind sends whose limit is being checked. Bounded like the rate limit: a slow Redis must not let a
+    // client pile up requests here without end.
+    if (st.after_limits.size() >= st.ctx->cfg.ops_burst) {
+      reply_error(self, req.id, error_code::rate_limited, "too many operations waiting for earlier sends",
+                  std::uint32_t{100});
+      return;
+    }
+    st.after_limits.push_back(std::move(req));
+    return;
+  }
+  run(self, req);
 }
 
 /// One frame less waiting. The connection stopped reading when the backlog reached receive_queue_limit

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -58,6 +59,11 @@ struct session_state {
   /// answers nothing, so these are failed with `unavailable` when the room's actor goes down.
   std::map<std::uint64_t, std::pair<std::string, std::int64_t>> remote_posts;
   std::uint64_t next_post = 0;
+  /// Sends waiting for the cluster-wide limiter (in Redis) before they go to their rooms. They keep their
+  /// order among themselves (the limiter answers in order); any other request that comes meanwhile waits in
+  /// `after_limits`, with every request after it, so that none overtakes them (a leave, say).
+  std::uint32_t limit_checks = 0;
+  std::deque<protocol::request> after_limits;
   token_bucket bucket{1, 1};
   bool closing = false;
 

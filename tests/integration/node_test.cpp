@@ -13,6 +13,7 @@
 
 #include "tests/integration/node_fixture.hpp"
 #include "tests/support/frame_mutator.hpp"
+#include "tests/support/redis_probe.hpp"
 
 namespace chorus::testing {
 namespace {
@@ -188,29 +189,47 @@ TEST_F(node_test, sender_gets_the_reply_before_its_own_message_and_resent_ids_ec
   EXPECT_EQ(second->at("d").at("id"), first->at("d").at("id"));
 }
 
-TEST_F(node_test, sends_followed_at_once_by_a_leave_are_all_stored_in_order_before_it) {
+class send_then_leave_test : public node_test {
+ protected:
+  /// Thirty sends and a leave back to back: each send is stored, in the order sent, and the leave after them.
+  void expect_sends_stored_before_the_leave(const std::string& room) {
+    auto alice = connect("alice");
+    join(*alice, room);
+    // Back to back, so that the node reads several of them at once: a leave that overtook a send there would
+    // fail it with not_joined.
+    constexpr std::int64_t sends = 30;
+    for (std::int64_t i = 1; i <= sends; ++i)
+      alice->send_json({{"op", "send"}, {"id", 100 + i}, {"room", room}, {"text", "m" + std::to_string(i)}});
+    alice->send_json({{"op", "leave"}, {"id", 500}, {"room", room}});
+    std::map<std::int64_t, json::object> replies;
+    while (replies.size() < sends + 1) {
+      auto reply = alice->next_where([](const json::object& o) { return o.contains("re"); });
+      ASSERT_TRUE(reply) << "after " << replies.size() << " replies";
+      replies[reply->at("re").to_number<std::int64_t>()] = *reply;
+    }
+    for (std::int64_t i = 1; i <= sends; ++i) {
+      const auto& reply = replies[100 + i];
+      ASSERT_EQ(reply.at("ok"), true) << json::serialize(reply);
+      EXPECT_EQ(reply.at("d").at("seq"), i);  // the room's order is the order they were sent in
+    }
+    EXPECT_EQ(replies[500].at("ok"), true);
+  }
+};
+
+TEST_F(send_then_leave_test, sends_followed_at_once_by_a_leave_are_all_stored_in_order_before_it) {
   start();
-  auto alice = connect("alice");
-  join(*alice, "general");
-  // Back to back, so that the node reads several of them at once: a leave that overtook a send there would
-  // fail it with not_joined.
-  constexpr std::int64_t sends = 30;
-  for (std::int64_t i = 1; i <= sends; ++i)
-    alice->send_json(
-        {{"op", "send"}, {"id", 100 + i}, {"room", "general"}, {"text", "m" + std::to_string(i)}});
-  alice->send_json({{"op", "leave"}, {"id", 500}, {"room", "general"}});
-  std::map<std::int64_t, json::object> replies;
-  while (replies.size() < sends + 1) {
-    auto reply = alice->next_where([](const json::object& o) { return o.contains("re"); });
-    ASSERT_TRUE(reply) << "after " << replies.size() << " replies";
-    replies[reply->at("re").to_number<std::int64_t>()] = *reply;
-  }
-  for (std::int64_t i = 1; i <= sends; ++i) {
-    const auto& reply = replies[100 + i];
-    ASSERT_EQ(reply.at("ok"), true) << json::serialize(reply);
-    EXPECT_EQ(reply.at("d").at("seq"), i);  // the room's order is the order they were sent in
-  }
-  EXPECT_EQ(replies[500].at("ok"), true);
+  expect_sends_stored_before_the_leave("general");
+}
+
+TEST_F(send_then_leave_test, the_same_when_send_limits_are_kept_in_redis) {
+  const char* redis = std::getenv("CHORUS_REDIS_URL");
+  if (redis == nullptr) GTEST_SKIP() << "CHORUS_REDIS_URL is not set";
+  // Each send now waits for the cluster-wide limit in Redis before it reaches its room; the leave must not
+  // overtake them meanwhile.
+  redis_database database{redis};
+  ASSERT_TRUE(database.claimed()) << "no free Redis database (1-15) on " << redis;
+  start({{"CHORUS_REDIS_URL", database.url()}});
+  expect_sends_stored_before_the_leave("limited");
 }
 
 TEST_F(node_test, typing_reaches_others_but_not_its_sender) {
