@@ -15,9 +15,15 @@ using writer_pointer = batch_writer_actor::stateful_pointer<batch_writer_state>;
 using clock = std::chrono::steady_clock;
 
 /// PostgreSQL failed: log the change once, and wait a growing while before trying it again, so a dead
-/// server costs each send one quick `unavailable` instead of a connection attempt.
+/// server costs each send one quick `unavailable` instead of a connection attempt. Only when the connection
+/// is gone, though: a statement that failed on a live server (an activation that waited too long for a
+/// lock, a deadlock) fails its own callers and no one else, and the next request is tried at once.
 void note_failure(writer_pointer self, storage::db_error err) {
   auto& st = self->state;
+  if (st.store->connected()) {
+    spdlog::debug("batch writer: a statement failed on a live connection: {}", st.store->last_error());
+    return;
+  }
   if (st.database_up)
     spdlog::warn("batch writer: PostgreSQL {}; sends fail with `unavailable` until it is back",
                  describe(err));

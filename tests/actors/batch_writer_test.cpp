@@ -208,6 +208,25 @@ TEST_F(BatchWriter, a_batch_the_database_cannot_take_is_counted_as_failed_not_wr
   EXPECT_EQ(c.write_rows.load(), 0u);
 }
 
+TEST_F(BatchWriter, a_statement_that_fails_on_a_live_server_fails_alone) {
+  log_capture log;
+  auto [writer, epoch] = start("calm", 0ms);
+  activate(writer, "locked");
+  // Another session holds the room's row for longer than an activation waits for it (and is no stalled
+  // COPY that the activation may end): the activation fails while the server is up.
+  pqxx::connection conn{test_database::instance().url()};
+  pqxx::work lock{conn};
+  lock.exec_params("SELECT 1 FROM rooms WHERE id = $1 FOR UPDATE", std::string("locked"));
+  bool failed = false;
+  self_->request(writer, 10s, atom::activate_v, std::string("locked"))
+      .receive([](storage::room_snapshot&) { ADD_FAILURE() << "activated a room another session holds"; },
+               [&](caf::error&) { failed = true; });
+  EXPECT_TRUE(failed);
+  EXPECT_TRUE(store_next(writer, "calm", epoch)) << "a send to another room right after";
+  EXPECT_EQ(log.count("PostgreSQL database unavailable"), 0) << "the server never went away";
+  lock.commit();
+}
+
 TEST_F(BatchWriter, quick_commits_log_nothing) {
   log_capture log;
   auto [writer, epoch] = start("quick", 2000ms);
