@@ -607,6 +607,18 @@ class cluster_rooms_test : public node_test {
         within);
   }
 
+  /// Waits until every node of `on` has logged `text` after its mark.
+  bool wait_for_log(const std::vector<std::string>& on, std::string_view text,
+                    const std::map<std::string, std::size_t>& marks, std::chrono::milliseconds within) {
+    return eventually(
+        [&] {
+          return std::all_of(on.begin(), on.end(), [&](const std::string& id) {
+            return node(id).output().find(text, marks.at(id)) != std::string::npos;
+          });
+        },
+        within);
+  }
+
   /// Polls `done` (state in other processes and threads, with no event to wait on) until it holds or `within`
   /// passes, reading the nodes' output meanwhile so none of them blocks on a full pipe.
   bool eventually(const std::function<bool()>& done, std::chrono::milliseconds within) {
@@ -681,13 +693,24 @@ class cluster_rooms_test : public node_test {
     for (auto& a : agents_) a->stop_sending();
   }
 
-  /// Waits until every sender's last send is acknowledged and every client has received its rooms up to their
-  /// last stored seq.
-  void finish_traffic(const std::vector<std::string>& rooms) {
+  /// Waits until every sender's last send is acknowledged (or given up on).
+  void wait_idle() {
     ASSERT_TRUE(eventually(
         [&] { return std::all_of(agents_.begin(), agents_.end(), [](auto& a) { return a->idle(); }); },
         give_up_after + 5s))
         << "some sends were neither acknowledged nor given up";
+  }
+
+  /// Stops every sender and waits until each has its last send answered.
+  void quiet_down() {
+    stop_traffic();
+    wait_idle();
+  }
+
+  /// Waits until every sender's last send is acknowledged and every client has received its rooms up to their
+  /// last stored seq.
+  void finish_traffic(const std::vector<std::string>& rooms) {
+    ASSERT_NO_FATAL_FAILURE(wait_idle());
     auto table = room_rows(rooms);
     std::string lagging;
     bool caught_up = eventually(
@@ -721,6 +744,17 @@ class cluster_rooms_test : public node_test {
     }
     auto table = room_rows(rooms);
     for (const auto& room : owned) EXPECT_NE(table[room].owner_node, gone) << room << " still names " << gone;
+  }
+
+  /// After a failure: waits until every room got 30 more acknowledged sends started at or after `since` (the
+  /// cluster serves them all again), stops the traffic, and checks the end state (finish_traffic, then
+  /// expect_consistent).
+  void expect_traffic_to_go_on_and_end_consistent(const std::vector<std::string>& rooms,
+                                                  steady::time_point since) {
+    ASSERT_TRUE(wait_for_acks(rooms, 30, since, 15s)) << "traffic did not go on in every room";
+    stop_traffic();
+    ASSERT_NO_FATAL_FAILURE(finish_traffic(rooms));
+    expect_consistent(rooms);
   }
 
   /// Prints what each client went through: retries, timeouts (with when and where), reconnects.
@@ -922,10 +956,7 @@ TEST_F(cluster_rooms_test, kill_9_of_a_node_loses_no_acknowledged_message) {
   EXPECT_LE(failover_ms, 10000.0);
 
   // Traffic goes on in every room, then everyone catches up.
-  ASSERT_TRUE(wait_for_acks(rooms, 30, recovered_at, 15s)) << "traffic did not resume in every room";
-  stop_traffic();
-  ASSERT_NO_FATAL_FAILURE(finish_traffic(rooms));
-  expect_consistent(rooms);
+  ASSERT_NO_FATAL_FAILURE(expect_traffic_to_go_on_and_end_consistent(rooms, recovered_at));
 
   report_clients();
   expect_clients_moved_off(victim, victim_port, rooms, orphaned);
@@ -950,10 +981,7 @@ TEST_F(cluster_rooms_test, a_fourth_node_joining_during_traffic_costs_no_error_b
   agents_[agents_.size() - 1]->start_sending();
   agents_[agents_.size() - 2]->start_sending();
 
-  ASSERT_TRUE(wait_for_acks(rooms, 30, joined_at, 15s)) << "traffic did not go on in every room";
-  stop_traffic();
-  ASSERT_NO_FATAL_FAILURE(finish_traffic(rooms));
-  expect_consistent(rooms);
+  ASSERT_NO_FATAL_FAILURE(expect_traffic_to_go_on_and_end_consistent(rooms, joined_at));
 
   auto table = room_rows(rooms);
   int moved = 0;
@@ -1015,10 +1043,7 @@ TEST_F(cluster_rooms_test, a_node_paused_past_its_ttl_stores_nothing_under_a_sta
   ASSERT_TRUE(wait_for_view(others, ids, marks, 15s)) << "the others never saw the resumed node again";
   const auto back_at = steady::now();
 
-  ASSERT_TRUE(wait_for_acks(rooms, 30, back_at, 15s)) << "traffic did not go on in every room";
-  stop_traffic();
-  ASSERT_NO_FATAL_FAILURE(finish_traffic(rooms));
-  expect_consistent(rooms);
+  ASSERT_NO_FATAL_FAILURE(expect_traffic_to_go_on_and_end_consistent(rooms, back_at));
 
   auto rows = stored_messages({room});
   std::set<std::int64_t> epochs;
@@ -1048,10 +1073,7 @@ TEST_F(cluster_rooms_test, a_node_cut_off_for_less_than_its_ttl_comes_back_with_
   // stale room when it wakes, be fenced, and the fence would reload the room. Its own clients stay connected
   // to it throughout: what they miss while it is cut off can only reach them through it.
   const auto cut_port = node(cut).port();
-  stop_traffic();
-  ASSERT_TRUE(eventually(
-      [&] { return std::all_of(agents_.begin(), agents_.end(), [](auto& a) { return a->idle(); }); },
-      give_up_after + 5s));
+  ASSERT_NO_FATAL_FAILURE(quiet_down());
 
   auto marks = output_marks();
   const auto stopped_at = steady::now();
@@ -1062,10 +1084,7 @@ TEST_F(cluster_rooms_test, a_node_cut_off_for_less_than_its_ttl_comes_back_with_
     if (a->home() != cut_port) a->start_sending();
   ASSERT_TRUE(wait_for_acks({room}, 10, stopped_at, 10s))
       << "no sends to the silent node's room succeeded through the others";
-  stop_traffic();
-  ASSERT_TRUE(eventually(
-      [&] { return std::all_of(agents_.begin(), agents_.end(), [](auto& a) { return a->idle(); }); },
-      give_up_after + 5s));
+  ASSERT_NO_FATAL_FAILURE(quiet_down());
   ASSERT_LT(steady::now(), stopped_at + long_ttl - 2s) << "the test took too long to stay within the TTL";
 
   marks = output_marks();
@@ -1100,13 +1119,7 @@ TEST_F(cluster_rooms_test, after_redis_loses_every_entry_each_room_is_activated_
   auto marks = output_marks();
   redis_->flush();
   const auto flushed_at = steady::now();
-  ASSERT_TRUE(eventually(
-      [&] {
-        return std::all_of(ids.begin(), ids.end(), [&](const std::string& id) {
-          return node(id).output().find("declared down", marks[id]) != std::string::npos;
-        });
-      },
-      10s))
+  ASSERT_TRUE(wait_for_log(ids, "declared down", marks, 10s))
       << "not every node noticed that its entry was gone";
   ASSERT_TRUE(wait_for_view(ids, ids, marks, 15s))
       << "the nodes never all saw " << view_line(ids) << " again";
@@ -1114,10 +1127,7 @@ TEST_F(cluster_rooms_test, after_redis_loses_every_entry_each_room_is_activated_
             << ms_between(flushed_at, steady::now()) << " ms\n";
 
   const auto back_at = steady::now();
-  ASSERT_TRUE(wait_for_acks(rooms, 30, back_at, 15s)) << "traffic did not go on in every room";
-  stop_traffic();
-  ASSERT_NO_FATAL_FAILURE(finish_traffic(rooms));
-  expect_consistent(rooms);
+  ASSERT_NO_FATAL_FAILURE(expect_traffic_to_go_on_and_end_consistent(rooms, back_at));
 
   auto after = room_rows(rooms);
   for (const auto& room : rooms) {
@@ -1151,8 +1161,7 @@ TEST_F(cluster_rooms_test, a_node_cut_off_from_redis_but_not_its_peers_steps_dow
   relay->cut();
   ASSERT_TRUE(wait_for_view(others, others, marks, 10s))
       << "the others never dropped the node whose entry expired";
-  ASSERT_TRUE(eventually(
-      [&] { return node(cut).output().find("is no longer in Redis", marks[cut]) != std::string::npos; }, 5s))
+  ASSERT_TRUE(wait_for_log({cut}, "is no longer in Redis", marks, 5s))
       << "the node cut off from Redis never stepped down";
   ASSERT_TRUE(wait_for_acks(its_rooms, 10, steady::now(), 10s))
       << "its rooms did not go on through the others";
@@ -1181,10 +1190,7 @@ TEST_F(cluster_rooms_test, a_node_cut_off_from_redis_but_not_its_peers_steps_dow
       << "the node never rejoined, or never saw all 3 nodes again";
   ASSERT_TRUE(wait_for_view(others, ids, marks, 15s)) << "the others never saw it again";
   const auto back_at = steady::now();
-  ASSERT_TRUE(wait_for_acks(rooms, 30, back_at, 15s)) << "traffic did not go on in every room";
-  stop_traffic();
-  ASSERT_NO_FATAL_FAILURE(finish_traffic(rooms));
-  expect_consistent(rooms);
+  ASSERT_NO_FATAL_FAILURE(expect_traffic_to_go_on_and_end_consistent(rooms, back_at));
   auto table = room_rows(its_rooms);
   for (const auto& room : its_rooms)
     EXPECT_EQ(table[room].owner_node, cut) << room << " moves back to its owner";
@@ -1219,21 +1225,12 @@ TEST_F(cluster_rooms_test, while_no_node_reaches_redis_the_cluster_carries_on) {
 
   marks = output_marks();
   relay->restore();
-  ASSERT_TRUE(eventually(
-      [&] {
-        return std::all_of(ids.begin(), ids.end(), [&](const std::string& id) {
-          return node(id).output().find("declared down", marks[id]) != std::string::npos;
-        });
-      },
-      20s))
+  ASSERT_TRUE(wait_for_log(ids, "declared down", marks, 20s))
       << "not every node rejoined once Redis was back";
   ASSERT_TRUE(wait_for_view(ids, ids, marks, 15s))
       << "the nodes never all saw " << view_line(ids) << " again";
   const auto back_at = steady::now();
-  ASSERT_TRUE(wait_for_acks(rooms, 30, back_at, 15s)) << "traffic did not go on in every room";
-  stop_traffic();
-  ASSERT_NO_FATAL_FAILURE(finish_traffic(rooms));
-  expect_consistent(rooms);
+  ASSERT_NO_FATAL_FAILURE(expect_traffic_to_go_on_and_end_consistent(rooms, back_at));
   report_clients();
 }
 
@@ -1271,10 +1268,7 @@ TEST_F(cluster_rooms_test, draining_a_node_with_clients_moves_them_and_its_rooms
   EXPECT_NE(out.find("drained: "), std::string::npos) << "its rooms were handed over before it closed";
 
   const auto moved_at = steady::now();
-  ASSERT_TRUE(wait_for_acks(rooms, 30, moved_at, 15s)) << "traffic did not go on in every room";
-  stop_traffic();
-  ASSERT_NO_FATAL_FAILURE(finish_traffic(rooms));
-  expect_consistent(rooms);
+  ASSERT_NO_FATAL_FAILURE(expect_traffic_to_go_on_and_end_consistent(rooms, moved_at));
 
   report_clients();
   expect_clients_moved_off(drained, drained_port, rooms, moved);
