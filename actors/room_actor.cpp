@@ -176,7 +176,9 @@ bool remove_session(room_pointer self, const caf::actor_addr& addr) {
   std::string user = std::move(it->second.user);
   self->demonitor(it->second.session.address());
   if (relayed(self, it->second)) --st.remote_sessions;
+  const bool hidden = st.hidden.erase(addr) > 0;
   st.sessions.erase(it);
+  if (hidden) return true;  // nobody saw it come
   auto count = st.sessions_per_user.find(user);
   if (--count->second == 0) {
     st.sessions_per_user.erase(count);
@@ -638,14 +640,15 @@ void join(room_pointer self, join_request req, caf::typed_response_promise<join_
   }
   auto addr = ref.session.address();
   if (!st.sessions.count(addr)) {
-    bool first_of_user = st.sessions_per_user[ref.user]++ == 0;
+    // An invisible user looks offline to everyone else: no member_joined, and no place in lists or counts.
+    bool first_of_user = !req.invisible && st.sessions_per_user[ref.user]++ == 0;
+    if (req.invisible) st.hidden.insert(addr);
     if (first_of_user) {
       users_changed(self);  // the joiner may make the room crowded: then the count replaces member_joined
       if (!st.crowded) {
         fan_out(self, shared(protocol::encode_member_joined(st.id, ref.user), traffic::essential));
-        if (!req.invisible)
-          fan_out(self, shared(protocol::encode_presence(ref.user, protocol::presence_status::online),
-                               traffic::droppable));
+        fan_out(self, shared(protocol::encode_presence(ref.user, protocol::presence_status::online),
+                             traffic::droppable));
       }
     }
     self->monitor(ref.session);
@@ -718,8 +721,10 @@ void drop_sessions(room_pointer self, Keep keep) {
     }
     self->demonitor(it->second.session.address());
     if (relayed(self, it->second)) --st.remote_sessions;
-    auto count = st.sessions_per_user.find(it->second.user);
-    if (count != st.sessions_per_user.end() && --count->second == 0) st.sessions_per_user.erase(count);
+    if (st.hidden.erase(it->first) == 0) {
+      auto count = st.sessions_per_user.find(it->second.user);
+      if (count != st.sessions_per_user.end() && --count->second == 0) st.sessions_per_user.erase(count);
+    }
     it = st.sessions.erase(it);
   }
   users_changed(self);

@@ -19,6 +19,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 
 #include <boost/unordered/unordered_flat_map.hpp>
 
@@ -77,7 +78,10 @@ struct room_state {
   frame_ptr shared_id;              ///< `id`, shared by every message event (outbound_event::room)
   std::uint64_t epoch = 0;          ///< the ownership epoch this activation holds; every row carries it
   bool handing_over = false;        ///< another node owns the room now: finish what is in flight, then stop
-  std::map<std::string, std::size_t> sessions_per_user;  ///< in user order: a join lists the first ones
+  /// Visible sessions per user, in user order: a join lists the first ones. Sessions of invisible users are
+  /// not counted: they get the room's events, but nobody sees them join, leave, or in lists and counts.
+  std::map<std::string, std::size_t> sessions_per_user;
+  std::unordered_set<caf::actor_addr> hidden;  ///< the sessions of `sessions` whose user is invisible
   /// More users connected than services.member_events_limit. Per-user events (member_joined, member_left,
   /// presence, typing) would cost every member a frame for each of them, so a crowded room sends none:
   /// member_count events go out instead, at most one a second. The room sends them again, after a `members`

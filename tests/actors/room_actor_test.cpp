@@ -190,6 +190,10 @@ caf::behavior probe(caf::event_based_actor* self, room_actor room, std::string u
                 },
                 on_error);
       },
+      [=](atom::join, bool invisible) {
+        self->request(room, caf::infinite, atom::join_v, join_request{ref(), false, 0, invisible})
+            .then([log](const join_result&) { log->entries.push_back("reply:joined"); }, on_error);
+      },
       [=](atom::join, std::uint64_t last_seen) {
         self->request(room, caf::infinite, atom::join_v, join_request{ref(), true, last_seen})
             .then(
@@ -1016,6 +1020,34 @@ TEST_F(room_actor_test, a_room_another_node_ran_meanwhile_reloads_when_handed_ba
   EXPECT_EQ(replies(*alice_log).back(), "reply:posted:4:m4")
       << "the reload took the room back (epoch " << theirs + 1 << ")";
   EXPECT_EQ(db_->rows.back().epoch, theirs + 1);
+}
+
+TEST_F(room_actor_test, an_invisible_user_gets_the_room_but_nobody_sees_it_come_or_go) {
+  open_room();
+  auto [alice, alice_log] = member("alice");
+  alice_log->entries.clear();
+  auto log = std::make_shared<probe_log>();
+  auto hide = sys_.spawn(probe, room_, std::string("hide"), log);
+  probes_.push_back(hide);
+  caf::anon_send(hide, atom::join_v, true);
+  run();
+  EXPECT_EQ(replies(*log).back(), "reply:joined");
+  caf::anon_send(alice, atom::post_v, std::string("hello"));
+  run();
+  EXPECT_EQ(message_events(*log), 1u) << "it gets the room's messages";
+  // Nothing told alice of it: not a join, not a presence; and neither lists nor counts show it.
+  for (const auto& ev : alice_log->events()) EXPECT_EQ(ev.at("ev"), "message") << json::serialize(ev);
+  auto [bob, bob_log] = member("bob");
+  EXPECT_EQ(replies(*bob_log).back(), "reply:joined:1:alice,bob,");
+  EXPECT_EQ(bob_log->member_count, 2u);
+  caf::anon_send(bob, atom::members_v, std::string(), std::uint32_t{10});
+  run();
+  EXPECT_EQ(replies(*bob_log).back(), "reply:members:2:alice,bob,end");
+  alice_log->entries.clear();
+  caf::anon_send(hide, atom::leave_v);
+  run();
+  EXPECT_EQ(replies(*log).back(), "reply:left");
+  EXPECT_TRUE(alice_log->events().empty()) << "nor does it see it go";
 }
 
 TEST_F(room_actor_test, a_fenced_room_stores_nothing_fails_its_sends_and_stops) {
