@@ -798,8 +798,17 @@ room_actor::behavior_type room(room_pointer self, std::string id, room_services 
         join(self, std::move(req), rp);
         return rp;
       },
-      [self](atom::leave, const member_ref& ref) -> bool {
-        return remove_session(self, ref.session.address());
+      [self](atom::leave, const member_ref& ref) -> caf::result<bool> {
+        auto& st = self->state;
+        auto addr = ref.session.address();
+        if (!st.deferred.empty()) {
+          // A join from this session may be among those waiting for the load: the leave must not overtake
+          // it, or the join would let the session in after it left (a session leaves a join that timed out).
+          auto rp = self->make_response_promise<bool>();
+          st.deferred.push_back([self, addr, rp]() mutable { rp.deliver(remove_session(self, addr)); });
+          return rp;
+        }
+        return remove_session(self, addr);
       },
       [self](atom::post, post_request& req) -> caf::result<chat_message> {
         auto& st = self->state;

@@ -55,6 +55,7 @@ member_ref me(session_pointer self) {
 /// close code 4001, since no request it could send would succeed.
 void on_frame(session_pointer self, std::string_view text);
 void limit_checked(session_pointer self);
+void join_answered(session_pointer self, const std::string& room_id);
 
 /// Runs the frames held back while the account was checked, in the order they came.
 void release_held(session_pointer self) {
@@ -199,9 +200,11 @@ void joined_room(session_pointer self, const std::string& room_id, const room_ac
   st.seen[room_id] = last_seq;
 }
 
+/// Requests about the room that came while it was being joined wait for the join's answer (run_after_join).
 void handle(session_pointer self, std::int64_t re, protocol::join_op& op) {
   auto& st = self->state;
   auto room_id = op.room;
+  st.joining.try_emplace(room_id);
   join_request req{me(self), op.last_seq.has_value(), op.last_seq.value_or(0), st.invisible};
   self->request(st.ctx->directory, timeout(self), atom::lookup_v, op.room)
       .then(
@@ -216,13 +219,20 @@ void handle(session_pointer self, std::int64_t re, protocol::join_op& op) {
                                      joined.replay.size(), joined.complete));
                       // The missed messages follow the reply, before any live event the room sends later.
                       for (const auto& msg : joined.replay) push(self, protocol::encode_message_event(msg));
+                      join_answered(self, room_id);
                     },
-                    [self, re](caf::error& err) {
+                    [self, re, room_id, room](caf::error& err) {
+                      // A join that timed out here may still reach the room (a node that stalled, say), which
+                      // would then count this connection in and send it the room's events. A leave after it
+                      // undoes that; it changes nothing when the join never went through.
+                      if (!self->state.rooms.count(room_id)) caf::anon_send(room, atom::leave_v, me(self));
                       reply_error(self, re, to_protocol_error(err), "could not join the room");
+                      join_answered(self, room_id);
                     });
           },
-          [self, re](caf::error& err) {
+          [self, re, room_id](caf::error& err) {
             reply_error(self, re, to_protocol_error(err), "room directory unavailable");
+            join_answered(self, room_id);
           });
 }
 
@@ -366,6 +376,68 @@ void run(session_pointer self, protocol::request& req) {
   std::visit([self, &req](auto& op) { handle(self, req.id, op); }, req.op);
 }
 
+/// The room `req` is about; null for auth and ping.
+const std::string* room_of(const protocol::request& req) {
+  return std::visit(
+      [](const auto& op) -> const std::string* {
+        if constexpr (requires { op.room; })
+          return &op.room;
+        else
+          return nullptr;
+      },
+      req.op);
+}
+
+/// Runs `req`, unless its room is being joined: then it waits for the join's answer.
+void run_after_join(session_pointer self, protocol::request& req) {
+  auto& st = self->state;
+  if (const auto* room = room_of(req)) {
+    if (auto it = st.joining.find(*room); it != st.joining.end()) {
+      if (it->second.size() >= st.ctx->cfg.ops_burst) {
+        reply_error(self, req.id, error_code::rate_limited, "too many operations waiting for a join",
+                    std::uint32_t{100});
+        return;
+      }
+      it->second.push_back(std::move(req));
+      return;
+    }
+  }
+  run(self, req);
+}
+
+/// Runs `req` after everything that came before it and is still waiting: sends whose limit is being checked,
+/// and the join of its room.
+void dispatch(session_pointer self, protocol::request& req) {
+  auto& st = self->state;
+  const bool is_send = std::holds_alternative<protocol::send_op>(req.op);
+  if (!st.after_limits.empty() || (st.limit_checks > 0 && !is_send)) {
+    // Behind sends whose limit is being checked. Bounded like the rate limit: a slow Redis must not let a
+    // client pile up requests here without end.
+    if (st.after_limits.size() >= st.ctx->cfg.ops_burst) {
+      reply_error(self, req.id, error_code::rate_limited, "too many operations waiting for earlier sends",
+                  std::uint32_t{100});
+      return;
+    }
+    st.after_limits.push_back(std::move(req));
+    return;
+  }
+  run_after_join(self, req);
+}
+
+/// The join of `room_id` is answered (either way): the requests about the room that waited for it run now,
+/// in order. One of them may be another join, which the rest then wait for in turn.
+void join_answered(session_pointer self, const std::string& room_id) {
+  auto& st = self->state;
+  auto it = st.joining.find(room_id);
+  if (it == st.joining.end()) return;
+  auto waiting = std::move(it->second);
+  st.joining.erase(it);
+  for (auto& req : waiting) {
+    if (st.closing) return;
+    dispatch(self, req);
+  }
+}
+
 /// A send's limit check is answered (and the send is on its way to its room): once none is left, the
 /// requests that waited behind them run, until one of them is a send that waits in turn.
 void limit_checked(session_pointer self) {
@@ -374,7 +446,7 @@ void limit_checked(session_pointer self) {
   while (st.limit_checks == 0 && !st.after_limits.empty() && !st.closing) {
     auto req = std::move(st.after_limits.front());
     st.after_limits.pop_front();
-    run(self, req);
+    run_after_join(self, req);
   }
 }
 
@@ -412,19 +484,7 @@ void on_frame(session_pointer self, std::string_view text) {
     reply_error(self, req.id, error_code::auth_required, "authenticate first");
     return;
   }
-  const bool is_send = std::holds_alternative<protocol::send_op>(req.op);
-  if (!st.after_limits.empty() || (st.limit_checks > 0 && !is_send)) {
-    // Behind sends whose limit is being checked. Bounded like the rate limit: a slow Redis must not let a
-    // client pile up requests here without end.
-    if (st.after_limits.size() >= st.ctx->cfg.ops_burst) {
-      reply_error(self, req.id, error_code::rate_limited, "too many operations waiting for earlier sends",
-                  std::uint32_t{100});
-      return;
-    }
-    st.after_limits.push_back(std::move(req));
-    return;
-  }
-  run(self, req);
+  dispatch(self, req);
 }
 
 /// One frame less waiting. The connection stopped reading when the backlog reached receive_queue_limit

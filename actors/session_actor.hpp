@@ -64,6 +64,10 @@ struct session_state {
   /// `after_limits`, with every request after it, so that none overtakes them (a leave, say).
   std::uint32_t limit_checks = 0;
   std::deque<protocol::request> after_limits;
+  /// Rooms with a join in progress, each with the requests about it that came after the join: they run once
+  /// the join is answered, in order, so that a client may send to a room right after joining it (at most
+  /// ops_burst each).
+  std::unordered_map<std::string, std::deque<protocol::request>> joining;
   token_bucket bucket{1, 1};
   bool closing = false;
 

@@ -7,6 +7,7 @@
 #include <pqxx/pqxx>
 #include <set>
 #include <string_view>
+#include <thread>
 
 #include "actors/protocol.hpp"
 #include "tests/integration/node_fixture.hpp"
@@ -29,7 +30,9 @@ struct account {
 
 class accounts_test : public node_test {
  protected:
-  void SetUp() override {
+  void SetUp() override { start(base_settings()); }
+
+  static settings base_settings() {
     settings s{{"CHORUS_DEV_MODE", "0"},
                {"CHORUS_LOGIN_LOCKOUT_FAILURES", "3"},
                {"CHORUS_LOGIN_ATTEMPTS_PER_MINUTE", "1000"},
@@ -41,7 +44,7 @@ class accounts_test : public node_test {
                {"CHORUS_SENDS_BURST", "3"}};
     // Rate limits are shared through Redis when the run has one; the tests hold either way.
     if (const char* redis = std::getenv("CHORUS_REDIS_URL")) s["CHORUS_REDIS_URL"] = redis;
-    start(s);
+    return s;
   }
 
   /// Usernames unique per test, so that one database serves every test of the process.
@@ -561,6 +564,63 @@ TEST_F(accounts_test, member_changes_reach_connected_members_and_removal_ends_ac
   auto deleted =
       oc->next_where([](const json::object& o) { return o.contains("ev") && o.at("ev") == "room_deleted"; });
   EXPECT_TRUE(deleted.has_value());
+}
+
+TEST_F(accounts_test, a_join_that_timed_out_while_the_room_loaded_leaves_no_trace_in_it) {
+  auto ann = make_account("ann");
+  auto bob = make_account("bob");
+  auto room = make_room(ann, "group", {bob.id});
+  {
+    auto first = ws_for(ann);
+    join(*first, room);
+    expect_ok(call(*first, {{"op", "send"}, {"room", room}, {"text", "so that it has messages to load"}}, 2));
+  }
+  // A node that has not loaded the room yet.
+  auto s = base_settings();
+  s["CHORUS_REQUEST_TIMEOUT_MS"] = "1000";
+  node_.reset();
+  start(s);
+  auto ac = ws_for(ann);
+  auto bc = ws_for(bob);
+  expect_alive(*ac);  // their accounts are checked before the tables lock
+  expect_alive(*bc);
+
+  // A room loads its members, then its messages. Each read is held up for 0.7 s here: less than a request
+  // may wait, but both together longer than the session waits for the join.
+  pqxx::connection members_conn{test_database::instance().url()};
+  pqxx::connection messages_conn{test_database::instance().url()};
+  pqxx::work hold_members{members_conn};
+  hold_members.exec("LOCK TABLE room_members IN ACCESS EXCLUSIVE MODE");
+  pqxx::work hold_messages{messages_conn};
+  hold_messages.exec("LOCK TABLE messages IN ACCESS EXCLUSIVE MODE");
+  const auto asked_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(ac->send_json({{"op", "join"}, {"id", 1}, {"room", room}}));
+  std::this_thread::sleep_for(700ms);
+  hold_members.commit();
+  auto refused = ac->next_where([](const json::object& o) { return o.contains("re") && o.at("re") == 1; });
+  const auto answered_after = std::chrono::steady_clock::now() - asked_at;
+  hold_messages.commit();
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(error_code_of(*refused), "unavailable");
+  EXPECT_LT(answered_after, 1400ms) << "the session waits request_timeout_ms (1 s) for the join";
+  std::this_thread::sleep_for(300ms);  // the messages are read now, and the room has let the join in
+
+  // The room let the join in once it had loaded, after the session had given up on it. Ann is not in the
+  // room all the same: bob does not see her there, and his message does not reach her.
+  auto joined = call(*bc, {{"op", "join"}, {"room", room}}, 2);
+  expect_ok(joined);
+  std::set<std::string> members;
+  for (const auto& m : joined.at("d").at("members").as_array()) members.insert(txt(m.at("user")));
+  EXPECT_EQ(members, (std::set<std::string>{bob.id})) << json::serialize(joined);
+  expect_ok(call(*bc, {{"op", "send"}, {"room", room}, {"text", "for members"}}, 3));
+  ASSERT_TRUE(ac->send_json({{"op", "ping"}, {"id", 4}}));
+  for (;;) {
+    auto frame = ac->next();
+    ASSERT_TRUE(frame) << "no pong";
+    if (frame->contains("re") && frame->at("re") == 4) break;
+    EXPECT_FALSE(frame->contains("ev") && frame->at("ev") == "message")
+        << "ann, whose join failed, got " << json::serialize(*frame);
+  }
 }
 
 TEST_F(accounts_test, a_deleted_users_token_is_refused_on_the_websocket_too) {

@@ -189,6 +189,35 @@ TEST_F(node_test, sender_gets_the_reply_before_its_own_message_and_resent_ids_ec
   EXPECT_EQ(second->at("d").at("id"), first->at("d").at("id"));
 }
 
+TEST_F(node_test, requests_sent_right_after_a_join_wait_for_it) {
+  start();
+  auto alice = connect("alice");
+  // No waiting for the join's reply: a client may pipeline, and the room is made (and loaded) meanwhile.
+  alice->send_json({{"op", "join"}, {"id", 1}, {"room", "fresh"}});
+  alice->send_json({{"op", "send"}, {"id", 2}, {"room", "fresh"}, {"text", "first"}});
+  alice->send_json({{"op", "members"}, {"id", 3}, {"room", "fresh"}});
+  alice->send_json({{"op", "leave"}, {"id", 4}, {"room", "fresh"}});
+  alice->send_json({{"op", "send"}, {"id", 5}, {"room", "fresh"}, {"text", "after leaving"}});
+  std::map<std::int64_t, json::object> replies;
+  std::vector<std::int64_t> order;
+  while (replies.size() < 5) {
+    auto reply = alice->next_where([](const json::object& o) { return o.contains("re"); });
+    ASSERT_TRUE(reply) << "after " << replies.size() << " replies";
+    order.push_back(reply->at("re").to_number<std::int64_t>());
+    replies[order.back()] = *reply;
+  }
+  EXPECT_EQ(order.front(), 1) << "every other request waits for the join";
+  expect_ok(replies[1]);
+  expect_ok(replies[2]);
+  EXPECT_EQ(replies[2].at("d").at("seq"), 1);
+  expect_ok(replies[3]);
+  const auto& members = replies[3].at("d").at("members").as_array();
+  ASSERT_EQ(members.size(), 1u) << json::serialize(replies[3]);
+  EXPECT_EQ(members.at(0).at("user"), "alice");
+  expect_ok(replies[4]);
+  EXPECT_EQ(error_code_of(replies[5]), "not_joined");  // the leave ran before it, as sent
+}
+
 class send_then_leave_test : public node_test {
  protected:
   /// Thirty sends and a leave back to back: each send is stored, in the order sent, and the leave after them.
