@@ -398,22 +398,46 @@ void load_messages(room_pointer self, std::uint32_t generation) {
           });
 }
 
-/// A write failed: nothing in flight can be trusted to follow on. Fail those sends (clients retry them
-/// safely: client_msg_id makes retries idempotent) and reload what is really stored.
-void resync(room_pointer self) {
+using post_promises = std::vector<caf::typed_response_promise<chat_message>>;
+
+void answer(post_promises& waiting, const chat_message& msg) {
+  for (auto& rp : waiting) rp.deliver(msg);
+}
+
+void answer(post_promises& waiting, error_code code) {
+  for (auto& rp : waiting) rp.deliver(make_error(code));
+}
+
+void post(room_pointer self, post_request req, post_promises waiting);
+
+/// A write failed: nothing in flight can be trusted to follow on. Reload what is really stored. The sends in
+/// flight fail (clients retry them safely: client_msg_id makes retries idempotent), unless `take_again`:
+/// then none of them was written, and they are taken again, in order, ahead of what came during the load.
+void resync(room_pointer self, bool take_again = false) {
   auto& st = self->state;
   if (st.handing_over) {
     stop_room(self, error_code::unavailable);  // the new owner reloads; these senders retry there
     return;
   }
-  for (auto& [seq, entry] : st.in_flight)
-    for (auto& rp : entry.waiting) rp.deliver(make_error(error_code::unavailable));
+  std::vector<in_flight_message> again;
+  for (auto& [seq, entry] : st.in_flight) {
+    if (take_again)
+      again.push_back(std::move(entry));
+    else
+      answer(entry.waiting, error_code::unavailable);
+  }
   st.in_flight.clear();
   st.in_flight_ids.clear();
   st.unsent.clear();
   st.stores.clear();
   st.assigned_seq = st.committed_seq;
   load(self);
+  for (auto it = again.rbegin(); it != again.rend(); ++it) {
+    post_request req{std::move(it->msg.user), std::move(it->msg.text), std::move(it->msg.client_msg_id)};
+    st.deferred.push_front([self, req = std::move(req), waiting = std::move(it->waiting)]() mutable {
+      post(self, std::move(req), std::move(waiting));
+    });
+  }
 }
 
 // ---- the write path: one `store` per mailbox drain, one answer per `store`, a watchdog per room ----
@@ -474,15 +498,19 @@ void on_stored(room_pointer self, std::uint64_t first, std::size_t count,
     }
     all_stored = false;
     if (results[i].status != store_status::duplicate) continue;
-    // Sent before (through another room actor, before a restart, or on another node): the sender gets
-    // the original. Nothing of this room in that batch was written, so the room resyncs below.
+    // Sent before (through another room actor, before a restart, on another node, or longer ago than the
+    // tail cache reaches): the sender gets the original.
     auto node = take(first + i);
     if (node.empty()) continue;
-    auto original = to_message(std::move(results[i].original));
-    for (auto& rp : node.mapped().waiting) rp.deliver(original);
+    answer(node.mapped().waiting, to_message(std::move(results[i].original)));
   }
   if (!all_stored) {
-    resync(self);  // the rest of the batch was refused: those senders get `unavailable`
+    // The rest was refused: certainly not written, as the writer commits a room's rows all or none. A
+    // duplicate in this store, or in another store of the room that the writer committed with it, is the
+    // usual reason; rows that did not follow on from what is stored the other. Either way those sends, and
+    // those of the room's later stores (refused in turn for not following on), are taken again once the
+    // room has reloaded: one client's retry costs nobody else a failed send.
+    resync(self, true);
     return;
   }
   const auto committed_at = std::chrono::steady_clock::now();
@@ -554,18 +582,22 @@ void queue_for_writer(room_pointer self, storage::message_row row) {
 
 // ---- requests ----
 
-void post(room_pointer self, post_request req, caf::typed_response_promise<chat_message> rp) {
+/// Takes a send: every promise in `waiting` gets its answer (more than one for a send taken again after a
+/// resync, with the retries of it that waited on it).
+void post(room_pointer self, post_request req, post_promises waiting) {
   auto& st = self->state;
   if (st.syncing) {
-    st.deferred.push_back([self, req = std::move(req), rp]() mutable { post(self, std::move(req), rp); });
+    st.deferred.push_back([self, req = std::move(req), waiting = std::move(waiting)]() mutable {
+      post(self, std::move(req), std::move(waiting));
+    });
     return;
   }
   if (st.gone) {
-    rp.deliver(make_error(error_code::not_found));
+    answer(waiting, error_code::not_found);
     return;
   }
   if (!st.access.check(req.user, action::post)) {
-    rp.deliver(make_error(error_code::forbidden));
+    answer(waiting, error_code::forbidden);
     return;
   }
   const auto key = req.client_msg_id.empty() ? 0 : send_key(req.user, req.client_msg_id);
@@ -573,25 +605,26 @@ void post(room_pointer self, post_request req, caf::typed_response_promise<chat_
     if (auto it = st.tail_ids.find(key); it != st.tail_ids.end()) {
       if (const auto* original = cached(st, it->second);
           original != nullptr && same_send(*original, req.user, req.client_msg_id)) {
-        rp.deliver(*original);
+        answer(waiting, *original);
         return;
       }
     }
     if (auto it = st.in_flight_ids.find(key); it != st.in_flight_ids.end()) {
       if (auto sent = st.in_flight.find(it->second);
           sent != st.in_flight.end() && same_send(sent->second.msg, req.user, req.client_msg_id)) {
-        sent->second.waiting.push_back(rp);
+        auto& others = sent->second.waiting;
+        others.insert(others.end(), waiting.begin(), waiting.end());
         return;
       }
     }
   }
   if (!st.loaded || st.handing_over) {
-    rp.deliver(make_error(error_code::unavailable));
+    answer(waiting, error_code::unavailable);
     return;
   }
   if (writes_behind(self)) {
     if (st.services.counters) st.services.counters->sends_shed.fetch_add(1, std::memory_order_relaxed);
-    rp.deliver(make_error(error_code::unavailable));
+    answer(waiting, error_code::unavailable);
     return;
   }
   chat_message msg;
@@ -606,7 +639,8 @@ void post(room_pointer self, post_request req, caf::typed_response_promise<chat_
   if (!msg.client_msg_id.empty()) st.in_flight_ids[key] = seq;
   auto row = to_row(msg);
   row.epoch = st.epoch;
-  st.in_flight.emplace(seq, in_flight_message{std::move(msg), {rp}, std::chrono::steady_clock::now()});
+  st.in_flight.emplace(
+      seq, in_flight_message{std::move(msg), std::move(waiting), std::chrono::steady_clock::now()});
   queue_for_writer(self, std::move(row));
 }
 
@@ -816,7 +850,7 @@ room_actor::behavior_type room(room_pointer self, std::string id, room_services 
         if (sender == st.sessions.end() || sender->second.user != req.user)
           return make_error(error_code::not_joined);
         auto rp = self->make_response_promise<chat_message>();
-        post(self, std::move(req), rp);
+        post(self, std::move(req), post_promises{rp});
         return rp;
       },
       [self](atom::typing, const member_ref& ref) {

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <map>
 #include <pqxx/pqxx>
 #include <set>
@@ -182,6 +183,46 @@ TEST_F(durable_test, duplicates_are_caught_by_the_database_when_no_cache_remembe
   ASSERT_EQ(rows.size(), 2u);
   expect_consecutive(rows);
   EXPECT_TRUE(table(db(), "random").empty());
+}
+
+TEST_F(durable_test, a_retry_the_room_no_longer_remembers_costs_the_other_senders_nothing) {
+  start({{"CHORUS_TAIL_CACHE_SIZE", "0"}});
+  auto alice = member_of("general", "alice");
+  auto bob = member_of("general", "bob");
+  auto first = call(*alice, send_op("once", "c-old"), 2);
+  expect_ok(first);
+  // Bob sends a burst with nothing between his sends; alice's retry lands in the middle of it, in the same
+  // writes as some of his.
+  constexpr std::int64_t burst = 40;
+  for (std::int64_t i = 1; i <= burst; ++i) {
+    ASSERT_TRUE(bob->send_json([&] {
+      auto op = send_op("b" + std::to_string(i));
+      op["id"] = 100 + i;
+      return op;
+    }()));
+    if (i == burst / 4) {
+      auto retry = send_op("once", "c-old");
+      retry["id"] = 3;
+      ASSERT_TRUE(alice->send_json(retry));
+    }
+  }
+  auto again = alice->next_where([](const json::object& o) { return o.contains("re") && o.at("re") == 3; });
+  ASSERT_TRUE(again);
+  ASSERT_TRUE(again->contains("d")) << json::serialize(*again);
+  EXPECT_EQ(again->at("d"), first.at("d"));
+  std::vector<std::int64_t> seqs;
+  while (seqs.size() < burst) {
+    auto reply = bob->next_where([](const json::object& o) { return o.contains("re"); });
+    ASSERT_TRUE(reply) << "after " << seqs.size() << " replies";
+    ASSERT_EQ(reply->at("ok"), true) << json::serialize(*reply);
+    seqs.push_back(reply->at("d").at("seq").to_number<std::int64_t>());
+  }
+  std::sort(seqs.begin(), seqs.end());
+  for (std::int64_t i = 0; i < burst; ++i) EXPECT_EQ(seqs[i], i + 2);
+  auto rows = table(db());
+  ASSERT_EQ(rows.size(), static_cast<std::size_t>(burst + 1));
+  expect_consecutive(rows);
+  for (std::int64_t i = 1; i <= burst; ++i) EXPECT_EQ(rows[i].text, "b" + std::to_string(i));
 }
 
 TEST_F(durable_test, history_pages_backwards_and_forwards_match_the_table) {
