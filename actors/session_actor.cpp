@@ -335,6 +335,11 @@ void handle(session_pointer self, std::int64_t re, protocol::history_op& op) {
   auto* room = joined(self, re, op.room, "reading its history");
   if (room == nullptr) return;
   bool newer = op.dir == protocol::history_direction::newer;
+  if (!newer && op.from == 0u) {
+    // Nothing comes before seq 1. (The room reads `from` 0 as "the newest", which here it must not.)
+    push(self, protocol::encode_history_ok(re, op.room, {}, std::nullopt));
+    return;
+  }
   history_query q{op.room, op.from.value_or(0), newer, op.limit, 0};
   auto room_id = op.room;
   auto limit = op.limit;
@@ -665,10 +670,10 @@ caf::behavior session(session_pointer self, std::shared_ptr<const session_contex
         [counters](const caf::error&) { counters->connections.fetch_sub(1, std::memory_order_relaxed); });
   }
   st.link->push(st.ctx->hello, traffic::essential);
-  if (st.info.bearer_token)
-    authenticate(self, std::nullopt, *st.info.bearer_token);
-  else
-    self->delayed_send(self, std::chrono::milliseconds(cfg.auth_timeout_ms), atom::auth_due_v);
+  // Also with a token in the upgrade request: if its account cannot be checked now, the client must
+  // authenticate again, within the same time.
+  self->delayed_send(self, std::chrono::milliseconds(cfg.auth_timeout_ms), atom::auth_due_v);
+  if (st.info.bearer_token) authenticate(self, std::nullopt, *st.info.bearer_token);
   return {
       [self](atom::frame, const std::string& text) {
         on_frame(self, text);

@@ -623,6 +623,30 @@ TEST_F(accounts_test, a_join_that_timed_out_while_the_room_loaded_leaves_no_trac
   }
 }
 
+TEST_F(accounts_test, a_header_token_whose_account_cannot_be_checked_leaves_the_usual_time_to_authenticate) {
+  auto ann = make_account("ann");
+  auto s = base_settings();
+  s["CHORUS_REQUEST_TIMEOUT_MS"] = "300";
+  s["CHORUS_AUTH_TIMEOUT_MS"] = "2000";
+  node_.reset();
+  start(s);
+  {
+    // The account check waits on the lock past request_timeout_ms.
+    pqxx::connection conn{test_database::instance().url()};
+    pqxx::work hold_users{conn};
+    hold_users.exec("LOCK TABLE users IN ACCESS EXCLUSIVE MODE");
+    auto c = ws_for(ann);
+    auto refused = c->next();
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(error_code_of(*refused), "unavailable") << json::serialize(*refused);
+    hold_users.commit();
+    // Not authenticated, and no longer being checked: without an `auth` it is closed like any connection
+    // that never authenticates.
+    EXPECT_EQ(error_code_of(call(*c, {{"op", "join"}, {"room", "x"}}, 1)), "auth_required");
+    EXPECT_EQ(c->wait_closed(5s), 4002);
+  }
+}
+
 TEST_F(accounts_test, a_deleted_users_token_is_refused_on_the_websocket_too) {
   auto a = make_account("del");
   ASSERT_EQ(api("DELETE", "/api/v1/users/me", nullptr, a.access).status, 204u);

@@ -255,6 +255,28 @@ TEST_F(durable_test, history_pages_backwards_and_forwards_match_the_table) {
     EXPECT_EQ(forwards[i], std::make_pair(rows[i].seq, rows[i].text));
     EXPECT_EQ(backwards[rows.size() - 1 - i], std::make_pair(rows[i].seq, rows[i].text));
   }
+
+  // The ends: nothing before seq 1 (or before 0), nothing after the last; "before" past the end is the
+  // newest.
+  auto page = [&](json::object request, std::int64_t id) {
+    request["op"] = "history";
+    request["room"] = "general";
+    auto reply = call(*alice, request, id);
+    expect_ok(reply);
+    std::vector<std::int64_t> seqs;
+    for (const auto& m : reply.at("d").at("messages").as_array())
+      seqs.push_back(m.at("seq").to_number<std::int64_t>());
+    return std::make_pair(seqs, reply.at("d").at("next"));
+  };
+  for (const json::object& nothing : {json::object{{"before", 1}}, json::object{{"before", 0}},
+                                      json::object{{"cursor", "o:0"}}, json::object{{"after", count}}}) {
+    auto [seqs, next] = page(nothing, 600);
+    EXPECT_TRUE(seqs.empty()) << json::serialize(nothing) << " gave " << seqs.size() << " messages";
+    EXPECT_TRUE(next.is_null()) << json::serialize(nothing);
+  }
+  auto [newest, next] = page({{"before", count + 100}, {"limit", 2}}, 601);
+  EXPECT_EQ(newest, (std::vector<std::int64_t>{count, count - 1}));
+  EXPECT_EQ(next, json::value("o:" + std::to_string(count - 1)));
 }
 
 TEST_F(durable_test, resume_after_a_dropped_connection_delivers_exactly_the_missed_messages) {
