@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <limits>
 #include <optional>
 #include <random>
 #include <span>
@@ -644,6 +645,47 @@ void post(room_pointer self, post_request req, post_promises waiting) {
   queue_for_writer(self, std::move(row));
 }
 
+/// A client resumes from a seq this room never committed: it saw messages of another activation of the room.
+/// That happens when this node was cut off while another ran the room, and that one went away without
+/// handing it back (or the client is wrong). Reads what is stored after this room's last message: if
+/// another activation wrote it, the room reloads (and sends its members what they missed). Requests wait
+/// meanwhile. At most once a second, so that a client with a wrong last_seq costs one small read a second.
+bool check_behind(room_pointer self) {
+  auto& st = self->state;
+  const auto now = self->clock().now();
+  if (!st.services.reader || (st.behind_checked_at && now - *st.behind_checked_at < std::chrono::seconds(1)))
+    return false;
+  st.behind_checked_at = now;
+  st.syncing = true;
+  const auto generation = st.generation;
+  history_query next{st.id, st.committed_seq, true, 1, std::numeric_limits<std::uint64_t>::max()};
+  self->request(st.services.reader, st.services.request_timeout, atom::history_v, std::move(next))
+      .then(
+          [self, generation](std::vector<chat_message>& rows) {
+            auto& st = self->state;
+            if (generation != st.generation) return;
+            st.syncing = false;
+            if (!rows.empty()) {
+              // This room's own write, committed and not yet answered, is no news.
+              auto mine = st.in_flight.find(rows.front().seq);
+              if (mine == st.in_flight.end() || mine->second.msg.id != rows.front().id) {
+                spdlog::warn("room {}: seq {} was stored by another activation of the room; reloading", st.id,
+                             rows.front().seq);
+                resync(self, true);  // the sends in flight cannot be written under this epoch either
+                return;
+              }
+            }
+            run_deferred(self);
+          },
+          [self, generation](caf::error&) {
+            auto& st = self->state;
+            if (generation != st.generation) return;
+            st.syncing = false;
+            run_deferred(self);
+          });
+  return true;
+}
+
 void join(room_pointer self, join_request req, caf::typed_response_promise<join_result> rp) {
   auto& st = self->state;
   if (st.syncing) {
@@ -670,6 +712,10 @@ void join(room_pointer self, join_request req, caf::typed_response_promise<join_
     // Without its stored sequence the room cannot say what was missed (its seq may read 0): the client
     // retries the resume rather than being told to page from nowhere.
     rp.deliver(make_error(error_code::unavailable));
+    return;
+  }
+  if (req.resume && req.last_seen > st.committed_seq && check_behind(self)) {
+    st.deferred.push_back([self, req = std::move(req), rp]() mutable { join(self, std::move(req), rp); });
     return;
   }
   auto addr = ref.session.address();

@@ -107,6 +107,8 @@ struct room_state {
   send_id_index tail_ids;
   std::deque<std::function<void()>> deferred;
   std::chrono::milliseconds load_backoff{0};
+  /// When a client's resume last made the room read whether another activation stored more than it has.
+  std::optional<caf::actor_clock::time_point> behind_checked_at;
 
   // The write path: rows assigned while draining the mailbox go to the writer together, as one `store`.
   std::vector<storage::message_row> unsent;  ///< assigned (and in `in_flight`), not yet sent to the writer

@@ -650,6 +650,51 @@ TEST_F(room_actor_test, resume_replays_exactly_the_missed_messages_then_live_eve
   EXPECT_EQ(events[0].at("seq"), 4);
 }
 
+TEST_F(room_actor_test, a_resume_from_past_the_rooms_last_seq_reloads_it_if_another_activation_stored_more) {
+  open_room();
+  auto [alice, alice_log] = member("alice");
+  caf::anon_send(alice, atom::post_v, std::string("m1"));
+  run();
+  // Meanwhile another activation of the room (on a node that ran it while this one was cut off, and is gone
+  // now) stored two more; nobody told this one.
+  ++db_->epoch["general"];
+  db_->rows.push_back(stored(2));
+  db_->rows.push_back(stored(3));
+  db_->last_seq["general"] = 3;
+  const auto epoch_before = db_->epoch["general"];
+  // A client of that node comes back with what it saw there.
+  auto bob_log = std::make_shared<probe_log>();
+  auto bob = sys_.spawn(probe, room_, std::string("bob"), bob_log);
+  probes_.push_back(bob);
+  caf::anon_send(bob, atom::join_v, std::uint64_t{3});
+  run();
+  EXPECT_EQ(replies(*bob_log), std::vector<std::string>{"reply:resumed:complete"});
+  EXPECT_EQ(db_->epoch["general"], epoch_before + 1) << "the room activated again";
+  std::vector<std::int64_t> at_alice;
+  for (const auto& ev : alice_log->events())
+    if (ev.at("ev") == "message") at_alice.push_back(ev.at("seq").to_number<std::int64_t>());
+  EXPECT_EQ(at_alice, (std::vector<std::int64_t>{1, 2, 3})) << "alice gets what she missed, in order";
+  caf::anon_send(alice, atom::post_v, std::string("m4"));
+  run();
+  EXPECT_EQ(replies(*alice_log).back(), "reply:posted:4:m4");
+
+  // A client whose last_seq is simply wrong costs one read (one a second at most), and the room stays as
+  // it is.
+  sched_.clock().advance_time(std::chrono::milliseconds(1100));
+  const auto reads_before = *reads_;
+  auto carol_log = std::make_shared<probe_log>();
+  auto carol = sys_.spawn(probe, room_, std::string("carol"), carol_log);
+  probes_.push_back(carol);
+  caf::anon_send(carol, atom::join_v, std::uint64_t{99});
+  run();
+  EXPECT_EQ(replies(*carol_log), std::vector<std::string>{"reply:resumed:complete"});
+  EXPECT_EQ(*reads_, reads_before + 1);
+  caf::anon_send(carol, atom::join_v, std::uint64_t{99});
+  run();
+  EXPECT_EQ(*reads_, reads_before + 1) << "not again within the second";
+  EXPECT_EQ(db_->epoch["general"], epoch_before + 1);
+}
+
 TEST_F(room_actor_test, a_resume_while_the_room_cannot_load_is_unavailable_until_it_can) {
   open_room();
   auto [alice, alice_log] = member("alice");
