@@ -121,6 +121,8 @@ api_failure from_store(const store_failure& f) {
         out.extra["room_id"] = f.existing_id;
       } else if (f.detail == "member") {
         out.message = "already a member";
+      } else if (f.detail == "member_changed") {
+        out.message = "the member, or your own role, changed meanwhile; read the member again and retry";
       }
       return out;
     }
@@ -828,6 +830,14 @@ expected<storage::member_row> target_member(api_context& ctx, const room_view& v
   return std::move(std::get<storage::member_row>(m));
 }
 
+/// The memberships a decision about `member` was made on: the caller's (if a member) and the target's. The
+/// store writes the change only if both are still so.
+std::vector<storage::member_row> seen_by(const room_view& v, const storage::member_row& member) {
+  std::vector<storage::member_row> seen{member};
+  if (v.me && v.me->user_id != member.user_id) seen.push_back(*v.me);
+  return seen;
+}
+
 expected<http_response> remove_member(request_scope& rq, const caller& me, const params& p) {
   auto& ctx = rq.ctx();
   CHORUS_TRY(v, view_room(ctx, p[0], me));
@@ -839,7 +849,7 @@ expected<http_response> remove_member(request_scope& rq, const caller& me, const
     t.member_role = member.role;
     if (auto f = require(v, action::remove_member, &t)) return *f;
   }
-  CHORUS_STORE(gone, ctx.store.remove_member(v.room.id, member.user_id));
+  CHORUS_STORE(gone, ctx.store.remove_member(v.room.id, member.user_id, seen_by(v, member)));
   ctx.notify(room_notice{room_notice::member_left,
                          v.room.id,
                          member.user_id,
@@ -897,25 +907,20 @@ expected<http_response> patch_member(request_scope& rq, const caller& me, const 
     t.changed_bits = (granted ^ member.granted) | (revoked ^ member.revoked);
     if (auto f = require(v, action::set_permissions, &t)) return *f;
   }
-  // Both changes are checked before either is written, so a refused half leaves the member unchanged.
-  if (role && *role == member_role::owner) {
-    // A transfer of ownership: a room has one owner, so the old one steps down to admin, in the same
-    // transaction.
-    CHORUS_STORE(both, ctx.store.transfer_ownership(v.room.id, me.user_id, member.user_id));
-    member = std::move(both.first);
+  // Both changes are checked before either is written, and written in one transaction: a refused or
+  // failed request leaves the member unchanged. A transfer of ownership makes the old owner an admin there.
+  storage::member_change change{role, std::nullopt};
+  if (masks) change.overrides.emplace(granted, revoked);
+  CHORUS_STORE(changed,
+               ctx.store.change_member(v.room.id, me.user_id, member.user_id, change, seen_by(v, member)));
+  member = std::move(changed.first);
+  if (changed.second) {
     ctx.notify(room_notice{room_notice::member_updated,
                            v.room.id,
                            me.user_id,
                            protocol::encode_member_updated(v.room.id, me.user_id, "admin"),
-                           both.second,
+                           *changed.second,
                            {}});
-  } else if (role) {
-    CHORUS_STORE(updated, ctx.store.set_role(v.room.id, member.user_id, *role));
-    member = std::move(updated);
-  }
-  if (masks) {
-    CHORUS_STORE(updated, ctx.store.set_permissions(v.room.id, member.user_id, granted, revoked));
-    member = std::move(updated);
   }
   ctx.notify(
       room_notice{room_notice::member_updated,

@@ -135,6 +135,9 @@ const std::pair<const char*, const char*> statements[] = {
      "INSERT INTO room_members AS m (room_id, user_id, role) SELECT $1, u.id, $3 FROM users u "
      "WHERE u.id = $2::uuid AND u.deleted_at IS NULL RETURNING " CHORUS_MEMBER_COLUMNS},
     {"acc_remove_member", "DELETE FROM room_members WHERE room_id = $1 AND user_id = $2::uuid"},
+    {"acc_lock_member",
+     "SELECT " CHORUS_MEMBER_COLUMNS " FROM room_members m WHERE m.room_id = $1 AND m.user_id = $2::uuid "
+     "FOR UPDATE"},
     {"acc_set_role",
      "UPDATE room_members m SET role = $3 WHERE m.room_id = $1 AND m.user_id = $2::uuid "
      "RETURNING " CHORUS_MEMBER_COLUMNS},
@@ -997,18 +1000,6 @@ outcome<member_row> account_store::add_member(std::string_view room, std::string
   });
 }
 
-outcome<done> account_store::remove_member(std::string_view room, std::string_view user) {
-  if (room.empty() || has_nul(room) || !is_uuid(user)) return fail(store_failure::not_found, "member");
-  return impl_->guard<done>([&](pqxx::connection& conn) -> outcome<done> {
-    pqxx::work tx{conn};
-    if (tx.exec_prepared("acc_remove_member", std::string{room}, std::string{user}).affected_rows() == 0) {
-      return fail(store_failure::not_found, "member");
-    }
-    tx.commit();
-    return done{};
-  });
-}
-
 namespace {
 
 // Runs an UPDATE … RETURNING member columns; not_found "member" when no row matched.
@@ -1021,45 +1012,79 @@ outcome<member_row> update_member(pqxx::work& tx, const char* statement, Args&&.
   return m;
 }
 
+/// Locks the memberships in `seen` (in user order, so that two changes never wait on each other) and
+/// checks that each is as it was read: conflict "member_changed" if one changed or went.
+std::optional<store_failure> still_as_seen(pqxx::work& tx, const std::string& room,
+                                           std::span<const member_row> seen) {
+  std::vector<const member_row*> rows;
+  for (const auto& m : seen) rows.push_back(&m);
+  std::sort(rows.begin(), rows.end(), [](auto* a, auto* b) { return a->user_id < b->user_id; });
+  for (const auto* m : rows) {
+    if (!is_uuid(m->user_id)) return fail(store_failure::conflict, "member_changed");
+    const auto res = tx.exec_prepared("acc_lock_member", room, m->user_id);
+    if (res.empty()) return fail(store_failure::conflict, "member_changed");
+    const auto now = read_member(res[0]);
+    if (now.role != m->role || now.granted != m->granted || now.revoked != m->revoked)
+      return fail(store_failure::conflict, "member_changed");
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
-outcome<member_row> account_store::set_role(std::string_view room, std::string_view user, member_role role) {
+outcome<done> account_store::remove_member(std::string_view room, std::string_view user,
+                                           std::span<const member_row> seen) {
   if (room.empty() || has_nul(room) || !is_uuid(user)) return fail(store_failure::not_found, "member");
-  return impl_->guard<member_row>([&](pqxx::connection& conn) {
+  return impl_->guard<done>([&](pqxx::connection& conn) -> outcome<done> {
     pqxx::work tx{conn};
-    return update_member(tx, "acc_set_role", std::string{room}, std::string{user},
-                         std::string{to_string(role)});
+    const std::string id{room};
+    if (auto f = still_as_seen(tx, id, seen)) return *f;
+    if (tx.exec_prepared("acc_remove_member", id, std::string{user}).affected_rows() == 0) {
+      return fail(store_failure::not_found, "member");
+    }
+    tx.commit();
+    return done{};
   });
 }
 
-outcome<std::pair<member_row, member_row>> account_store::transfer_ownership(std::string_view room,
-                                                                             std::string_view from,
-                                                                             std::string_view to) {
-  if (room.empty() || has_nul(room) || !is_uuid(from) || !is_uuid(to))
-    return fail(store_failure::not_found, "member");
-  return impl_->guard<std::pair<member_row, member_row>>(
-      [&](pqxx::connection& conn) -> outcome<std::pair<member_row, member_row>> {
-        pqxx::work tx{conn};
-        const auto owner = tx.exec_prepared("acc_set_role", std::string{room}, std::string{to}, "owner");
-        const auto previous = tx.exec_prepared("acc_set_role", std::string{room}, std::string{from}, "admin");
-        if (owner.empty() || previous.empty())
-          return fail(store_failure::not_found, "member");  // rolled back
-        std::pair<member_row, member_row> out{read_member(owner[0]), read_member(previous[0])};
-        tx.commit();
-        return out;
-      });
-}
-
-outcome<member_row> account_store::set_permissions(std::string_view room, std::string_view user,
-                                                   permission_mask granted, permission_mask revoked) {
-  if ((granted & ~all_permissions) != 0 || (revoked & ~all_permissions) != 0) {
+outcome<std::pair<member_row, std::optional<member_row>>> account_store::change_member(
+    std::string_view room, std::string_view by, std::string_view user, const member_change& change,
+    std::span<const member_row> seen) {
+  using result = std::pair<member_row, std::optional<member_row>>;
+  if (change.overrides && ((change.overrides->first & ~all_permissions) != 0 ||
+                           (change.overrides->second & ~all_permissions) != 0))
     return fail(store_failure::invalid, "permissions");
-  }
-  if (room.empty() || has_nul(room) || !is_uuid(user)) return fail(store_failure::not_found, "member");
-  return impl_->guard<member_row>([&](pqxx::connection& conn) {
+  if (room.empty() || has_nul(room) || !is_uuid(user) || !is_uuid(by))
+    return fail(store_failure::not_found, "member");
+  return impl_->guard<result>([&](pqxx::connection& conn) -> outcome<result> {
     pqxx::work tx{conn};
-    return update_member(tx, "acc_set_permissions", std::string{room}, std::string{user},
-                         static_cast<long long>(granted), static_cast<long long>(revoked));
+    const std::string id{room};
+    if (auto f = still_as_seen(tx, id, seen)) return *f;
+    const auto member = [](const pqxx::result& res) -> outcome<member_row> {
+      if (res.empty()) return fail(store_failure::not_found, "member");
+      return read_member(res[0]);
+    };
+    // Rolled back by leaving without commit, whatever was written before.
+    outcome<member_row> target = member(tx.exec_prepared("acc_get_member", id, std::string{user}));
+    std::optional<member_row> stepped_down;
+    if (change.role) {
+      target = member(
+          tx.exec_prepared("acc_set_role", id, std::string{user}, std::string{to_string(*change.role)}));
+      if (*change.role == member_role::owner && std::holds_alternative<member_row>(target)) {
+        // A room has one owner: the one handing it over steps down, in the same transaction.
+        auto previous = member(tx.exec_prepared("acc_set_role", id, std::string{by}, "admin"));
+        if (auto* f = std::get_if<store_failure>(&previous)) return *f;
+        stepped_down = std::get<member_row>(std::move(previous));
+      }
+    }
+    if (change.overrides && std::holds_alternative<member_row>(target))
+      target = member(tx.exec_prepared("acc_set_permissions", id, std::string{user},
+                                       static_cast<long long>(change.overrides->first),
+                                       static_cast<long long>(change.overrides->second)));
+    if (auto* f = std::get_if<store_failure>(&target)) return *f;
+    result out{std::get<member_row>(std::move(target)), std::move(stepped_down)};
+    tx.commit();
+    return out;
   });
 }
 

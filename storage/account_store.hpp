@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -220,6 +221,13 @@ struct member_row {
   std::int64_t joined_at_ms = 0;
 };
 
+/// A change to one membership made by another member (or the member itself): a new role and new permission
+/// overrides, each optional. A new role of owner is a transfer: the one making it steps down to admin.
+struct member_change {
+  std::optional<member_role> role;
+  std::optional<std::pair<permission_mask, permission_mask>> overrides;  ///< granted, revoked
+};
+
 /// Per-member settings to change; nullopt leaves a setting as it is.
 struct member_settings_patch {
   std::optional<bool> muted;
@@ -328,18 +336,20 @@ class account_store {
   outcome<member_row> get_member(std::string_view room, std::string_view user);
   /// Adds a member; conflict "member" if already one; invalid "direct_members" on a direct room.
   outcome<member_row> add_member(std::string_view room, std::string_view user, member_role role);
+  // Changes decided on memberships read before (whether the caller may make them) take `seen`: those rows
+  // as read. The change is made only if each is still exactly so when it is written, in the same
+  // transaction, with those rows locked; else conflict "member_changed" and nothing changes. So two
+  // changes that race cannot both pass on rights one of them takes away (two owners, or a room with none).
+
   /// Removes a member; not_found "member" if not a member.
-  outcome<done> remove_member(std::string_view room, std::string_view user);
-  /// Changes a member's role and returns the membership; not_found "member" if not a member.
-  outcome<member_row> set_role(std::string_view room, std::string_view user, member_role role);
-  /// Makes `to` the owner and `from` (the owner) an admin, in one transaction, so that a room never has
-  /// two owners or none; returns the new owner's membership, then the old one's. not_found "member" if
-  /// either is not a member (nothing changes).
-  outcome<std::pair<member_row, member_row>> transfer_ownership(std::string_view room, std::string_view from,
-                                                                std::string_view to);
-  /// Replaces a member's permission overrides; invalid "permissions" if a mask has undefined bits.
-  outcome<member_row> set_permissions(std::string_view room, std::string_view user, permission_mask granted,
-                                      permission_mask revoked);
+  outcome<done> remove_member(std::string_view room, std::string_view user,
+                              std::span<const member_row> seen = {});
+  /// Applies `change` to `user`'s membership, all of it in one transaction, and returns that membership,
+  /// then (for a transfer of ownership) `by`'s. not_found "member" if either is not a member; invalid
+  /// "permissions" if a mask has undefined bits.
+  outcome<std::pair<member_row, std::optional<member_row>>> change_member(
+      std::string_view room, std::string_view by, std::string_view user, const member_change& change,
+      std::span<const member_row> seen = {});
   /// Changes the given member settings and returns the membership; not_found "member" if not a member.
   outcome<member_row> set_settings(std::string_view room, std::string_view user,
                                    const member_settings_patch& patch);

@@ -667,29 +667,83 @@ TEST_F(account_store_test, add_get_remove_members) {
   ok(store.add_member(room.id, b.id, member_role::member));  // may rejoin
 }
 
+TEST_F(account_store_test, member_changes_apply_only_to_memberships_as_they_were_read) {
+  const auto a = user("race_owner");
+  const auto b = user("race_b");
+  const auto c = user("race_c");
+  const auto d = user("race_d");
+  const auto room =
+      group(a.id, "race", false,
+            {{b.id, member_role::member}, {c.id, member_role::member}, {d.id, member_role::moderator}});
+  const auto seen_a = ok(store.get_member(room.id, a.id));
+  const auto seen_b = ok(store.get_member(room.id, b.id));
+  const auto seen_c = ok(store.get_member(room.id, c.id));
+  const auto seen_d = ok(store.get_member(room.id, d.id));
+  auto owners = [&] {
+    std::set<std::string> out;
+    for (const auto& m : ok(store.room_access(room.id)).members)
+      if (m.role == member_role::owner) out.insert(m.user_id);
+    return out;
+  };
+
+  // The owner hands the room to b and, in a request that raced with it, to c: both were allowed when read.
+  const storage::member_change to_owner{member_role::owner, std::nullopt};
+  auto first = ok(store.change_member(room.id, a.id, b.id, to_owner, std::vector{seen_b, seen_a}));
+  EXPECT_EQ(first.first.role, member_role::owner);
+  ASSERT_TRUE(first.second);
+  EXPECT_EQ(first.second->role, member_role::admin);
+  EXPECT_FAILURE(store.change_member(room.id, a.id, c.id, to_owner, std::vector{seen_c, seen_a}), conflict,
+                 "member_changed");
+  EXPECT_EQ(owners(), std::set<std::string>{b.id});
+
+  // An admin's removal of a moderator who became the owner meanwhile.
+  auto to_d = ok(store.change_member(room.id, b.id, d.id, to_owner));
+  EXPECT_EQ(to_d.first.role, member_role::owner);
+  EXPECT_FAILURE(store.remove_member(room.id, d.id, std::vector{seen_d, ok(store.get_member(room.id, a.id))}),
+                 conflict, "member_changed");
+  EXPECT_EQ(owners(), std::set<std::string>{d.id});
+
+  // A role and overrides with undefined bits: refused whole, the role is not changed either.
+  EXPECT_FAILURE(
+      store.change_member(room.id, d.id, c.id, {member_role::moderator, std::make_pair(0u, 1u << 31)}),
+      invalid, "permissions");
+  EXPECT_EQ(ok(store.get_member(room.id, c.id)).role, member_role::member);
+  // And as read: a change on a member that left in between.
+  ok(store.remove_member(room.id, c.id));
+  EXPECT_FAILURE(
+      store.change_member(room.id, d.id, c.id, {member_role::moderator, std::nullopt}, std::vector{seen_c}),
+      conflict, "member_changed");
+}
+
 TEST_F(account_store_test, roles_permissions_and_settings) {
   const auto a = user("p_owner");
   const auto b = user("p_b");
   const auto room = group(a.id, "perms", false, {{b.id, member_role::member}});
 
-  EXPECT_EQ(ok(store.set_role(room.id, b.id, member_role::admin)).role, member_role::admin);
-  EXPECT_FAILURE(store.set_role(room.id, unknown_uuid, member_role::admin), not_found, "member");
+  auto set_role = [&](const std::string& user, member_role role) {
+    return store.change_member(room.id, a.id, user, {role, std::nullopt});
+  };
+  auto set_permissions = [&](const std::string& user, storage::permission_mask granted,
+                             storage::permission_mask revoked) {
+    return store.change_member(room.id, a.id, user, {std::nullopt, std::make_pair(granted, revoked)});
+  };
+  EXPECT_EQ(ok(set_role(b.id, member_role::admin)).first.role, member_role::admin);
+  EXPECT_FAILURE(set_role(unknown_uuid, member_role::admin), not_found, "member");
 
   const auto granted = storage::mask_of(permission::edit_room) | storage::mask_of(permission::delete_room);
   const auto revoked = storage::mask_of(permission::create_messages);
-  auto m = ok(store.set_permissions(room.id, b.id, granted, revoked));
+  auto m = ok(set_permissions(b.id, granted, revoked)).first;
   EXPECT_EQ(m.granted, granted);
   EXPECT_EQ(m.revoked, revoked);
   m = ok(store.get_member(room.id, b.id));
   EXPECT_EQ(m.granted, granted);
   EXPECT_EQ(m.revoked, revoked);
   EXPECT_EQ(m.role, member_role::admin);
-  m = ok(store.set_permissions(room.id, b.id, storage::all_permissions, 0));
+  m = ok(set_permissions(b.id, storage::all_permissions, 0)).first;
   EXPECT_EQ(m.granted, storage::all_permissions);
   EXPECT_EQ(m.revoked, 0u);
-  EXPECT_FAILURE(store.set_permissions(room.id, b.id, storage::all_permissions + 1, 0), invalid,
-                 "permissions");
-  EXPECT_FAILURE(store.set_permissions(room.id, b.id, 0, 1u << 31), invalid, "permissions");
+  EXPECT_FAILURE(set_permissions(b.id, storage::all_permissions + 1, 0), invalid, "permissions");
+  EXPECT_FAILURE(set_permissions(b.id, 0, 1u << 31), invalid, "permissions");
 
   storage::member_settings_patch s;
   s.muted = true;
