@@ -686,6 +686,18 @@ bool check_behind(room_pointer self) {
   return true;
 }
 
+/// A leave waits behind whatever waits for a load (or for a check that a resume started): a join from the
+/// same session may be among those, and the leave must not overtake it, or the join would let the session
+/// in after it left (a session leaves a join that timed out).
+void leave(room_pointer self, caf::actor_addr addr, caf::typed_response_promise<bool> rp) {
+  auto& st = self->state;
+  if (st.syncing || !st.deferred.empty()) {
+    st.deferred.push_back([self, addr, rp]() mutable { leave(self, addr, rp); });
+    return;
+  }
+  rp.deliver(remove_session(self, addr));
+}
+
 void join(room_pointer self, join_request req, caf::typed_response_promise<join_result> rp) {
   auto& st = self->state;
   if (st.syncing) {
@@ -792,8 +804,9 @@ void history(room_pointer self, history_query q, caf::typed_response_promise<std
 /// Drops every session of the users `keep` refuses; they are told nothing more (they got the event that
 /// explains it) and later sends, typing and history from them are not_joined.
 template <class Keep>
-void drop_sessions(room_pointer self, Keep keep) {
+void drop_sessions(room_pointer self, Keep keep, const std::string* announced = nullptr) {
   auto& st = self->state;
+  std::vector<std::string> gone;
   for (auto it = st.sessions.begin(); it != st.sessions.end();) {
     if (keep(it->second.user)) {
       ++it;
@@ -803,10 +816,17 @@ void drop_sessions(room_pointer self, Keep keep) {
     if (relayed(self, it->second)) --st.remote_sessions;
     if (st.hidden.erase(it->first) == 0) {
       auto count = st.sessions_per_user.find(it->second.user);
-      if (count != st.sessions_per_user.end() && --count->second == 0) st.sessions_per_user.erase(count);
+      if (count != st.sessions_per_user.end() && --count->second == 0) {
+        st.sessions_per_user.erase(count);
+        if (announced == nullptr || *announced != it->second.user) gone.push_back(it->second.user);
+      }
     }
     it = st.sessions.erase(it);
   }
+  // The others saw them come (member_joined): they see them go, as when they leave.
+  if (!st.crowded)
+    for (const auto& user : gone)
+      fan_out(self, shared(protocol::encode_member_left(st.id, user), traffic::essential));
   users_changed(self);
 }
 
@@ -859,7 +879,8 @@ void apply_notice(room_pointer self, room_notice& n) {
     return;
   }
   drop_sessions(
-      self, [self](const std::string& user) { return self->state.access.check(user, action::read).allowed; });
+      self, [self](const std::string& user) { return self->state.access.check(user, action::read).allowed; },
+      n.what == room_notice::member_left ? &n.user : nullptr);
 }
 
 }  // namespace
@@ -879,16 +900,9 @@ room_actor::behavior_type room(room_pointer self, std::string id, room_services 
         return rp;
       },
       [self](atom::leave, const member_ref& ref) -> caf::result<bool> {
-        auto& st = self->state;
-        auto addr = ref.session.address();
-        if (!st.deferred.empty()) {
-          // A join from this session may be among those waiting for the load: the leave must not overtake
-          // it, or the join would let the session in after it left (a session leaves a join that timed out).
-          auto rp = self->make_response_promise<bool>();
-          st.deferred.push_back([self, addr, rp]() mutable { rp.deliver(remove_session(self, addr)); });
-          return rp;
-        }
-        return remove_session(self, addr);
+        auto rp = self->make_response_promise<bool>();
+        leave(self, ref.session.address(), rp);
+        return rp;
       },
       [self](atom::post, post_request& req) -> caf::result<chat_message> {
         auto& st = self->state;
@@ -901,13 +915,19 @@ room_actor::behavior_type room(room_pointer self, std::string id, room_services 
       },
       [self](atom::typing, const member_ref& ref) {
         if (!self->state.sessions.count(ref.session.address())) return;
+        if (self->state.hidden.count(ref.session.address())) return;    // an invisible user types unseen
         if (!self->state.access.check(ref.user, action::post)) return;  // readers do not type
         if (self->state.crowded) return;
         fan_out(self, shared(protocol::encode_typing(self->state.id, ref.user), traffic::droppable),
                 &ref.user);
       },
       [self](atom::presence, const std::string& user, bool online) {
-        if (self->state.crowded) return;
+        auto& st = self->state;
+        if (st.crowded) return;
+        // Only about users here, and not "offline" while another connection of the user is still in the
+        // room: the user's last connection elsewhere may have closed just as a new one came here.
+        auto here = st.sessions_per_user.find(user);
+        if (here == st.sessions_per_user.end() || (!online && here->second > 1)) return;
         auto status = online ? protocol::presence_status::online : protocol::presence_status::offline;
         fan_out(self, shared(protocol::encode_presence(user, status), traffic::droppable), &user);
       },

@@ -695,6 +695,34 @@ TEST_F(room_actor_test, a_resume_from_past_the_rooms_last_seq_reloads_it_if_anot
   EXPECT_EQ(db_->epoch["general"], epoch_before + 1);
 }
 
+TEST_F(room_actor_test, a_leave_behind_a_resume_that_checks_the_store_comes_after_it) {
+  open_room();
+  auto [alice, alice_log] = member("alice");
+  // Bob resumes from past the room's last seq (the room reads the store to check it) and, at once, leaves
+  // (his session gave up on the join): both reach the room before the read is answered.
+  auto bob_log = std::make_shared<probe_log>();
+  auto bob = sys_.spawn(probe, room_, std::string("bob"), bob_log);
+  probes_.push_back(bob);
+  caf::anon_send(bob, atom::join_v, std::uint64_t{7});
+  caf::anon_send(bob, atom::leave_v);
+  step_probes({bob, bob});
+  for (int i = 0; i < 2; ++i) {  // the join (the room asks the store), then the leave
+    ASSERT_TRUE(sched_.prioritize(room_));
+    sched_.run_once();
+  }
+  // The read is slow: by its answer a second check would be due, and the join waits for that one too.
+  sched_.clock().advance_time(std::chrono::milliseconds(1100));
+  run();
+  EXPECT_EQ(replies(*bob_log), (std::vector<std::string>{"reply:resumed:complete", "reply:left"}));
+  alice_log->entries.clear();
+  caf::anon_send(alice, atom::post_v, std::string("hi"));
+  run();
+  EXPECT_EQ(message_events(*bob_log), 0u) << "bob is not in the room";
+  caf::anon_send(alice, atom::members_v, std::string(), std::uint32_t{10});
+  run();
+  EXPECT_EQ(replies(*alice_log).back(), "reply:members:1:alice,end");
+}
+
 TEST_F(room_actor_test, a_resume_while_the_room_cannot_load_is_unavailable_until_it_can) {
   open_room();
   auto [alice, alice_log] = member("alice");
@@ -1098,10 +1126,71 @@ TEST_F(room_actor_test, an_invisible_user_gets_the_room_but_nobody_sees_it_come_
   run();
   EXPECT_EQ(replies(*bob_log).back(), "reply:members:2:alice,bob,end");
   alice_log->entries.clear();
+  caf::anon_send(hide, atom::typing_v);
+  run();
+  EXPECT_TRUE(alice_log->events().empty()) << "nor does it see it type";
   caf::anon_send(hide, atom::leave_v);
   run();
   EXPECT_EQ(replies(*log).back(), "reply:left");
   EXPECT_TRUE(alice_log->events().empty()) << "nor does it see it go";
+}
+
+TEST_F(room_actor_test, offline_goes_out_only_for_a_users_last_connection_in_the_room) {
+  open_room();
+  auto [alice1, alice1_log] = member("alice");
+  auto [alice2, alice2_log] = member("alice");
+  auto [bob, bob_log] = member("bob");
+  bob_log->entries.clear();
+  // Alice's first connection closes as her second is here: its session (told by presence that it was her
+  // last connection, just before the second one counted) says offline, then leaves.
+  caf::anon_send(room_, atom::presence_v, std::string("alice"), false);
+  caf::anon_send(alice1, atom::leave_v);
+  run();
+  EXPECT_TRUE(bob_log->events().empty()) << "alice is still here: no offline, no member_left";
+  // Nor anything about a user who is not in the room.
+  caf::anon_send(room_, atom::presence_v, std::string("carol"), false);
+  run();
+  EXPECT_TRUE(bob_log->events().empty());
+  // Her last connection here going: offline and left, as usual.
+  caf::anon_send(room_, atom::presence_v, std::string("alice"), false);
+  caf::anon_send(alice2, atom::leave_v);
+  run();
+  std::vector<std::string> seen;
+  for (const auto& ev : bob_log->events()) seen.push_back(std::string(ev.at("ev").as_string()));
+  EXPECT_EQ(seen, (std::vector<std::string>{"presence", "member_left"}));
+}
+
+TEST_F(room_actor_test, readers_dropped_when_a_room_turns_private_are_seen_to_leave) {
+  auto down = std::make_shared<bool>(false);
+  auto accounts = sys_.spawn(fake_accounts, down);
+  open_room(4, 1000, accounts);
+  auto room_is = [&](bool is_public) {
+    room_notice n;
+    n.what = room_notice::room_updated;
+    n.room = "general";
+    n.frame = R"({"ev":"room_updated","room":"general","d":{}})";
+    n.access = storage::room_access_row{"general", storage::room_kind::group, is_public, false, 0, {}};
+    caf::anon_send(room_, atom::notice_v, std::move(n));
+    run();
+  };
+  room_is(true);  // bob, not a member, may read it now
+  auto [alice, alice_log] = member("alice");
+  auto [bob, bob_log] = member("bob");
+  EXPECT_EQ(replies(*bob_log).back(), "reply:joined:0:alice,bob,");
+  alice_log->entries.clear();
+  room_is(false);
+  std::vector<std::string> seen;
+  for (const auto& ev : alice_log->events())
+    seen.push_back(
+        std::string(ev.at("ev").as_string()) +
+        (ev.at("ev") == "member_left" ? ":" + std::string(ev.at("d").at("user").as_string()) : ""));
+  EXPECT_EQ(seen, (std::vector<std::string>{"room_updated", "member_left:bob"}));
+  // Bob's connection closing later tells alice nothing about him.
+  alice_log->entries.clear();
+  caf::anon_send(room_, atom::presence_v, std::string("bob"), false);
+  run();
+  EXPECT_TRUE(alice_log->events().empty());
+  caf::anon_send_exit(accounts, caf::exit_reason::user_shutdown);
 }
 
 TEST_F(room_actor_test, a_fenced_room_stores_nothing_fails_its_sends_and_stops) {
