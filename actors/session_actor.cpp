@@ -91,6 +91,7 @@ void authenticated(session_pointer self, std::optional<std::int64_t> re, std::st
 /// The connection lives as long as its token (until a fresh one renews it): a revoked session or a deleted
 /// account keeps no socket open past the token's lifetime.
 void expire_at(session_pointer self, std::int64_t expires_at) {
+  if (expires_at == self->state.expires_at) return;  // its timer is set already (a renewal with the same exp)
   self->state.expires_at = expires_at;
   const auto due = std::chrono::milliseconds(std::max<std::int64_t>(0, expires_at * 1000 - wall_ms()));
   self->delayed_send(self, due, atom::auth_due_v, expires_at);
@@ -461,8 +462,16 @@ void on_frame(session_pointer self, std::string_view text) {
   if (st.verifying) {
     // Bounded like the rate limit: more than a burst of frames before the account check ends is refused.
     if (st.held.size() >= st.ctx->cfg.ops_burst) {
-      reply_error(self, std::nullopt, error_code::rate_limited,
-                  "too many operations before authentication ended", std::uint32_t{100});
+      // Answered like any refused request: by its id when it has one.
+      auto decoded = protocol::decode_request(text, {.max_message_chars = st.ctx->cfg.max_message_chars,
+                                                     .max_history_limit = st.ctx->cfg.history_limit});
+      std::optional<std::int64_t> re;
+      if (auto* req = std::get_if<protocol::request>(&decoded))
+        re = req->id;
+      else
+        re = std::get<protocol::decode_error>(decoded).id;
+      reply_error(self, re, error_code::rate_limited, "too many operations before authentication ended",
+                  std::uint32_t{100});
       return;
     }
     st.held.emplace_back(text);
@@ -680,8 +689,13 @@ caf::behavior session(session_pointer self, std::shared_ptr<const session_contex
         frame_handled(self);
       },
       [self](atom::binary) {
-        reply_error(self, std::nullopt, error_code::unsupported_frame,
-                    "binary frames are not supported; send JSON text");
+        // Rate-limited like any frame, so that a flood of them is answered no faster than requests.
+        if (auto retry_ms = self->state.bucket.take(steady_ms()); retry_ms > 0)
+          reply_error(self, std::nullopt, error_code::rate_limited, "too many operations", retry_ms);
+        else
+          reply_error(self, std::nullopt, error_code::unsupported_frame,
+                      "binary frames are not supported; send JSON text");
+        frame_handled(self);
       },
       [self](atom::deliver, const outbound_event& ev) { deliver(self, ev); },
       [self](atom::deliver, const std::vector<outbound_event>& events) {
@@ -718,7 +732,11 @@ class actor_session final : public session_handle {
     caf::anon_send(actor_, atom::frame_v, std::move(frame));
     return waiting < limit_;
   }
-  void on_binary() override { caf::anon_send(actor_, atom::binary_v); }
+  bool on_binary() override {
+    const auto waiting = backlog_->fetch_add(1, std::memory_order_acq_rel) + 1;
+    caf::anon_send(actor_, atom::binary_v);
+    return waiting < limit_;
+  }
   void on_closed(std::string reason) override { caf::anon_send(actor_, atom::closed_v, std::move(reason)); }
 
  private:

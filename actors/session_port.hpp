@@ -53,7 +53,8 @@ class session_handle {
   /// connection then reads nothing more until client_link::resume_reading(), so that a client sending
   /// faster than the node works is held back by TCP instead of queued in memory.
   virtual bool on_text(std::string frame) = 0;
-  virtual void on_binary() = 0;
+  /// One binary frame (the protocol has none): counted and answered like a text frame.
+  virtual bool on_binary() = 0;
   /// The connection is gone; the last call. `reason` is for logs.
   virtual void on_closed(std::string reason) = 0;
 };

@@ -460,7 +460,7 @@ class ws_session final : public connection, public actors::client_link {
         if (ws_->got_text()) {
           more = handle_->on_text(std::move(message));
         } else {
-          handle_->on_binary();
+          more = handle_->on_binary();
         }
       } catch (const std::exception& e) {
         spdlog::error("connection {}: session failed on input: {}", id_, e.what());

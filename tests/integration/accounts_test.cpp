@@ -647,6 +647,34 @@ TEST_F(accounts_test, a_header_token_whose_account_cannot_be_checked_leaves_the_
   }
 }
 
+TEST_F(accounts_test, requests_past_the_burst_while_the_account_is_checked_are_refused_by_their_id) {
+  auto ann = make_account("ann");
+  auto s = base_settings();
+  s["CHORUS_OPS_BURST"] = "5";
+  node_.reset();
+  start(s);
+  pqxx::connection conn{test_database::instance().url()};
+  pqxx::work hold_users{conn};
+  hold_users.exec("LOCK TABLE users IN ACCESS EXCLUSIVE MODE");  // the account check waits
+  auto c = ws_for(ann);
+  for (std::int64_t id = 1; id <= 8; ++id) ASSERT_TRUE(c->send_json({{"op", "ping"}, {"id", id}}));
+  // The five within the burst wait for the check; the three past it are refused at once, each by its id.
+  for (std::int64_t id = 6; id <= 8; ++id) {
+    auto refused = c->next();
+    ASSERT_TRUE(refused);
+    EXPECT_EQ(refused->contains("re") ? refused->at("re") : json::value(nullptr), id)
+        << json::serialize(*refused);
+    EXPECT_EQ(error_code_of(*refused), "rate_limited");
+  }
+  hold_users.commit();
+  for (std::int64_t id = 1; id <= 5; ++id) {
+    auto pong = c->next_where([](const json::object& o) { return o.contains("re"); });
+    ASSERT_TRUE(pong);
+    EXPECT_EQ(pong->at("re"), id);
+    expect_ok(*pong);
+  }
+}
+
 TEST_F(accounts_test, a_deleted_users_token_is_refused_on_the_websocket_too) {
   auto a = make_account("del");
   ASSERT_EQ(api("DELETE", "/api/v1/users/me", nullptr, a.access).status, 204u);

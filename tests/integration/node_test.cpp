@@ -486,6 +486,21 @@ TEST_F(bad_input_test, binary_frame) {
   expect_alive(*client_);
 }
 
+TEST_F(node_test, a_flood_of_binary_frames_is_rate_limited_like_any_other) {
+  start({{"CHORUS_OPS_BURST", "5"}, {"CHORUS_OPS_PER_SECOND", "1"}});
+  auto c = connect("alice");
+  for (int i = 0; i < 8; ++i) ASSERT_TRUE(c->send_binary(std::string("\x01\x02", 2)));
+  std::vector<std::string> codes;
+  for (int i = 0; i < 8; ++i) {
+    auto frame = c->next();
+    ASSERT_TRUE(frame) << "after " << codes.size() << " answers";
+    codes.push_back(error_code_of(*frame));
+  }
+  EXPECT_EQ(codes, (std::vector<std::string>{"unsupported_frame", "unsupported_frame", "unsupported_frame",
+                                             "unsupported_frame", "unsupported_frame", "rate_limited",
+                                             "rate_limited", "rate_limited"}));
+}
+
 TEST_F(bad_input_test, unknown_op_is_answered_with_its_id) {
   auto reply = call(*client_, {{"op", "explode"}}, 41);
   EXPECT_EQ(reply.at("ok"), false);

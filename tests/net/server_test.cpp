@@ -117,10 +117,11 @@ class fake_factory final : public chorus::actors::session_factory {
       const int every = f_.pause_every_.load();
       return every == 0 || ++texts_ % every != 0;
     }
-    void on_binary() override {
+    bool on_binary() override {
       std::lock_guard lk(f_.mu_);
       ++f_.binaries_;
       f_.cv_.notify_all();
+      return true;
     }
     void on_closed(std::string reason) override {
       EXPECT_FALSE(closed_) << "on_closed called twice";
