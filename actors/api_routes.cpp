@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <optional>
@@ -75,7 +76,6 @@ struct api_failure {
   std::string message;
   std::uint32_t retry_after_ms = 0;  ///< rate_limited, account_locked
   json::object extra{};              ///< further fields of the error object, e.g. the existing room id
-  bool bearer = false;               ///< the access token was refused (not a refresh token)
 };
 
 http_response error_response(const api_failure& f) {
@@ -87,9 +87,8 @@ http_response error_response(const api_failure& f) {
     err["retry_after_ms"] = f.retry_after_ms;
     res.headers.emplace_back("Retry-After", std::to_string((f.retry_after_ms + 999) / 1000));
   }
-  if (f.code == error_code::auth_required ||
-      (f.bearer && (f.code == error_code::invalid_token || f.code == error_code::token_expired)))
-    res.headers.emplace_back("WWW-Authenticate", "Bearer");
+  // Every 401 names the scheme (RFC 9110), also the login's and the refresh token's.
+  if (res.status == 401) res.headers.emplace_back("WWW-Authenticate", "Bearer");
   res.body = json::serialize(json::object{{"error", std::move(err)}});
   return res;
 }
@@ -336,19 +335,14 @@ class request_scope {
       return fail(error_code::auth_required, "this route needs `Authorization: Bearer <access token>`");
     auto verdict = jwt::verify(*req_.bearer_token, ctx_.cfg.jwt_secret, ctx_.now_ms() / 1000);
     if (auto* why = std::get_if<jwt::failure>(&verdict)) {
-      auto f = *why == jwt::failure::expired
-                   ? fail(error_code::token_expired, "the access token has expired")
-                   : fail(error_code::invalid_token, "the access token is not valid");
-      f.bearer = true;
-      return f;
+      return *why == jwt::failure::expired ? fail(error_code::token_expired, "the access token has expired")
+                                           : fail(error_code::invalid_token, "the access token is not valid");
     }
     auto& claims = std::get<jwt::claims>(verdict);
     auto user = ctx_.store.get_user(claims.subject);
     if (auto* f = std::get_if<store_failure>(&user)) {
       if (f->what == store_failure::not_found) {
-        auto gone = fail(error_code::invalid_token, "the token's account no longer exists");
-        gone.bearer = true;
-        return gone;
+        return fail(error_code::invalid_token, "the token's account no longer exists");
       }
       return from_store(*f);
     }
@@ -648,6 +642,14 @@ std::optional<api_failure> require(const room_view& v, action a, const target* t
   return fail(error_code::forbidden, "not allowed: " + std::string(to_string(d.reason)));
 }
 
+/// A user id as the server spells it: UUIDs in lower case. Clients may send them in any case; comparing them
+/// as sent would take the caller's own id in capitals for someone else's.
+std::string user_key(std::string_view id) {
+  std::string out(id);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
 expected<http_response> create_room(request_scope& rq, const caller& me, const params&) {
   auto& ctx = rq.ctx();
   CHORUS_TRY(body, body_object(rq.req()));
@@ -680,7 +682,7 @@ expected<http_response> create_room(request_scope& rq, const caller& me, const p
     for (const auto& v : arr) {
       if (!v.is_string() || v.as_string().size() > 64)
         return fail(error_code::bad_request, "members must be an array of user ids");
-      std::string id(v.as_string());
+      auto id = user_key(v.as_string());
       if (id != me.user_id && std::find(others.begin(), others.end(), id) == others.end())
         others.push_back(id);
     }
@@ -795,6 +797,7 @@ expected<http_response> add_member(request_scope& rq, const caller& me, const pa
     if (!parsed) return fail(error_code::bad_request, "role must be owner, admin, moderator or member");
     role = *parsed;
   }
+  *user_id = user_key(*user_id);
   bool self_join = *user_id == me.user_id;
   if (self_join) {
     if (v.me) return fail(error_code::conflict, "already a member");

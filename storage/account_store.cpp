@@ -238,6 +238,14 @@ bool has_nul(std::string_view s) {
   return s.find('\0') != std::string_view::npos;
 }
 
+/// Whether `s` could name a room: room ids are UUIDs, or in dev_mode names of [a-z0-9_-]. Anything else
+/// (bytes that are not UTF-8, say, which PostgreSQL would refuse as a value) names no room.
+bool possible_room_id(std::string_view s) {
+  return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+  });
+}
+
 // Parameters that may be NULL: libpqxx 6.4 sends a null const char* as SQL NULL.
 const char* nullable(const std::optional<std::string>& s) {
   return s ? s->c_str() : nullptr;
@@ -772,14 +780,15 @@ outcome<room_row> account_store::create_room(const new_room& r) {
     return fail(store_failure::invalid, *f);
   }
   if (r.kind == room_kind::direct && r.is_public) return fail(store_failure::invalid, "is_public");
-  // Members in order, the creator first as owner; a later entry for the same user sets its role.
+  // Members in order, the creator first as owner; a later entry for the same user sets its role, except
+  // the creator's: a room always has its owner.
   std::vector<std::pair<std::string, member_role>> members;
   auto put = [&](std::string_view id, member_role role) {
     const auto user = lower_ascii(id);
     auto it = std::find_if(members.begin(), members.end(), [&](const auto& m) { return m.first == user; });
     if (it == members.end()) {
       members.emplace_back(user, role);
-    } else {
+    } else if (it != members.begin()) {
       it->second = role;
     }
   };
@@ -822,7 +831,7 @@ outcome<room_row> account_store::create_room(const new_room& r) {
 }
 
 outcome<room_row> account_store::get_room(std::string_view id) {
-  if (id.empty() || has_nul(id)) return fail(store_failure::not_found, "room");
+  if (!possible_room_id(id)) return fail(store_failure::not_found, "room");
   return impl_->guard<room_row>([&](pqxx::connection& conn) -> outcome<room_row> {
     pqxx::nontransaction tx{conn};
     const auto res = tx.exec_prepared("acc_get_room", std::string{id});
@@ -845,7 +854,7 @@ outcome<room_row> account_store::find_direct_room(std::string_view user_a, std::
 }
 
 outcome<room_row> account_store::update_room(std::string_view id, const room_patch& patch) {
-  if (id.empty() || has_nul(id)) return fail(store_failure::not_found, "room");
+  if (!possible_room_id(id)) return fail(store_failure::not_found, "room");
   if (auto f = nul_field({{"name", patch.name.value_or("")},
                           {"description", patch.description.value_or("")},
                           {"topic", patch.topic.value_or("")},
@@ -865,7 +874,7 @@ outcome<room_row> account_store::update_room(std::string_view id, const room_pat
 }
 
 outcome<done> account_store::delete_room(std::string_view id) {
-  if (id.empty() || has_nul(id)) return fail(store_failure::not_found, "room");
+  if (!possible_room_id(id)) return fail(store_failure::not_found, "room");
   return impl_->guard<done>([&](pqxx::connection& conn) -> outcome<done> {
     pqxx::work tx{conn};
     if (tx.exec_prepared("acc_delete_room", std::string{id}).affected_rows() == 0) {
@@ -944,7 +953,7 @@ std::optional<store_failure> check_room(pqxx::transaction_base& tx, const std::s
 
 outcome<page<member_row>> account_store::list_members(std::string_view room, std::string_view cursor,
                                                       std::size_t limit) {
-  if (room.empty() || has_nul(room)) return fail(store_failure::not_found, "room");
+  if (!possible_room_id(room)) return fail(store_failure::not_found, "room");
   const auto after = parse_cursor(cursor, 1);
   if (!after || (!(*after)[0].empty() && !is_uuid((*after)[0])))
     return fail(store_failure::invalid, "cursor");
@@ -968,7 +977,7 @@ outcome<page<member_row>> account_store::list_members(std::string_view room, std
 }
 
 outcome<member_row> account_store::get_member(std::string_view room, std::string_view user) {
-  if (room.empty() || has_nul(room)) return fail(store_failure::not_found, "room");
+  if (!possible_room_id(room)) return fail(store_failure::not_found, "room");
   return impl_->guard<member_row>([&](pqxx::connection& conn) -> outcome<member_row> {
     pqxx::work tx{conn};
     const std::string id{room};
@@ -984,7 +993,7 @@ outcome<member_row> account_store::get_member(std::string_view room, std::string
 
 outcome<member_row> account_store::add_member(std::string_view room, std::string_view user,
                                               member_role role) {
-  if (room.empty() || has_nul(room)) return fail(store_failure::not_found, "room");
+  if (!possible_room_id(room)) return fail(store_failure::not_found, "room");
   if (!is_uuid(user)) return fail(store_failure::not_found, "user");
   return impl_->guard<member_row>([&](pqxx::connection& conn) -> outcome<member_row> {
     pqxx::work tx{conn};
@@ -1034,7 +1043,7 @@ std::optional<store_failure> still_as_seen(pqxx::work& tx, const std::string& ro
 
 outcome<done> account_store::remove_member(std::string_view room, std::string_view user,
                                            std::span<const member_row> seen) {
-  if (room.empty() || has_nul(room) || !is_uuid(user)) return fail(store_failure::not_found, "member");
+  if (!possible_room_id(room) || !is_uuid(user)) return fail(store_failure::not_found, "member");
   return impl_->guard<done>([&](pqxx::connection& conn) -> outcome<done> {
     pqxx::work tx{conn};
     const std::string id{room};
@@ -1054,7 +1063,7 @@ outcome<std::pair<member_row, std::optional<member_row>>> account_store::change_
   if (change.overrides && ((change.overrides->first & ~all_permissions) != 0 ||
                            (change.overrides->second & ~all_permissions) != 0))
     return fail(store_failure::invalid, "permissions");
-  if (room.empty() || has_nul(room) || !is_uuid(user) || !is_uuid(by))
+  if (!possible_room_id(room) || !is_uuid(user) || !is_uuid(by))
     return fail(store_failure::not_found, "member");
   return impl_->guard<result>([&](pqxx::connection& conn) -> outcome<result> {
     pqxx::work tx{conn};
@@ -1090,7 +1099,7 @@ outcome<std::pair<member_row, std::optional<member_row>>> account_store::change_
 
 outcome<member_row> account_store::set_settings(std::string_view room, std::string_view user,
                                                 const member_settings_patch& patch) {
-  if (room.empty() || has_nul(room) || !is_uuid(user)) return fail(store_failure::not_found, "member");
+  if (!possible_room_id(room) || !is_uuid(user)) return fail(store_failure::not_found, "member");
   return impl_->guard<member_row>([&](pqxx::connection& conn) {
     pqxx::work tx{conn};
     return update_member(tx, "acc_set_settings", std::string{room}, std::string{user}, nullable(patch.muted),
@@ -1100,7 +1109,7 @@ outcome<member_row> account_store::set_settings(std::string_view room, std::stri
 
 outcome<std::uint64_t> account_store::mark_read(std::string_view room, std::string_view user,
                                                 std::uint64_t seq) {
-  if (room.empty() || has_nul(room) || !is_uuid(user)) return fail(store_failure::not_found, "member");
+  if (!possible_room_id(room) || !is_uuid(user)) return fail(store_failure::not_found, "member");
   return impl_->guard<std::uint64_t>([&](pqxx::connection& conn) -> outcome<std::uint64_t> {
     pqxx::work tx{conn};
     const auto res =
@@ -1113,7 +1122,7 @@ outcome<std::uint64_t> account_store::mark_read(std::string_view room, std::stri
 }
 
 outcome<room_access_row> account_store::room_access(std::string_view room) {
-  if (room.empty() || has_nul(room)) return fail(store_failure::not_found, "room");
+  if (!possible_room_id(room)) return fail(store_failure::not_found, "room");
   return impl_->guard<room_access_row>([&](pqxx::connection& conn) -> outcome<room_access_row> {
     // One snapshot for the room and its members, so the actor never sees half of a concurrent change.
     pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx{conn};

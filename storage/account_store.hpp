@@ -192,7 +192,7 @@ struct new_room {
   std::string topic;
   bool is_public = false;  ///< must be false for direct rooms (invalid "is_public")
   std::string category;
-  std::string creator;  ///< user id; joins as owner unless `members` lists it with another role
+  std::string creator;  ///< user id; joins as owner (whatever `members` says about it: a room has its owner)
   /// Further initial members (user id, role). A direct room has exactly two distinct users in total,
   /// counting the creator (invalid "direct_members" otherwise).
   std::vector<std::pair<std::string, member_role>> members;

@@ -222,7 +222,15 @@ TEST_F(accounts_test, forged_expired_wrong_secret_and_missing_tokens_are_refused
     auto r = api("GET", "/api/v1/users/me", nullptr, c.token);
     EXPECT_EQ(r.status, c.status) << c.token;
     EXPECT_EQ(code_of(r), c.code) << c.token;
+    EXPECT_EQ(r.headers["www-authenticate"], "Bearer") << c.token;
   }
+  // The login's and the refresh token's 401s name the scheme too.
+  auto login = api("POST", "/api/v1/auth/login", json::object{{"login", a.username}, {"password", "wrong"}});
+  EXPECT_EQ(login.status, 401u);
+  EXPECT_EQ(login.headers["www-authenticate"], "Bearer");
+  auto refresh = api("POST", "/api/v1/auth/refresh", json::object{{"refresh_token", "not-one-of-ours"}});
+  EXPECT_EQ(refresh.status, 401u);
+  EXPECT_EQ(refresh.headers["www-authenticate"], "Bearer");
 }
 
 TEST_F(accounts_test, a_deleted_users_token_stops_working) {
@@ -258,6 +266,24 @@ TEST_F(accounts_test, login_brute_force_hits_the_lockout) {
 }
 
 // ---- bad input ----
+
+TEST_F(accounts_test, a_room_id_that_cannot_exist_is_not_found) {
+  auto a = make_account("roomless");
+  // Percent-encoded bytes that are not UTF-8, a NUL, characters no room id has: no such room.
+  for (const std::string& id :
+       std::vector<std::string>{"%FF", "%C3%28", "a%00b", "x%20y", std::string(65, 'a')}) {
+    for (const char* method : {"GET", "PATCH", "DELETE"}) {
+      auto r = api(
+          method, "/api/v1/rooms/" + id,
+          std::string(method) == "PATCH" ? json::value(json::object{{"name", "n"}}) : json::value(nullptr),
+          a.access);
+      EXPECT_EQ(r.status, 404u) << method << " " << id << ": " << r.body;
+      EXPECT_EQ(code_of(r), "not_found") << method << " " << id;
+    }
+    auto members = api("GET", "/api/v1/rooms/" + id + "/members", nullptr, a.access);
+    EXPECT_EQ(members.status, 404u) << id << ": " << members.body;
+  }
+}
 
 TEST_F(accounts_test, malformed_oversize_and_mistyped_bodies_change_nothing) {
   auto users_before = sql("SELECT count(*) FROM users");
@@ -388,6 +414,33 @@ TEST_F(accounts_test, sql_metacharacters_and_long_text_round_trip_as_plain_text)
 }
 
 // ---- rooms and permissions ----
+
+TEST_F(accounts_test, user_ids_in_capitals_name_the_same_users) {
+  auto ann = make_account("ann");
+  auto bob = make_account("bob");
+  auto upper = [](std::string id) {
+    for (auto& c : id) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return id;
+  };
+  // Her own id among the members, in capitals: she is still the room's owner, and bob is in it.
+  auto made =
+      api("POST", "/api/v1/rooms",
+          json::object{{"kind", "group"},
+                       {"name", unique("caps")},
+                       {"public", true},
+                       {"members", json::array{json::string(upper(ann.id)), json::string(upper(bob.id))}}},
+          ann.access);
+  ASSERT_EQ(made.status, 201u) << made.body;
+  const auto room = txt(body_of(made).at("id"));
+  EXPECT_EQ(role_in(room, ann.id), "owner");
+  EXPECT_EQ(role_in(room, bob.id), "member");
+  // Joining a public room under one's own id in capitals is joining it.
+  auto cid = make_account("cid");
+  auto joined =
+      api("POST", "/api/v1/rooms/" + room + "/members", json::object{{"user_id", upper(cid.id)}}, cid.access);
+  EXPECT_EQ(joined.status, 201u) << joined.body;
+  EXPECT_EQ(role_in(room, cid.id), "member");
+}
 
 TEST_F(accounts_test, direct_rooms_are_unique_per_pair_and_closed_to_others) {
   auto a = make_account("jo");

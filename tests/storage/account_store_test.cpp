@@ -399,13 +399,14 @@ TEST_F(account_store_test, create_group_room_with_members_in_one_transaction) {
   EXPECT_FAILURE(store.create_room(r), not_found, "user");
   EXPECT_EQ(ok(store.list_my_rooms(a.id, "", 50)).items.size(), 1u);
 
-  // The creator listed with another role keeps that role; listed twice, the last entry wins.
+  // The creator listed with another role stays the owner (a room always has one); another user listed
+  // twice gets the last entry's role.
   storage::new_room r2;
   r2.name = "second";
   r2.creator = a.id;
   r2.members = {{a.id, member_role::admin}, {b.id, member_role::member}, {b.id, member_role::moderator}};
   const auto room2 = ok(store.create_room(r2));
-  EXPECT_EQ(ok(store.get_member(room2.id, a.id)).role, member_role::admin);
+  EXPECT_EQ(ok(store.get_member(room2.id, a.id)).role, member_role::owner);
   EXPECT_EQ(ok(store.get_member(room2.id, b.id)).role, member_role::moderator);
   EXPECT_EQ(ok(store.room_access(room2.id)).members.size(), 2u);
 
