@@ -894,7 +894,8 @@ expected<http_response> patch_member(request_scope& rq, const caller& me, const 
     role = storage::parse_member_role(*role_text);
     if (!role) return fail(error_code::bad_request, "role must be owner, admin, moderator or member");
   }
-  bool masks = body.contains("granted") || body.contains("revoked");
+  auto named = [&](std::string_view key) { return body.contains(key) && !body.at(key).is_null(); };
+  bool masks = named("granted") || named("revoked");
   CHORUS_TRY(granted, mask_field(body, "granted", member.granted));
   CHORUS_TRY(revoked, mask_field(body, "revoked", member.revoked));
   if (!role && !masks) return fail(error_code::bad_request, "give role, granted or revoked");

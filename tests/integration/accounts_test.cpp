@@ -501,6 +501,19 @@ TEST_F(accounts_test, members_cannot_raise_themselves_and_moderators_cannot_remo
                 member.id + "'"),
             "0");
 
+  // Overrides a PATCH does not name, or names as null, stay as they are; naming nothing is a bad request.
+  const auto member_url = "/api/v1/rooms/" + room + "/members/" + member.id;
+  ASSERT_EQ(api("PATCH", member_url, json::object{{"revoked", json::array{"create_messages"}}}, owner.access)
+                .status,
+            200u);
+  auto granted = api("PATCH", member_url,
+                     json::object{{"granted", json::array{"edit_room"}}, {"revoked", nullptr}}, owner.access);
+  ASSERT_EQ(granted.status, 200u) << granted.body;
+  EXPECT_EQ(json::serialize(body_of(granted).at("revoked")), R"(["create_messages"])");
+  EXPECT_EQ(json::serialize(body_of(granted).at("granted")), R"(["edit_room"])");
+  auto nothing = api("PATCH", member_url, json::object{{"granted", nullptr}}, owner.access);
+  EXPECT_EQ(nothing.status, 400u) << nothing.body;
+
   auto kick_owner = api("DELETE", "/api/v1/rooms/" + room + "/members/" + owner.id, nullptr, mod.access);
   EXPECT_EQ(kick_owner.status, 403u);
   EXPECT_EQ(role_in(room, owner.id), "owner");
