@@ -131,10 +131,17 @@ const std::pair<const char*, const char*> statements[] = {
      "WHERE m.room_id = $1 AND u.deleted_at IS NULL ORDER BY m.user_id"},
     {"acc_get_member",
      "SELECT " CHORUS_MEMBER_COLUMNS " FROM room_members m WHERE m.room_id = $1 AND m.user_id = $2::uuid"},
+    // A user who comes back gets back what was revoked from it before it left (room_restrictions).
     {"acc_add_member",
-     "INSERT INTO room_members AS m (room_id, user_id, role) SELECT $1, u.id, $3 FROM users u "
-     "WHERE u.id = $2::uuid AND u.deleted_at IS NULL RETURNING " CHORUS_MEMBER_COLUMNS},
-    {"acc_remove_member", "DELETE FROM room_members WHERE room_id = $1 AND user_id = $2::uuid"},
+     "INSERT INTO room_members AS m (room_id, user_id, role, revoked) SELECT $1, u.id, $3, "
+     "coalesce((SELECT r.revoked FROM room_restrictions r WHERE r.room_id = $1 AND r.user_id = u.id), 0) "
+     "FROM users u WHERE u.id = $2::uuid AND u.deleted_at IS NULL RETURNING " CHORUS_MEMBER_COLUMNS},
+    {"acc_forget_restriction", "DELETE FROM room_restrictions WHERE room_id = $1 AND user_id = $2::uuid"},
+    {"acc_remove_member",
+     "WITH gone AS (DELETE FROM room_members WHERE room_id = $1 AND user_id = $2::uuid RETURNING revoked), "
+     "kept AS (INSERT INTO room_restrictions (room_id, user_id, revoked) SELECT $1, $2::uuid, revoked "
+     "FROM gone WHERE revoked <> 0 ON CONFLICT (room_id, user_id) DO UPDATE SET revoked = excluded.revoked) "
+     "SELECT count(*) FROM gone"},
     {"acc_lock_member",
      "SELECT " CHORUS_MEMBER_COLUMNS " FROM room_members m WHERE m.room_id = $1 AND m.user_id = $2::uuid "
      "FOR UPDATE"},
@@ -1004,6 +1011,7 @@ outcome<member_row> account_store::add_member(std::string_view room, std::string
     const auto res = tx.exec_prepared("acc_add_member", id, std::string{user}, std::string{to_string(role)});
     if (res.empty()) return fail(store_failure::not_found, "user");
     auto m = read_member(res[0]);
+    tx.exec_prepared("acc_forget_restriction", id, std::string{user});  // the membership carries it now
     tx.commit();
     return m;
   });
@@ -1048,7 +1056,7 @@ outcome<done> account_store::remove_member(std::string_view room, std::string_vi
     pqxx::work tx{conn};
     const std::string id{room};
     if (auto f = still_as_seen(tx, id, seen)) return *f;
-    if (tx.exec_prepared("acc_remove_member", id, std::string{user}).affected_rows() == 0) {
+    if (tx.exec_prepared("acc_remove_member", id, std::string{user}).at(0).at(0).as<long long>() == 0) {
       return fail(store_failure::not_found, "member");
     }
     tx.commit();

@@ -334,7 +334,8 @@ class account_store {
   outcome<page<member_row>> list_members(std::string_view room, std::string_view cursor, std::size_t limit);
   /// One membership; not_found "member" if not a member, "room" if the room is unknown or deleted.
   outcome<member_row> get_member(std::string_view room, std::string_view user);
-  /// Adds a member; conflict "member" if already one; invalid "direct_members" on a direct room.
+  /// Adds a member; conflict "member" if already one; invalid "direct_members" on a direct room. A user who
+  /// was a member before gets back the permissions revoked from it then (they outlive the membership).
   outcome<member_row> add_member(std::string_view room, std::string_view user, member_role role);
   // Changes decided on memberships read before (whether the caller may make them) take `seen`: those rows
   // as read. The change is made only if each is still exactly so when it is written, in the same

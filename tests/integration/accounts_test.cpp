@@ -480,6 +480,32 @@ TEST_F(accounts_test, group_members_add_users_but_only_the_owner_deletes) {
   EXPECT_EQ(api("DELETE", "/api/v1/rooms/" + room, nullptr, owner.access).status, 204u);
 }
 
+TEST_F(accounts_test, permissions_taken_away_stay_taken_after_leaving_and_joining_again) {
+  auto owner = make_account("olga");
+  auto loud = make_account("lou");
+  auto room = make_room(owner, "group", {loud.id}, true);
+  const auto url = "/api/v1/rooms/" + room + "/members/" + loud.id;
+  ASSERT_EQ(api("PATCH", url, json::object{{"revoked", json::array{"create_messages"}}}, owner.access).status,
+            200u);
+  // Lou leaves the public room and joins it again, as anyone may.
+  ASSERT_EQ(api("DELETE", url, nullptr, loud.access).status, 204u);
+  auto back =
+      api("POST", "/api/v1/rooms/" + room + "/members", json::object{{"user_id", loud.id}}, loud.access);
+  ASSERT_EQ(back.status, 201u) << back.body;
+  EXPECT_EQ(json::serialize(body_of(back).at("revoked")), R"(["create_messages"])");
+  auto ws = ws_for(loud);
+  join(*ws, room);
+  EXPECT_EQ(error_code_of(call(*ws, {{"op", "send"}, {"room", room}, {"text", "I am back"}}, 2)),
+            "forbidden");
+  EXPECT_EQ(sql("SELECT count(*) FROM messages WHERE room = '" + room + "'"), "0");
+  // What the owner gives back is given back.
+  ASSERT_EQ(api("PATCH", url, json::object{{"revoked", json::array{}}}, owner.access).status, 200u);
+  ASSERT_EQ(api("DELETE", url, nullptr, loud.access).status, 204u);
+  back = api("POST", "/api/v1/rooms/" + room + "/members", json::object{{"user_id", loud.id}}, loud.access);
+  ASSERT_EQ(back.status, 201u) << back.body;
+  EXPECT_EQ(json::serialize(body_of(back).at("revoked")), "[]");
+}
+
 TEST_F(accounts_test, members_cannot_raise_themselves_and_moderators_cannot_remove_the_owner) {
   auto owner = make_account("pat");
   auto mod = make_account("quinn");
