@@ -13,6 +13,7 @@
 #include <utility>
 #include <variant>
 
+#include "actors/address_block.hpp"
 #include "actors/authorization.hpp"
 #include "actors/jwt.hpp"
 #include "actors/password.hpp"
@@ -390,7 +391,7 @@ std::string lower(std::string s) {
 http_response do_register(request_scope& rq, const params&) {
   auto& ctx = rq.ctx();
   double per_hour = ctx.cfg.registrations_per_hour;
-  if (auto f = rq.limit("register:ip:" + rq.req().remote_ip, per_hour / 3600.0, per_hour))
+  if (auto f = rq.limit("register:ip:" + address_block(rq.req().remote_ip), per_hour / 3600.0, per_hour))
     return error_response(*f);
   auto run = [&]() -> expected<http_response> {
     CHORUS_TRY(body, body_object(rq.req()));
@@ -438,7 +439,8 @@ http_response do_login(request_scope& rq, const params&) {
     CHORUS_TRY(login, string_field(body, "login", true, storage::limits::email_max, 1));
     CHORUS_TRY(password, string_field(body, "password", true, 1024));
     double per_minute = ctx.cfg.login_attempts_per_minute;
-    if (auto f = rq.limit("login:ip:" + rq.req().remote_ip, per_minute / 60.0, per_minute)) return *f;
+    if (auto f = rq.limit("login:ip:" + address_block(rq.req().remote_ip), per_minute / 60.0, per_minute))
+      return *f;
     auto found = ctx.store.credentials_by_login(*login);
     auto* creds = std::get_if<storage::credentials>(&found);
     if (auto* f = std::get_if<store_failure>(&found); f && f->what != store_failure::not_found)
@@ -488,7 +490,7 @@ http_response do_login(request_scope& rq, const params&) {
 /// The per-address API bucket, for the routes that have no user yet.
 std::optional<api_failure> limit_address(request_scope& rq) {
   auto& cfg = rq.ctx().cfg;
-  return rq.limit("api:ip:" + rq.req().remote_ip, cfg.api_requests_per_second, cfg.api_burst);
+  return rq.limit("api:ip:" + address_block(rq.req().remote_ip), cfg.api_requests_per_second, cfg.api_burst);
 }
 
 http_response do_refresh(request_scope& rq, const params&) {
