@@ -41,10 +41,13 @@ void reply_error(session_pointer self, std::optional<std::int64_t> re, error_cod
     push(self, protocol::encode_error_event(code, message, retry_after_ms));
 }
 
+/// Ends the connection: nothing the client sent runs from now on, though its close handshake may take a
+/// while (a request waiting for a join, say, would otherwise run after the token it came with expired).
 void close_link(session_pointer self, std::uint16_t code, std::string reason) {
   auto& st = self->state;
   if (st.closing || !st.link) return;
   st.link->close(code, std::move(reason));
+  st.closing = true;
 }
 
 member_ref me(session_pointer self) {

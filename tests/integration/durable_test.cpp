@@ -225,6 +225,27 @@ TEST_F(durable_test, a_retry_the_room_no_longer_remembers_costs_the_other_sender
   for (std::int64_t i = 1; i <= burst; ++i) EXPECT_EQ(rows[i].text, "b" + std::to_string(i));
 }
 
+TEST_F(durable_test, a_send_waiting_for_its_join_when_the_token_expires_is_never_stored) {
+  start();
+  auto c = connect();
+  const auto issued = now_s();
+  expect_ok(call(*c, {{"op", "auth"}, {"token", actors::jwt::mint(secret, "alice", issued, 2)}}, 1));
+  const auto expiry = std::chrono::system_clock::time_point(std::chrono::seconds(issued + 2));
+  std::this_thread::sleep_until(expiry - 400ms);
+  // The room's first load waits on the lock past the token's expiry, and the send waits for the join.
+  pqxx::connection conn{db()};
+  pqxx::work hold_rooms{conn};
+  hold_rooms.exec("LOCK TABLE rooms IN ACCESS EXCLUSIVE MODE");
+  ASSERT_TRUE(c->send_json({{"op", "join"}, {"id", 2}, {"room", "expiring"}}));
+  ASSERT_TRUE(c->send_json({{"op", "send"}, {"id", 3}, {"room", "expiring"}, {"text", "after the token"}}));
+  // The connection ends with the token (the client has not read the close yet); then the room loads.
+  std::this_thread::sleep_until(expiry + 300ms);
+  hold_rooms.commit();
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(c->wait_closed(), 4001);
+  EXPECT_TRUE(table(db(), "expiring").empty()) << "a request that came with the token ran after it expired";
+}
+
 TEST_F(durable_test, history_pages_backwards_and_forwards_match_the_table) {
   start({{"CHORUS_TAIL_CACHE_SIZE", "5"}, {"CHORUS_HISTORY_LIMIT", "20"}});
   auto alice = connect("alice");
