@@ -6,7 +6,6 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
-#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <optional>
@@ -644,14 +643,6 @@ std::optional<api_failure> require(const room_view& v, action a, const target* t
   return fail(error_code::forbidden, "not allowed: " + std::string(to_string(d.reason)));
 }
 
-/// A user id as the server spells it: UUIDs in lower case. Clients may send them in any case; comparing them
-/// as sent would take the caller's own id in capitals for someone else's.
-std::string user_key(std::string_view id) {
-  std::string out(id);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
-}
-
 expected<http_response> create_room(request_scope& rq, const caller& me, const params&) {
   auto& ctx = rq.ctx();
   CHORUS_TRY(body, body_object(rq.req()));
@@ -684,7 +675,9 @@ expected<http_response> create_room(request_scope& rq, const caller& me, const p
     for (const auto& v : arr) {
       if (!v.is_string() || v.as_string().size() > 64)
         return fail(error_code::bad_request, "members must be an array of user ids");
-      auto id = user_key(v.as_string());
+      // User ids are lower-case UUIDs; a client may send them in any case (its own id in capitals is its
+      // own).
+      auto id = lower(std::string(v.as_string()));
       if (id != me.user_id && std::find(others.begin(), others.end(), id) == others.end())
         others.push_back(id);
     }
@@ -799,7 +792,7 @@ expected<http_response> add_member(request_scope& rq, const caller& me, const pa
     if (!parsed) return fail(error_code::bad_request, "role must be owner, admin, moderator or member");
     role = *parsed;
   }
-  *user_id = user_key(*user_id);
+  *user_id = lower(std::move(*user_id));  // user ids are lower-case UUIDs, whatever case the client sent
   bool self_join = *user_id == me.user_id;
   if (self_join) {
     if (v.me) return fail(error_code::conflict, "already a member");
